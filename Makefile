@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints-test.txt
+RUN_TEXT ?= Hello! This is Higgs Audio speaking, streamed as it is generated.
+
+.PHONY: run test install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml constraints-test.txt | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints-test.txt | $(PY)
+	$(PIP) -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+## run: synthesise a sentence on the embedded defaults into out/hello.wav
+run: install
+	HIGGS_ENGINE=$${HIGGS_ENGINE:-fake} $(VENV)/bin/higgs-tts synth --text "$(RUN_TEXT)" --voice belinda --seed 7 --out out/hello.wav
+
+## test: the whole suite, as CI runs it
+test: install-test
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

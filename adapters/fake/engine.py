@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import zlib
+from array import array
+from typing import Any, Iterator, Sequence
+
+from core.domain.audio import FRAME_RATE, SAMPLE_RATE
+from core.domain.request import SpeechRequest
+from core.domain.voice import VoicePrompt
+from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineProgress
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FRAME_RATE
+CHARS_PER_SECOND = 14.0
+
+
+class FakeSpeechEngine:
+    """Speaks a tone whose length follows the text: about 14 characters per second of audio,
+    cut at max_new_tokens frames. The pitch follows the voices and the seed, so the same
+    seed gives the same samples and another seed different ones.
+
+    Knobs for tests: `step_delay` slows every frame, `fail` raises mid-stream,
+    `warm_up_delay` makes warm-up slow; `steps` counts frames generated so far."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        step_delay: float = 0.0,
+        warm_up_delay: float = 0.0,
+        fail: BaseException | None = None,
+        first_chunk_frames: int = 10,
+        chunk_frames: int = 25,
+    ) -> None:
+        self.step_delay = step_delay
+        self.warm_up_delay = warm_up_delay
+        self.fail = fail
+        self.first_chunk_frames = first_chunk_frames
+        self.chunk_frames = chunk_frames
+        self.steps = 0
+        self.requests = 0
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if not self._ready.is_set():
+                time.sleep(self.warm_up_delay)
+                self._ready.set()
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "fake", "model": "tone", "layout": None, "revision": None, "device": "cpu"}
+
+    def close(self) -> None:
+        self._ready.clear()
+
+    def stream(
+        self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+    ) -> Iterator[EngineEvent]:
+        started = time.perf_counter()
+        load = 0.0
+        if not self.is_ready():
+            self.warm_up()
+            load = time.perf_counter() - started
+        self.requests += 1
+        frames_total = min(
+            request.sampling.max_new_tokens,
+            max(1, math.ceil(len(request.text) / CHARS_PER_SECOND * FRAME_RATE)),
+        )
+        seed = request.sampling.seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        key = f"{seed}|{'|'.join(v.content_hash for v in voices)}".encode()
+        pitch = 110.0 + zlib.crc32(key) % 220
+        phase = (zlib.crc32(key[::-1]) % 628) / 100.0
+
+        decode_started = time.perf_counter()
+        first_audio = None
+        frame = 0
+        chunk_start = 0
+        chunk = array("f")
+        target = self.first_chunk_frames
+        stop_reason = "end_token" if frames_total < request.sampling.max_new_tokens else "max_new_tokens"
+        while frame < frames_total:
+            if cancel.is_set():
+                stop_reason = "cancelled"
+                break
+            if self.step_delay:
+                time.sleep(self.step_delay)
+            if self.fail is not None and frame == self.first_chunk_frames:
+                raise self.fail
+            chunk.extend(_tone(frame, pitch, phase))
+            frame += 1
+            self.steps += 1
+            if frame - chunk_start == target or frame == frames_total:
+                if first_audio is None:
+                    first_audio = time.perf_counter() - started
+                yield EngineAudio(chunk, chunk_start)
+                yield EngineProgress(frame, 0, 1)
+                chunk, chunk_start, target = array("f"), frame, self.chunk_frames
+        decode = time.perf_counter() - decode_started
+        yield EngineProgress(frame, 1, 1)
+        yield EngineDone(
+            frames=frame,
+            stop_reason=stop_reason,
+            timings={"load": load, "prefill": 0.0, "decode": decode, "vocode": 0.0,
+                     "first_audio": first_audio or 0.0},
+            text_output=request.text,
+            metadata={"engine": "fake"},
+        )
+
+
+def _tone(frame: int, pitch: float, phase: float) -> array:
+    """One frame of a tone with a syllable-like envelope (4 per second)."""
+    start = frame * SAMPLES_PER_FRAME
+    step = 2.0 * math.pi * pitch / SAMPLE_RATE
+    out = array("f", bytes(4 * SAMPLES_PER_FRAME))
+    for i in range(SAMPLES_PER_FRAME):
+        n = start + i
+        envelope = 0.5 - 0.5 * math.cos(2.0 * math.pi * 4.0 * n / SAMPLE_RATE)
+        out[i] = 0.3 * envelope * math.sin(step * n + phase)
+    return out

@@ -1,0 +1,3 @@
+from adapters.local.object_store import LocalObjectStore
+
+__all__ = ["LocalObjectStore"]

@@ -1,0 +1,3 @@
+from adapters.otel.tracer import OtelTracer
+
+__all__ = ["OtelTracer"]

@@ -1,0 +1,222 @@
+"""`higgs-tts`: the command line. Subcommands register themselves in `COMMANDS`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from app.container import Container, build_container
+from core.domain.errors import DomainError, ErrorType
+from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechFailed
+from core.domain.request import (
+    Chunking,
+    InlineVoice,
+    OutputFormat,
+    OutputTarget,
+    Sampling,
+    SpeechRequest,
+    parse_voice_list,
+)
+
+log = logging.getLogger("higgs_tts")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _add_request_arguments(p: argparse.ArgumentParser) -> None:
+    defaults = Sampling()
+    chunking = Chunking()
+    text = p.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="what to say; [SPEAKER0]/[SPEAKER1] tags switch speakers")
+    text.add_argument("--text-file", type=Path, help="read the text from a file")
+    p.add_argument("--voice", help="voice prompt name(s), comma-separated, one per speaker")
+    p.add_argument("--ref-audio", type=Path, help="reference clip to clone (WAV/FLAC/OGG)")
+    p.add_argument("--ref-text", help="transcript of --ref-audio")
+    p.add_argument("--scene", help="scene description that steers the tone")
+    p.add_argument("--temperature", type=float, default=defaults.temperature)
+    p.add_argument("--top-k", type=int, default=defaults.top_k)
+    p.add_argument("--top-p", type=float, default=defaults.top_p)
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                   help="upper bound on audio frames (25 per second)")
+    p.add_argument("--seed", type=int, default=None, help="same seed, same audio")
+    p.add_argument("--ras-win-len", type=int, default=defaults.ras_win_len,
+                   help="repetition-aware sampling window in frames (0 turns it off)")
+    p.add_argument("--ras-win-max-num-repeat", type=int, default=defaults.ras_win_max_num_repeat)
+    p.add_argument("--chunk-method", choices=["none", "word", "speaker"], default="none")
+    p.add_argument("--chunk-max-word-num", type=int, default=chunking.max_word_num)
+    p.add_argument("--chunk-max-num-turns", type=int, default=chunking.max_num_turns)
+    p.add_argument("--format", choices=[f.value for f in OutputFormat], default="wav")
+    p.add_argument("--bucket", help="also store the audio and its event record in this bucket")
+    p.add_argument("--key", help="object key (default: {prefix}/{yyyy}/{mm}/{dd}/{request_id}.wav)")
+
+
+def request_from_args(args: argparse.Namespace) -> SpeechRequest:
+    text = args.text if args.text is not None else args.text_file.read_text(encoding="utf-8")
+    voices: tuple = ()
+    if args.voice:
+        voices = parse_voice_list(args.voice)
+    if args.ref_audio:
+        voices = voices + (InlineVoice(args.ref_audio.read_bytes(), args.ref_text or ""),)
+    output = OutputTarget(args.bucket, args.key) if (args.bucket or args.key) else None
+    return SpeechRequest(
+        text=text,
+        voices=voices,
+        scene_prompt=args.scene,
+        sampling=Sampling(
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+            ras_win_len=args.ras_win_len,
+            ras_win_max_num_repeat=args.ras_win_max_num_repeat,
+        ),
+        chunking=Chunking(args.chunk_method, args.chunk_max_word_num, args.chunk_max_num_turns),
+        output=output,
+        output_format=args.format,
+    )
+
+
+class ProgressBar:
+    """One status line on stderr, redrawn in place on a terminal, printed sparsely otherwise."""
+
+    def __init__(self, stream=sys.stderr, min_interval: float = 0.5) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.min_interval = min_interval if self.tty else 2.0
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.audio_seconds = 0.0
+
+    def update(self, event: Progress | AudioChunk) -> None:
+        if isinstance(event, AudioChunk):
+            self.audio_seconds += event.duration_seconds
+            return
+        now = time.monotonic()
+        if now - self.last < self.min_interval:
+            return
+        self.last = now
+        elapsed = now - self.started
+        line = (
+            f"generating: {event.frames_done} frames, {self.audio_seconds:.1f}s audio, "
+            f"text chunk {min(event.chunks_done + 1, event.chunks_total)}/{event.chunks_total}, "
+            f"{elapsed:.1f}s"
+        )
+        self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self, message: str) -> None:
+        self.stream.write(("\r" if self.tty else "") + message + ("\x1b[K\n" if self.tty else "\n"))
+        self.stream.flush()
+
+
+def cmd_synth(args: argparse.Namespace, container: Container) -> int:
+    try:
+        request = request_from_args(args)
+    except DomainError as error:
+        return _fail(error)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    generate = container.generate_speech()
+    bar = ProgressBar()
+    stored: AudioStored | None = None
+    for event in generate(request, received_at=time.monotonic()):
+        if isinstance(event, (Progress, AudioChunk)):
+            bar.update(event)
+        elif isinstance(event, AudioStored):
+            stored = event
+        elif isinstance(event, SpeechFailed):
+            bar.close(f"failed: {event.error.code}: {event.error.message}")
+            return _fail(event.error)
+        elif isinstance(event, SpeechCompleted):
+            out = args.out or Path(f"{request.request_id}.{event.audio.format}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(event.audio.data)
+            bar.close(
+                f"done: {event.duration_seconds:.2f}s of audio in {event.timings.total:.2f}s "
+                f"(RTF {event.real_time_factor:.3f}, stopped: {event.stop_reason}) -> {out}"
+            )
+            summary = {
+                "success": True,
+                "request_id": event.request_id,
+                "out": str(out),
+                "audio_url": event.audio_url,
+                "s3_key": stored.key if stored else None,
+                "duration_seconds": round(event.duration_seconds, 4),
+                "sample_rate": event.sample_rate,
+                "frames": event.frames,
+                "stop_reason": event.stop_reason,
+                "real_time_factor": round(event.real_time_factor, 4),
+                "timings": event.timings.to_dict(),
+                "metadata": event.metadata,
+            }
+            print(json.dumps(summary, default=str))
+    return EXIT_OK
+
+
+def cmd_voices(args: argparse.Namespace, container: Container) -> int:
+    try:
+        voices = container.voice_library().list()
+    except DomainError as error:
+        return _fail(error)
+    print(json.dumps([{"name": v.name, "transcript": v.transcript,
+                       "duration_seconds": v.duration_seconds} for v in voices]))
+    return EXIT_OK
+
+
+def _fail(error: DomainError) -> int:
+    print(json.dumps({"success": False, "error": error.to_dict()}, default=str))
+    return EXIT_BAD_INPUT if error.type is ErrorType.VALIDATION else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="higgs-tts", description="Higgs Audio V2 text-to-speech: voice cloning, streaming."
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="text -> audio file; JSON summary on stdout")
+    _add_request_arguments(synth)
+    synth.add_argument("--out", type=Path, help="where to write the audio (default <request_id>.wav)")
+    synth.set_defaults(handler=cmd_synth)
+
+    voices = sub.add_parser("voices", help="list the voice prompts")
+    voices.set_defaults(handler=cmd_voices)
+    return parser
+
+
+Handler = Callable[[argparse.Namespace, Container], int]
+
+
+def main(argv: list[str] | None = None, container: Container | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        container = container or build_container()
+        settings = container.settings()
+    except ValueError as error:  # a bad environment variable
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    logging.basicConfig(
+        level=(args.log_level or settings.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from app.telemetry import install_tracer_provider
+
+    install_tracer_provider(container.tracer_provider())
+    try:
+        return args.handler(args, container)
+    finally:
+        container.tracer_provider().shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

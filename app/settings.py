@@ -1,0 +1,62 @@
+"""Settings from the environment, read once at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_MODEL_PATH = "/runpod-volume/higgs_audio"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path = Path(DEFAULT_MODEL_PATH)
+    engine: str = "higgs"  # higgs | fake
+    output_dir: Path = Path("out")
+    store: str = "auto"  # auto | s3 | local | none
+    s3_bucket: str | None = None  # default bucket when a request names none
+    s3_key_prefix: str = "higgs-tts"
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    log_level: str = "INFO"
+    otel_exporter: str = "none"  # from OTEL_TRACES_EXPORTER: otlp | console | none
+    otel_service_name: str = "higgs-tts"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        engine = env.get("HIGGS_ENGINE", "higgs").strip().lower()
+        if engine not in ("higgs", "fake"):
+            raise ValueError(f"HIGGS_ENGINE must be 'higgs' or 'fake', not {engine!r}")
+        store = env.get("HIGGS_STORE", "auto").strip().lower()
+        if store not in ("auto", "s3", "local", "none"):
+            raise ValueError(f"HIGGS_STORE must be auto, s3, local or none, not {store!r}")
+        return cls(
+            model_path=Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH),
+            engine=engine,
+            output_dir=Path(env.get("OUTPUT_DIR") or "out"),
+            store=store,
+            s3_bucket=env.get("S3_BUCKET") or None,
+            s3_key_prefix=env.get("S3_KEY_PREFIX", "higgs-tts"),
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or env.get("BUCKET_ENDPOINT_URL") or None,
+            aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None,
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            otel_exporter=(env.get("OTEL_TRACES_EXPORTER") or "none").strip().lower(),
+            otel_service_name=env.get("OTEL_SERVICE_NAME") or "higgs-tts",
+        )
+
+    @property
+    def uses_s3(self) -> bool:
+        if self.store == "s3":
+            return True
+        if self.store != "auto":
+            return False
+        return self.s3_endpoint_url is not None or self.s3_bucket is not None
+
+    @property
+    def store_kind(self) -> str:
+        if self.store == "auto":
+            return "s3" if self.uses_s3 else "local"
+        return self.store

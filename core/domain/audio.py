@@ -1,0 +1,92 @@
+"""Audio as the domain sees it: mono float32 samples in an `array('f')`, and the WAV container.
+
+The core stays free of numpy: adapters hand over `array('f')` (numpy wraps it without a copy via
+`np.frombuffer`)."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from dataclasses import dataclass
+
+SAMPLE_RATE = 24_000
+FRAME_RATE = 25  # audio-token frames per second of the Higgs audio tokenizer
+
+
+def samples_from_bytes(data: bytes) -> array:
+    """Little-endian float32 bytes -> samples."""
+    out = array("f")
+    out.frombytes(data)
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out
+
+
+def samples_to_bytes(samples: array) -> bytes:
+    if sys.byteorder == "little":
+        return samples.tobytes()
+    swapped = array("f", samples)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def to_pcm16(samples: array) -> array:
+    """Clip to [-1, 1] and scale to int16."""
+    return array(
+        "h",
+        [
+            int(x * 32767.0) if -1.0 < x < 1.0 else (32767 if x >= 1.0 else -32767)
+            for x in samples
+        ],
+    )
+
+
+def pcm16_bytes(samples: array) -> bytes:
+    pcm = to_pcm16(samples)
+    if sys.byteorder != "little":
+        pcm.byteswap()
+    return pcm.tobytes()
+
+
+def wav_bytes(samples: array, sample_rate: int) -> bytes:
+    """A 16-bit PCM mono WAV file."""
+    data = pcm16_bytes(samples)
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(data),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,  # PCM
+        1,  # mono
+        sample_rate,
+        sample_rate * 2,
+        2,
+        16,
+        b"data",
+        len(data),
+    )
+    return header + data
+
+
+@dataclass(frozen=True, repr=False)
+class EncodedAudio:
+    data: bytes
+    format: str
+    content_type: str
+
+    def __repr__(self) -> str:
+        return f"EncodedAudio({self.format}, {len(self.data)} bytes)"
+
+
+class WavEncoder:
+    """The encoder every deployment has: 16-bit PCM WAV, standard library only."""
+
+    formats = frozenset({"wav"})
+
+    def encode(self, samples: array, sample_rate: int, fmt: str) -> EncodedAudio:
+        if fmt != "wav":
+            raise ValueError(f"WavEncoder cannot write {fmt}")
+        return EncodedAudio(wav_bytes(samples, sample_rate), "wav", "audio/wav")

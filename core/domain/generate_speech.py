@@ -1,0 +1,365 @@
+"""The use case: one SpeechRequest in, one ordered stream of domain events out.
+
+Event order: SpeechStarted, then AudioChunk and Progress as the engine produces them, then
+AudioStored (only when the audio is stored) and SpeechCompleted. A request that fails yields
+SpeechFailed instead of what is left, and never raises past the caller. Failures found before
+any work (bad format, unknown voice) yield SpeechFailed before SpeechStarted.
+
+The generator must be consumed from one thread (spans are entered and left around yields).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from array import array
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+from core.domain.audio import EncodedAudio
+from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.events import (
+    AudioChunk,
+    AudioStored,
+    Progress,
+    SpeechCompleted,
+    SpeechEvent,
+    SpeechFailed,
+    SpeechStarted,
+    Timings,
+)
+from core.domain.request import InlineVoice, NamedVoice, SpeechRequest, validation_error
+from core.domain.voice import VoicePrompt
+from core.ports.audio_encoder import AudioEncoder
+from core.ports.object_store import ObjectStore
+from core.ports.speech_engine import EngineAudio, EngineDone, EngineProgress, SpeechEngine
+from core.ports.tracer import NoopTracer, Tracer
+from core.ports.voice_library import VoiceLibrary
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3"}
+
+
+def default_key(prefix: str, request_id: str, fmt: str, now: datetime) -> str:
+    """`{prefix}/{yyyy}/{mm}/{dd}/{request_id}.{ext}`"""
+    stem = f"{now:%Y}/{now:%m}/{now:%d}/{request_id}.{_EXTENSIONS[fmt]}"
+    return f"{prefix.strip('/')}/{stem}" if prefix.strip("/") else stem
+
+
+def record_key(audio_key: str) -> str:
+    return f"{audio_key}.json"
+
+
+class GenerateSpeech:
+    def __init__(
+        self,
+        engine: SpeechEngine,
+        voices: VoiceLibrary,
+        encoder: AudioEncoder,
+        store: ObjectStore | None = None,
+        tracer: Tracer | None = None,
+        default_bucket: str | None = None,
+        key_prefix: str = "higgs-tts",
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self._engine = engine
+        self._voices = voices
+        self._encoder = encoder
+        self._store = store
+        self._tracer = tracer or NoopTracer()
+        self._default_bucket = default_bucket
+        self._key_prefix = key_prefix
+        self._clock = clock
+        self._now = now
+
+    def __call__(
+        self,
+        request: SpeechRequest,
+        cancel: threading.Event | None = None,
+        received_at: float | None = None,
+    ) -> Iterator[SpeechEvent]:
+        cancel = cancel or threading.Event()
+        started_at = self._clock()
+        attributes = {
+            "request.id": request.request_id,
+            "speech.voice": ",".join(request.voice_names),
+            "speech.text_length": len(request.text),
+            "speech.output_format": request.output_format.value,
+        }
+        with self._tracer.span("speech.generate", attributes) as span:
+            try:
+                yield from self._run(request, cancel, started_at, received_at, span)
+            except DomainError as error:
+                span.record_error(error)
+                span.set_attribute("error.code", error.code)
+                yield SpeechFailed(request.request_id, error)
+
+    def _run(self, request, cancel, started_at, received_at, span) -> Iterator[SpeechEvent]:
+        rid = request.request_id
+        fmt = request.output_format.value
+        if fmt not in self._encoder.formats:
+            raise validation_error(
+                ErrorCode.INVALID_OUTPUT_FORMAT,
+                f"output_format {fmt} is not available here; available: "
+                + ", ".join(sorted(self._encoder.formats)),
+                value=fmt,
+            )
+        target = self._target(request)
+        with self._tracer.span("speech.resolve_voices", {"speech.voice_count": len(request.voices)}):
+            voices = [self._resolve(v) for v in request.voices]
+
+        sample_rate = self._engine.sample_rate
+        yield SpeechStarted(rid, sample_rate, 1, tuple(v.name for v in voices))
+
+        samples = array("f")
+        sequence = 0
+        done: EngineDone | None = None
+        first_audio: float | None = None
+        engine_started = self._clock()
+        with self._tracer.span("speech.synthesize") as synth_span:
+            for event in self._engine_events(request, voices, cancel):
+                if isinstance(event, EngineAudio):
+                    if first_audio is None:
+                        first_audio = self._clock() - engine_started
+                    samples.extend(event.samples)
+                    yield AudioChunk(rid, sequence, event.samples, sample_rate, event.frame_index)
+                    sequence += 1
+                elif isinstance(event, EngineProgress):
+                    yield Progress(rid, event.frames_done, event.chunks_done, event.chunks_total)
+                elif isinstance(event, EngineDone):
+                    done = event
+            generation_seconds = self._clock() - engine_started
+            if cancel.is_set():
+                raise DomainError(ErrorType.SYSTEM, ErrorCode.CANCELLED, "request was cancelled")
+            if done is None:
+                raise DomainError(
+                    ErrorType.INFERENCE,
+                    ErrorCode.INFERENCE_FAILED,
+                    "engine stopped without finishing the request",
+                )
+            synth_span.set_attribute("speech.frames", done.frames)
+            synth_span.set_attribute("speech.stop_reason", done.stop_reason)
+
+        duration = len(samples) / sample_rate
+        rtf = generation_seconds / duration if duration > 0 else 0.0
+        span.set_attribute("speech.frames", done.frames)
+        span.set_attribute("speech.audio_seconds", round(duration, 3))
+        span.set_attribute("speech.rtf", round(rtf, 4))
+
+        with self._tracer.span("speech.encode", {"audio.format": fmt}):
+            audio = self._encode(samples, sample_rate, fmt)
+
+        t = done.timings
+        timings = Timings(
+            queue=max(0.0, started_at - received_at) if received_at is not None else 0.0,
+            load=t.get("load", 0.0),
+            prefill=t.get("prefill", 0.0),
+            decode=t.get("decode", 0.0),
+            vocode=t.get("vocode", 0.0),
+            first_audio=first_audio,
+        )
+        metadata: dict[str, Any] = {
+            "request_id": rid,
+            "trace_id": span.trace_id(),
+            "voices": [v.name for v in voices],
+            "frames": done.frames,
+            "stop_reason": done.stop_reason,
+            "model": self._engine.describe(),
+            **done.metadata,
+        }
+
+        audio_url = None
+        if target is not None:
+            bucket, key = target
+            upload_started = self._clock()
+            with self._tracer.span("speech.store", {"s3.bucket": bucket, "s3.key": key}):
+                stored = self._store_audio(
+                    request, bucket, key, audio, duration, sample_rate, done, timings, rtf, metadata
+                )
+            timings = _replace(timings, upload=self._clock() - upload_started)
+            audio_url = stored.url
+            metadata["audio_uri"] = stored.uri
+            yield stored
+
+        timings = _replace(timings, total=self._clock() - started_at)
+        metadata["timings"] = timings.to_dict()
+        yield SpeechCompleted(
+            request_id=rid,
+            duration_seconds=duration,
+            sample_rate=sample_rate,
+            timings=timings,
+            real_time_factor=rtf,
+            frames=done.frames,
+            stop_reason=done.stop_reason,
+            audio=audio,
+            audio_url=audio_url,
+            text_output=done.text_output,
+            metadata=metadata,
+        )
+
+    def _target(self, request: SpeechRequest) -> tuple[str, str] | None:
+        output = request.output
+        bucket = (output.bucket if output else None) or self._default_bucket
+        if output is None and bucket is None:
+            return None
+        if bucket is None:
+            raise validation_error(
+                ErrorCode.INVALID_S3_BUCKET,
+                "s3_key was given but no s3_bucket, and no default bucket is configured",
+            )
+        if self._store is None:
+            raise DomainError(
+                ErrorType.S3_UPLOAD,
+                ErrorCode.S3_UPLOAD_FAILED,
+                "an output target was requested but no object store is configured",
+            )
+        fmt = request.output_format.value
+        key = output.key if output and output.key else None
+        return bucket, key or default_key(self._key_prefix, request.request_id, fmt, self._now())
+
+    def _resolve(self, voice: NamedVoice | InlineVoice) -> VoicePrompt:
+        if isinstance(voice, InlineVoice):
+            return VoicePrompt(voice.name, voice.transcript, bytes(voice.audio))
+        try:
+            return self._voices.get(voice.name)
+        except DomainError:
+            raise
+        except Exception as exc:
+            raise DomainError(
+                ErrorType.SYSTEM,
+                ErrorCode.INTERNAL_ERROR,
+                f"voice library failed to read voice {voice.name!r}: {exc}",
+                {"voice": voice.name},
+            ) from exc
+
+    def _engine_events(self, request, voices, cancel):
+        try:
+            yield from self._engine.stream(request, voices, cancel)
+        except DomainError:
+            raise
+        except MemoryError as exc:
+            raise DomainError(
+                ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY, "out of memory during generation"
+            ) from exc
+        except Exception as exc:
+            raise DomainError(
+                ErrorType.INFERENCE,
+                ErrorCode.INFERENCE_FAILED,
+                f"generation failed: {exc}",
+                {"exception": type(exc).__name__},
+            ) from exc
+
+    def _encode(self, samples: array, sample_rate: int, fmt: str) -> EncodedAudio:
+        try:
+            return self._encoder.encode(samples, sample_rate, fmt)
+        except Exception as exc:
+            raise DomainError(
+                ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"could not encode {fmt}: {exc}"
+            ) from exc
+
+    def _store_audio(
+        self, request, bucket, key, audio, duration, sample_rate, done, timings, rtf, metadata
+    ) -> AudioStored:
+        store = self._store
+        assert store is not None
+        user_metadata = {
+            "request-id": request.request_id,
+            "voice": ",".join(request.voice_names) or "none",
+            "duration-seconds": f"{duration:.3f}",
+            "sample-rate": str(sample_rate),
+            "model-revision": str(metadata["model"].get("revision") or "unknown"),
+            "trace-id": metadata.get("trace_id") or "",
+        }
+        stored = _put(store, bucket, key, audio.data, audio.content_type, user_metadata)
+        record = {
+            "event": "speech.completed",
+            "created_at": self._now().isoformat(),
+            "request_id": request.request_id,
+            "trace_id": metadata.get("trace_id"),
+            "request": request_record(request),
+            "audio": {
+                "bucket": bucket,
+                "key": key,
+                "uri": stored.uri,
+                "bytes": stored.size,
+                "etag": stored.etag,
+                "format": audio.format,
+                "content_type": audio.content_type,
+                "duration_seconds": round(duration, 4),
+                "sample_rate": sample_rate,
+            },
+            "frames": done.frames,
+            "stop_reason": done.stop_reason,
+            "real_time_factor": round(rtf, 4),
+            "timings": timings.to_dict(),
+            "model": metadata["model"],
+        }
+        rkey = record_key(key)
+        try:
+            _put(
+                store,
+                bucket,
+                rkey,
+                json.dumps(record, sort_keys=True).encode("utf-8"),
+                "application/json",
+                {"request-id": request.request_id},
+            )
+        except DomainError:
+            # the event record is what consumers subscribe to: audio without it is half-stored
+            try:
+                store.delete(bucket, key)
+            except Exception:  # the caller needs the first error; say what was left behind
+                log.exception("could not remove %s/%s after its record failed", bucket, key)
+            raise
+        return AudioStored(
+            request.request_id, stored.url, stored.uri, bucket, key, stored.size, stored.etag, rkey
+        )
+
+
+def _put(store: ObjectStore, bucket, key, data, content_type, metadata):
+    try:
+        return store.put(bucket, key, data, content_type, metadata)
+    except DomainError:
+        raise
+    except Exception as exc:
+        raise DomainError(
+            ErrorType.S3_UPLOAD,
+            ErrorCode.S3_UPLOAD_FAILED,
+            f"could not store {key} in {bucket}: {exc}",
+            {"bucket": bucket, "key": key},
+        ) from exc
+
+
+def request_record(request: SpeechRequest) -> dict[str, Any]:
+    """The request's parameters for the event record: no audio bytes, nothing secret."""
+    s, c = request.sampling, request.chunking
+    return {
+        "text": request.text,
+        "voices": request.voice_names,
+        "inline_voice": any(isinstance(v, InlineVoice) for v in request.voices),
+        "scene_prompt": request.scene_prompt,
+        "output_format": request.output_format.value,
+        "sampling": {
+            "temperature": s.temperature,
+            "top_k": s.top_k,
+            "top_p": s.top_p,
+            "max_new_tokens": s.max_new_tokens,
+            "seed": s.seed,
+            "ras_win_len": s.ras_win_len,
+            "ras_win_max_num_repeat": s.ras_win_max_num_repeat,
+        },
+        "chunking": {
+            "method": c.method.value,
+            "max_word_num": c.max_word_num,
+            "max_num_turns": c.max_num_turns,
+        },
+    }
+
+
+def _replace(timings: Timings, **changes: float) -> Timings:
+    return replace(timings, **changes)

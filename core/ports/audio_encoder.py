@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from array import array
+from typing import Protocol, runtime_checkable
+
+from core.domain.audio import EncodedAudio
+
+
+@runtime_checkable
+class AudioEncoder(Protocol):
+    """Writes finished audio in a container format (wav always; others when available)."""
+
+    formats: frozenset[str]
+
+    def encode(self, samples: array, sample_rate: int, fmt: str) -> EncodedAudio: ...

@@ -1,0 +1,80 @@
+"""The ObjectStore contract: every implementation passes the same suite.
+Later adapters join by adding a fixture param (see `STORES`)."""
+
+import urllib.request
+
+import pytest
+
+from adapters.fake import InMemoryObjectStore
+from adapters.local import LocalObjectStore
+from core.domain.errors import DomainError
+
+
+def _memory(tmp_path):
+    return InMemoryObjectStore()
+
+
+def _local(tmp_path):
+    return LocalObjectStore(tmp_path / "store")
+
+
+STORES = {"memory": _memory, "local": _local}
+# stores whose URLs a client can fetch (the in-memory one's are names only)
+FETCHABLE = {"local"}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request, tmp_path):
+    return STORES[request.param](tmp_path)
+
+
+BUCKET = "contract-bucket"
+
+
+def test_put_then_get_returns_the_bytes(store):
+    data = bytes(range(256)) * 100
+    stored = store.put(BUCKET, "a/b/c.wav", data, "audio/wav", {"request-id": "r1"})
+    assert stored.bucket == BUCKET and stored.key == "a/b/c.wav"
+    assert stored.size == len(data)
+    assert store.get(BUCKET, "a/b/c.wav") == data
+    assert store.exists(BUCKET, "a/b/c.wav")
+
+
+def test_overwrite_replaces(store):
+    store.put(BUCKET, "k.json", b"one", "application/json")
+    store.put(BUCKET, "k.json", b"two", "application/json")
+    assert store.get(BUCKET, "k.json") == b"two"
+
+
+def test_delete_removes_and_is_idempotent(store):
+    store.put(BUCKET, "gone.wav", b"x", "audio/wav")
+    store.delete(BUCKET, "gone.wav")
+    assert not store.exists(BUCKET, "gone.wav")
+    store.delete(BUCKET, "gone.wav")
+    store.delete(BUCKET, "never-there.wav")
+
+
+def test_missing_object_does_not_exist(store):
+    assert not store.exists(BUCKET, "nothing/here.wav")
+
+
+def test_url_for_names_the_object(store):
+    stored = store.put(BUCKET, "dir/u.wav", b"abc", "audio/wav")
+    assert "u.wav" in stored.url and "u.wav" in store.url_for(BUCKET, "dir/u.wav")
+    assert stored.uri
+
+
+@pytest.mark.parametrize("name", sorted(FETCHABLE))
+def test_fetchable_urls_return_the_bytes(name, tmp_path):
+    store = STORES[name](tmp_path)
+    stored = store.put(BUCKET, "fetch/me.bin", b"payload", "application/octet-stream")
+    with urllib.request.urlopen(stored.url) as response:
+        assert response.read() == b"payload"
+
+
+def test_local_store_refuses_keys_escaping_the_bucket(tmp_path):
+    store = LocalObjectStore(tmp_path)
+    with pytest.raises(DomainError) as info:
+        store.put(BUCKET, "../other/x.wav", b"x", "audio/wav")
+    assert info.value.code == "INVALID_S3_KEY"
+    assert not (tmp_path / "other").exists()
