@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -189,10 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     voices = sub.add_parser("voices", help="list the voice prompts")
     voices.set_defaults(handler=cmd_voices)
+
+    serve = sub.add_parser("serve", help="run a server")
+    servers = serve.add_subparsers(dest="server", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub, servers)
     return parser
 
 
 Handler = Callable[[argparse.Namespace, Container], int]
+
+# Modules that add subcommands: each has `register(commands, serve_commands)` that adds
+# argparse parsers whose `handler` default is a Handler.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None, container: Container | None = None) -> int:
