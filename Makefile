@@ -24,7 +24,7 @@ install-test: $(VENV)/.installed-test
 
 ## run: synthesise a sentence on the embedded defaults into out/hello.wav
 run: install
-	HIGGS_ENGINE=$${HIGGS_ENGINE:-fake} $(VENV)/bin/higgs-tts synth --text "$(RUN_TEXT)" --voice belinda --seed 7 --out out/hello.wav
+	HIGGS_DEMO_FALLBACK=$${HIGGS_DEMO_FALLBACK:-1} $(VENV)/bin/higgs-tts synth --text "$(RUN_TEXT)" --voice belinda --seed 7 --out out/hello.wav
 
 ## test: the whole suite, as CI runs it
 test: install-test

@@ -124,6 +124,7 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    warn_if_demo(container)
     generate = container.generate_speech()
     bar = ProgressBar()
     stored: AudioStored | None = None
@@ -161,6 +162,30 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
     return EXIT_OK
 
 
+def cmd_demo_model(args: argparse.Namespace, container: Container) -> int:
+    from boson_multimodal.demo import WARNING, write_demo_bundle
+
+    paths = write_demo_bundle(args.dir, seed=args.seed)
+    size = sum(f.stat().st_size for f in paths.root.rglob("*") if f.is_file())
+    print(json.dumps({"model_path": str(paths.root), "bytes": size,
+                      "voices": sorted(p.stem for p in paths.voices.glob("*.txt"))}))
+    print(WARNING, file=sys.stderr)
+    return EXIT_OK
+
+
+def warn_if_demo(container: Container) -> None:
+    settings = container.settings()
+    if settings.engine != "higgs":
+        return
+    paths = container.model_paths()
+    if paths.is_demo:
+        from boson_multimodal.demo import WARNING
+
+        banner = "!" * 78
+        print(f"{banner}\n{WARNING}MODEL_PATH is {settings.model_path}; using {paths.root}\n{banner}",
+              file=sys.stderr)
+
+
 def cmd_voices(args: argparse.Namespace, container: Container) -> int:
     try:
         voices = container.voice_library().list()
@@ -190,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     voices = sub.add_parser("voices", help="list the voice prompts")
     voices.set_defaults(handler=cmd_voices)
+
+    demo = sub.add_parser("demo-model", help="write a tiny random-weight model bundle (a few MB)")
+    demo.add_argument("dir", type=Path)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=cmd_demo_model)
 
     serve = sub.add_parser("serve", help="run a server")
     servers = serve.add_subparsers(dest="server", required=True)

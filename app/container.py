@@ -4,19 +4,45 @@ Tests override providers (`container.engine.override(providers.Object(fake))`)."
 
 from __future__ import annotations
 
+import logging
+
 from dependency_injector import containers, providers
 
 from adapters.fake import FakeSpeechEngine, InMemoryVoiceLibrary
 from adapters.local import LocalObjectStore
 from adapters.otel import OtelTracer
+from adapters.voices import VolumeVoiceLibrary
 from app.settings import Settings
+from boson_multimodal.layout import ModelPaths
 from app.telemetry import make_tracer_provider
 from core.domain.audio import WavEncoder
 from core.domain.generate_speech import GenerateSpeech
 
+log = logging.getLogger(__name__)
 
-def _higgs_engine(settings: Settings):
-    raise NotImplementedError("the Higgs engine is not wired yet; set HIGGS_ENGINE=fake")
+
+def resolve_model_paths(settings: Settings) -> ModelPaths:
+    """MODEL_PATH's layout; with HIGGS_DEMO_FALLBACK and no weights there, the demo bundle
+    (written on first use)."""
+    paths = ModelPaths.under(
+        settings.model_path, settings.generation_subdir, settings.tokenizer_subdir, settings.voices_subdir
+    )
+    if paths.has_weights() or not settings.demo_fallback:
+        return paths
+    demo = ModelPaths.under(settings.demo_model_dir)
+    if not demo.has_weights():
+        from boson_multimodal.demo import write_demo_bundle
+
+        write_demo_bundle(settings.demo_model_dir)
+    log.warning("no weights at %s: using the DEMO bundle at %s (random weights, noise)",
+                settings.model_path, settings.demo_model_dir)
+    return demo
+
+
+def _higgs_engine(paths: ModelPaths, settings: Settings):
+    from adapters.higgs import HiggsSpeechEngine
+
+    return HiggsSpeechEngine(paths, device=settings.device, max_cache_len=settings.max_cache_len)
 
 
 class Container(containers.DeclarativeContainer):
@@ -25,15 +51,17 @@ class Container(containers.DeclarativeContainer):
     tracer_provider = providers.Singleton(make_tracer_provider, settings)
     tracer = providers.Singleton(OtelTracer, tracer_provider)
 
+    model_paths = providers.Singleton(resolve_model_paths, settings)
+
     engine = providers.Selector(
         providers.Callable(lambda s: s.engine, settings),
         fake=providers.Singleton(FakeSpeechEngine),
-        higgs=providers.Singleton(_higgs_engine, settings),
+        higgs=providers.Singleton(_higgs_engine, model_paths, settings),
     )
     voice_library = providers.Selector(
         providers.Callable(lambda s: s.engine, settings),
         fake=providers.Singleton(InMemoryVoiceLibrary.with_demo_voices),
-        higgs=providers.Singleton(InMemoryVoiceLibrary.with_demo_voices),
+        higgs=providers.Singleton(VolumeVoiceLibrary, providers.Callable(lambda p: p.voices, model_paths)),
     )
     encoder = providers.Singleton(WavEncoder)
     object_store = providers.Selector(

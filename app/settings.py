@@ -20,6 +20,13 @@ class Settings:
     s3_key_prefix: str = "higgs-tts"
     s3_endpoint_url: str | None = None
     aws_region: str | None = None
+    device: str | None = None  # cuda | cpu; default: cuda when available
+    max_cache_len: int = 8192  # KV-cache positions: prompt + generated frames of one chunk
+    demo_fallback: bool = False  # no weights at MODEL_PATH: use (and write) the demo bundle
+    demo_model_dir: Path = Path(".cache/demo-model")
+    generation_subdir: str | None = None
+    tokenizer_subdir: str | None = None
+    voices_subdir: str | None = None
     log_level: str = "INFO"
     otel_exporter: str = "none"  # from OTEL_TRACES_EXPORTER: otlp | console | none
     otel_service_name: str = "higgs-tts"
@@ -42,6 +49,13 @@ class Settings:
             s3_key_prefix=env.get("S3_KEY_PREFIX", "higgs-tts"),
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or env.get("BUCKET_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None,
+            device=env.get("HIGGS_DEVICE") or None,
+            max_cache_len=int(env.get("HIGGS_MAX_CACHE_LEN") or 8192),
+            demo_fallback=(env.get("HIGGS_DEMO_FALLBACK") or "").strip().lower() in ("1", "true", "yes"),
+            demo_model_dir=Path(env.get("HIGGS_DEMO_MODEL_DIR") or ".cache/demo-model"),
+            generation_subdir=env.get("HIGGS_GENERATION_SUBDIR") or None,
+            tokenizer_subdir=env.get("HIGGS_TOKENIZER_SUBDIR") or None,
+            voices_subdir=env.get("HIGGS_VOICES_SUBDIR") or None,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             otel_exporter=(env.get("OTEL_TRACES_EXPORTER") or "none").strip().lower(),
             otel_service_name=env.get("OTEL_SERVICE_NAME") or "higgs-tts",

@@ -1,0 +1,3 @@
+from adapters.higgs.engine import HiggsSpeechEngine
+
+__all__ = ["HiggsSpeechEngine"]

@@ -1,0 +1,154 @@
+"""The SpeechEngine port on the Higgs Audio runtime (boson_multimodal)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from array import array
+from typing import Any, Callable, Iterator, Sequence
+
+from boson_multimodal.codec import AudioInputError
+from boson_multimodal.generate import NumericalError, SamplingConfig
+from boson_multimodal.layout import ModelPaths
+from boson_multimodal.loader import ModelLoadError
+from boson_multimodal.runtime import AudioOut, Finished, HiggsAudio, ProgressOut, Synthesis, VoiceClip
+from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.request import SpeechRequest
+from core.domain.voice import VoicePrompt
+from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineProgress
+
+log = logging.getLogger(__name__)
+
+
+class HiggsSpeechEngine:
+    """Loads lazily on the first request, or at `warm_up()`. One request generates at a time;
+    a failed request leaves the engine usable."""
+
+    sample_rate = 24_000
+
+    def __init__(
+        self,
+        paths: ModelPaths,
+        device: str | None = None,
+        max_cache_len: int = 8192,
+        max_reference_seconds: float = 30.0,
+        loader: Callable[..., HiggsAudio] = HiggsAudio.load,
+    ) -> None:
+        self.paths = paths
+        self.device = device
+        self.max_cache_len = max_cache_len
+        self.max_reference_seconds = max_reference_seconds
+        self._loader = loader
+        self._runtime: HiggsAudio | None = None
+        self._warm = False
+        self._lock = threading.Lock()
+        self._generating = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _load(self) -> tuple[HiggsAudio, float]:
+        with self._lock:
+            if self._runtime is not None:
+                return self._runtime, 0.0
+            started = time.perf_counter()
+            if self.paths.is_demo:
+                log.warning("MODEL_PATH=%s holds the DEMO bundle: random weights, the audio is noise. "
+                            "Put the real Higgs Audio V2 weights on the volume for speech.", self.paths.root)
+            try:
+                self._runtime = self._loader(self.paths, device=self.device, max_cache_len=self.max_cache_len)
+            except ModelLoadError as exc:
+                code = ErrorCode.MODEL_NOT_FOUND if exc.missing else ErrorCode.MODEL_LOAD_FAILED
+                raise DomainError(
+                    ErrorType.MODEL, code, str(exc), {"path": exc.path, "missing": exc.missing}
+                ) from exc
+            seconds = time.perf_counter() - started
+            log.info("loaded %s in %.1fs (%s)", self.paths.root, seconds, self._runtime.bundle.info)
+            return self._runtime, seconds
+
+    def warm_up(self) -> None:
+        runtime, _ = self._load()
+        with self._generating:
+            if not self._warm:
+                runtime.warm_up()
+                self._warm = True
+
+    def is_ready(self) -> bool:
+        return self._runtime is not None and self._warm
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"engine": "higgs", "model_path": str(self.paths.root), "loaded": False}
+        if self._runtime is not None:
+            info.update(self._runtime.bundle.info, loaded=True)
+        return info
+
+    def close(self) -> None:
+        with self._generating, self._lock:
+            self._runtime = None
+            self._warm = False
+            gc.collect()
+            _empty_cuda_cache()
+
+    # -- one request ----------------------------------------------------------------------
+
+    def stream(
+        self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+    ) -> Iterator[EngineEvent]:
+        runtime, load_seconds = self._load()
+        s = request.sampling
+        synthesis = Synthesis(
+            text=request.text,
+            voices=[VoiceClip(v.name, v.transcript, v.audio, v.content_hash) for v in voices],
+            scene=request.scene_prompt,
+            sampling=SamplingConfig(s.temperature, s.top_k, s.top_p, s.ras_win_len,
+                                    s.ras_win_max_num_repeat, s.seed),
+            max_new_tokens=s.max_new_tokens,
+            chunk_method=request.chunking.method.value,
+            chunk_max_word_num=request.chunking.max_word_num,
+            chunk_max_num_turns=request.chunking.max_num_turns,
+        )
+        with self._generating:
+            try:
+                for event in runtime.stream(synthesis, cancel):
+                    if isinstance(event, AudioOut):
+                        samples = array("f")
+                        samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
+                        yield EngineAudio(samples, event.frame_index)
+                    elif isinstance(event, ProgressOut):
+                        yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total)
+                    elif isinstance(event, Finished):
+                        yield EngineDone(
+                            frames=event.frames,
+                            stop_reason=event.stop_reason,
+                            timings={**event.timings, "load": load_seconds},
+                            text_output=request.text,
+                            metadata={
+                                "chunk_stop_reasons": event.chunk_stop_reasons,
+                                "prompt_tokens": event.prompt_tokens,
+                                "decode_steps": event.steps,
+                            },
+                        )
+            except AudioInputError as exc:
+                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc)) from exc
+            except NumericalError as exc:
+                raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
+            except ValueError as exc:  # e.g. a prompt that does not fit the KV cache
+                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc)) from exc
+            except RuntimeError as exc:
+                if _is_out_of_memory(exc):
+                    _empty_cuda_cache()
+                    raise DomainError(ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY,
+                                      "the GPU ran out of memory; try a shorter text or chunking") from exc
+                raise
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

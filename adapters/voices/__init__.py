@@ -1,0 +1,3 @@
+from adapters.voices.library import VolumeVoiceLibrary
+
+__all__ = ["VolumeVoiceLibrary"]

@@ -1,0 +1,379 @@
+"""The decode loop, gpt-fast style: prefill the prompt once, then one audio frame per step from a
+static KV cache, with sampling on the device.
+
+A frame is 8 codes, one per codebook, in the delay pattern: frame s carries codebook k's code for
+time s-1-k. Frame 0 is all stream-BOS; at step s the codebooks k >= s are still forced to BOS.
+Once any codebook emits stream-EOS, one more codebook (0, 1, ...) is forced to EOS per step; the
+stream ends with the first all-EOS frame.
+
+The KV cache is one buffer of `max_cache_len` positions. Decode steps read it through views of
+increasing length ("buckets"), so attention over a short prompt does not pay for the whole
+buffer; on CUDA each bucket's step is captured once in a CUDA graph and replayed. The host reads
+the device only at chunk boundaries (every `sync_every` frames)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+BIG = 1 << 30
+RAS_WINDOW_MAX = 256
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.3  # 0 means greedy (argmax), for parity tests
+    top_k: int = 50
+    top_p: float = 0.95
+    ras_win_len: int = 7  # 0 turns repetition-aware sampling off
+    ras_win_max_num_repeat: int = 2
+    seed: int | None = None
+
+
+@dataclass
+class Prompt:
+    input_ids: torch.Tensor  # [1, L] text tokens with audio placeholders
+    audio_frames: torch.Tensor  # [F, 8] delayed frames that fill the placeholders, in order
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+@dataclass
+class DecodeStats:
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    steps: int = 0
+    bucket_switches: int = 0
+    graph_replays: int = 0
+
+
+class NumericalError(RuntimeError):
+    """The model produced NaN or infinite logits."""
+
+
+class CodeIds:
+    def __init__(self, config) -> None:
+        self.num_codebooks = int(config.num_codebooks)
+        self.codebook_size = int(config.codebook_size)  # codes + BOS + EOS
+        self.bos = int(config.audio_stream_bos_id)
+        self.eos = int(config.audio_stream_eos_id)
+
+
+def _bucket_sizes(max_cache_len: int, smallest: int = 1024) -> list[int]:
+    sizes, size = [], smallest
+    while size < max_cache_len:
+        sizes.append(size)
+        size *= 2
+    sizes.append(max_cache_len)
+    return sizes
+
+
+class KVBuckets:
+    """One KV buffer, seen through StaticCaches of increasing length that share its storage."""
+
+    def __init__(self, model, max_cache_len: int, device, dtype, smallest: int = 1024) -> None:
+        from transformers import StaticCache
+
+        config = model.config
+        self.sizes = _bucket_sizes(max_cache_len, smallest)
+        heads, head_dim = config.num_key_value_heads, config.head_dim
+        shape = (1, heads, max_cache_len, head_dim)
+        layers = config.num_hidden_layers
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
+        self.caches = []
+        for size in self.sizes:
+            cache = StaticCache(config=config, max_cache_len=size)
+            for layer, k, v in zip(cache.layers, self.keys, self.values):
+                layer.device = torch.device(device)
+                layer.batch_size, layer.num_heads = 1, heads
+                layer.k_head_dim = layer.v_head_dim = head_dim
+                layer.keys, layer.values = k[:, :, :size], v[:, :, :size]
+                layer.cumulative_length = torch.zeros((), dtype=torch.long, device=device)
+                layer.is_initialized = True
+            self.caches.append(cache)
+
+    def index_for(self, length: int) -> int:
+        for i, size in enumerate(self.sizes):
+            if length <= size:
+                return i
+        raise ValueError(f"sequence of {length} positions exceeds the KV cache ({self.sizes[-1]})")
+
+    def set_length(self, index: int, length: int) -> None:
+        for layer in self.caches[index].layers:
+            layer.cumulative_length.fill_(length)
+
+
+class FrameDecoder:
+    """Generates delayed audio frames for a prompt. One request at a time."""
+
+    def __init__(
+        self,
+        model,
+        max_cache_len: int = 8192,
+        smallest_bucket: int = 1024,
+        use_cuda_graphs: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.ids = CodeIds(model.config)
+        self.kv = KVBuckets(model, max_cache_len, self.device, self.dtype, smallest_bucket)
+        self.use_cuda_graphs = (self.device.type == "cuda") if use_cuda_graphs is None else use_cuda_graphs
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._lock = threading.Lock()
+        n = self.ids.num_codebooks
+        d = self.device
+        # the step's inputs and state live in fixed tensors, so a captured graph can replay it
+        self.codes = torch.full((n,), self.ids.bos, dtype=torch.long, device=d)
+        self.position = torch.zeros((1, 1), dtype=torch.long, device=d)
+        self.step = torch.zeros((), dtype=torch.long, device=d)
+        self.eos_at = torch.full((), BIG, dtype=torch.long, device=d)
+        self.done = torch.zeros((), dtype=torch.bool, device=d)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=d)
+        self.window = torch.full((RAS_WINDOW_MAX, n), self.ids.bos, dtype=torch.long, device=d)
+        self.temperature = torch.ones((), device=d)
+        self.top_k = torch.zeros((), dtype=torch.long, device=d)
+        self.top_p = torch.ones((), device=d)
+        self.ras_len = torch.zeros((), dtype=torch.long, device=d)
+        self.ras_max = torch.ones((), dtype=torch.long, device=d)
+        self.greedy = False
+        self.generator: torch.Generator | None = None
+        self.logits_hook: Callable[[int, torch.Tensor], None] | None = None
+
+    # -- one step -------------------------------------------------------------------------
+
+    def _forward(self, cache) -> torch.Tensor:
+        out = self.model(
+            audio_input_ids=self.codes.view(1, 1, -1),
+            position_ids=self.position,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits.view(self.ids.num_codebooks, self.ids.codebook_size).float()
+
+    def _advance(self, logits: torch.Tensor) -> None:
+        """Sample the next frame from `logits` and update the state, all on the device."""
+        self.nonfinite.copy_(self.nonfinite | ~torch.isfinite(logits).all())
+        frame = sample_frame(
+            logits, self.step, self.eos_at, self.window, self.ids, self.temperature, self.top_k,
+            self.top_p, self.ras_len, self.ras_max, self.greedy, self.generator,
+        )
+        any_eos = (frame == self.ids.eos).any()
+        self.eos_at.copy_(torch.where((self.eos_at == BIG) & any_eos, self.step, self.eos_at))
+        self.done.copy_(self.done | (frame == self.ids.eos).all())
+        self.window.copy_(torch.roll(self.window, 1, 0))
+        self.window[0].copy_(frame)
+        self.codes.copy_(frame)
+        self.step.add_(1)
+
+    def _decode_step(self, cache) -> None:
+        self._advance(self._forward(cache))
+        self.position.add_(1)
+
+    def _graph_for(self, index: int):
+        graph = self.graphs.get(index)
+        if graph is None:
+            graph = self._capture(index)
+            self.graphs[index] = graph
+        return graph
+
+    def _capture(self, index: int):
+        """Record one decode step for bucket `index`. The warm-up runs mutate the state, so it
+        is saved first and restored after."""
+        saved = [t.clone() for t in self._state_tensors()]
+        lengths = [layer.cumulative_length.clone() for layer in self.kv.caches[index].layers]
+        cache = self.kv.caches[index]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._decode_step(cache)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._decode_step(cache)
+        for t, s in zip(self._state_tensors(), saved):
+            t.copy_(s)
+        for layer, length in zip(cache.layers, lengths):
+            layer.cumulative_length.copy_(length)
+        return graph
+
+    def _state_tensors(self):
+        return [self.codes, self.position, self.step, self.eos_at, self.done, self.nonfinite, self.window]
+
+    def warm_up(self, buckets: int | None = None) -> None:
+        """Capture the CUDA graphs now (no-op on CPU)."""
+        if not self.use_cuda_graphs:
+            return
+        with torch.inference_mode():
+            for index in range(len(self.kv.sizes) if buckets is None else buckets):
+                self._graph_for(index)
+        torch.cuda.synchronize()
+
+    # -- a whole request ------------------------------------------------------------------
+
+    def _configure(self, sampling: SamplingConfig, prompt_frames: torch.Tensor) -> None:
+        self.greedy = sampling.temperature <= 0
+        self.temperature.fill_(max(sampling.temperature, 1e-5))
+        self.top_k.fill_(sampling.top_k if sampling.top_k else 0)
+        self.top_p.fill_(sampling.top_p if sampling.top_p else 1.0)
+        self.ras_len.fill_(min(sampling.ras_win_len, RAS_WINDOW_MAX))
+        self.ras_max.fill_(max(1, sampling.ras_win_max_num_repeat))
+        seed = sampling.seed if sampling.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        if self.use_cuda_graphs:
+            # graphs replay with the device's default generator (graph-safe philox offsets)
+            torch.cuda.manual_seed(seed)
+            self.generator = None
+        else:
+            self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.step.zero_()
+        self.eos_at.fill_(BIG)
+        self.done.zero_()
+        self.nonfinite.zero_()
+        self.window.fill_(self.ids.bos)
+        tail = prompt_frames[-RAS_WINDOW_MAX:].flip(0)  # newest first, as the window keeps them
+        if tail.numel():
+            self.window[: tail.shape[0]].copy_(tail.to(self.device))
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt: Prompt,
+        sampling: SamplingConfig,
+        max_frames: int,
+        cancel: threading.Event | None = None,
+        sync_every: Callable[[int], int] | int = 8,
+        stats: DecodeStats | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yields delayed frames ([n, 8] int64 on the CPU) as they are produced, `sync_every`
+        at a time, ending with the first all-EOS frame or after `max_frames` frames."""
+        import time
+
+        with self._lock:
+            stats = stats if stats is not None else DecodeStats()
+            length = prompt.length
+            index = self.kv.index_for(length + 1)
+            self.kv.index_for(length + max_frames)  # fails early when it can never fit
+            self._configure(sampling, prompt.audio_frames)
+            for i in range(len(self.kv.caches)):
+                self.kv.set_length(i, 0)
+
+            started = time.perf_counter()
+            ids = prompt.input_ids.to(self.device)
+            audio = prompt.audio_frames.to(self.device)
+            out = self.model(
+                input_ids=ids,
+                audio_input_ids=audio[None] if audio.numel() else None,
+                audio_input_ids_mask=(torch.ones((1, audio.shape[0]), dtype=torch.bool, device=self.device)
+                                      if audio.numel() else None),
+                position_ids=torch.arange(length, device=self.device)[None],
+                cache=self.kv.caches[index],
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            logits = out.logits.view(self.ids.num_codebooks, self.ids.codebook_size).float()
+            if self.logits_hook:
+                self.logits_hook(0, logits)
+            self._advance(logits)  # frame 0: all BOS
+            self.position.fill_(length)
+            stats.prefill_s = time.perf_counter() - started
+
+            frames = torch.empty((max_frames, self.ids.num_codebooks), dtype=torch.long, device=self.device)
+            frames[0].copy_(self.codes)
+            produced, reported = 1, 0
+            decode_started = time.perf_counter()
+            while True:
+                due = sync_every(produced) if callable(sync_every) else sync_every
+                target = min(max_frames, reported + max(1, due))
+                while produced < target:
+                    if cancel is not None and cancel.is_set():
+                        break
+                    position = length + produced
+                    if position >= self.kv.sizes[index]:
+                        index = self.kv.index_for(position + 1)
+                        self.kv.set_length(index, position)
+                        stats.bucket_switches += 1
+                    if self.use_cuda_graphs:
+                        self._graph_for(index).replay()
+                        stats.graph_replays += 1
+                    else:
+                        logits = self._forward(self.kv.caches[index])
+                        if self.logits_hook:
+                            self.logits_hook(produced, logits)
+                        self._advance(logits)
+                        self.position.add_(1)
+                    frames[produced].copy_(self.codes)
+                    produced += 1
+                    stats.steps += 1
+                block = frames[reported:produced].cpu()  # the one host sync per block
+                if bool(self.nonfinite):
+                    raise NumericalError(f"non-finite logits by frame {produced}")
+                finished = (block == self.ids.eos).all(dim=1).nonzero()
+                if finished.numel():
+                    block = block[: int(finished[0]) + 1]
+                reported = produced
+                stats.decode_s = time.perf_counter() - decode_started
+                yield block
+                if finished.numel() or produced >= max_frames or (cancel is not None and cancel.is_set()):
+                    return
+
+
+def sample_frame(
+    logits: torch.Tensor,  # [8, C] float32
+    step: torch.Tensor,
+    eos_at: torch.Tensor,
+    window: torch.Tensor,  # [W, 8] recent frames, newest first
+    ids: CodeIds,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,  # 0 = off
+    top_p: torch.Tensor,
+    ras_len: torch.Tensor,  # 0 = off
+    ras_max: torch.Tensor,
+    greedy: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    n, size = logits.shape
+    codebook = torch.arange(n, device=logits.device)
+    vocab = torch.arange(size, device=logits.device)
+    bos_forced = codebook >= step
+    eos_forced = codebook < (step - eos_at)
+    forced = bos_forced | eos_forced
+    forced_token = torch.where(bos_forced, ids.bos, ids.eos)
+    only_forced = torch.where(vocab[None] == forced_token[:, None], 0.0, -math.inf)
+    logits = torch.where(forced[:, None], only_forced, logits)
+
+    if greedy:
+        choice = logits.argmax(dim=-1)
+    else:
+        scores = logits / temperature
+        ranked, order = scores.sort(dim=-1, descending=True)
+        rank = vocab[None].expand(n, size)
+        cut = (top_k > 0) & (rank >= top_k)
+        probs = ranked.softmax(dim=-1)
+        cut |= (probs.cumsum(dim=-1) - probs) > top_p  # keeps the first token always
+        ranked = ranked.masked_fill(cut, -math.inf)
+        scores = torch.empty_like(scores).scatter_(1, order, ranked)
+        choice = _draw(scores.softmax(dim=-1), generator)
+
+    # repetition-aware sampling: a code repeated too often in the recent window is redrawn
+    # from the unwarped distribution
+    recent = torch.arange(window.shape[0], device=logits.device)[:, None] < ras_len
+    counted = recent & (window < ids.bos)
+    repeats = ((window == choice[None]) & counted).sum(dim=0)
+    redraw = (repeats >= ras_max) & (ras_len > 0) & ~forced
+    alternative = _draw(logits.softmax(dim=-1), generator)
+    return torch.where(redraw, alternative, choice)
+
+
+def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One sample per row without a host sync: argmax of p / Exp(1) noise."""
+    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / noise).argmax(dim=-1)

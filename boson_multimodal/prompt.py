@@ -1,0 +1,90 @@
+"""The Higgs Audio prompt: Llama-3 style turns, a system instruction with the scene folded in,
+voice prompts as earlier user/assistant turns (transcript, then its audio), the text to speak.
+
+Audio in the prompt is its delayed frames; the text holds one placeholder per frame:
+`<|audio_out_bos|>`, (frames - 7) x `<|AUDIO_OUT|>`, 7 x the delay token, `<|audio_eos|>`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from boson_multimodal.codec import delay_frames
+from boson_multimodal.generate import CodeIds, Prompt
+
+SYSTEM_INSTRUCTION = "Generate audio following instruction."
+SPEAKER_TAG = re.compile(r"\[SPEAKER(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # system | user | assistant
+    text: str | None = None
+    codes: torch.Tensor | None = None  # [T, K] audio codes (assistant turns)
+
+
+def system_text(scene: str | None) -> str:
+    text = SYSTEM_INSTRUCTION
+    if scene and scene.strip():
+        text += f"\n\n<|scene_desc_start|>\n{scene.strip()}\n<|scene_desc_end|>"
+    return text
+
+
+def voice_turns(voices: Sequence[tuple[str, torch.Tensor]], multi_speaker: bool) -> list[Turn]:
+    """One user turn (the clip's transcript, tagged with its speaker when several speak) and one
+    assistant turn (the clip's codes) per voice, in speaker order."""
+    turns: list[Turn] = []
+    for i, (transcript, codes) in enumerate(voices):
+        text = f"[SPEAKER{i}] {transcript}" if multi_speaker else transcript
+        turns += [Turn("user", text), Turn("assistant", codes=codes)]
+    return turns
+
+
+class PromptBuilder:
+    def __init__(self, tokenizer, config) -> None:
+        self.tokenizer = tokenizer
+        self.ids = CodeIds(config)
+        token = tokenizer.convert_tokens_to_ids
+        self.special = {
+            name: token(name)
+            for name in (
+                "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                "<|audio_out_bos|>", "<|audio_eos|>",
+            )
+        }
+        self.audio_token = int(config.audio_token_id)
+        self.delay_token = int(config.audio_delay_token_id)
+        unknown = [name for name, i in self.special.items() if i is None or i == tokenizer.unk_token_id]
+        if unknown:
+            raise ValueError(f"the text tokenizer lacks the special tokens {unknown}")
+
+    def _text(self, text: str) -> list[int]:
+        # user text never becomes control tokens: "<|eot_id|>" typed by a user stays text
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def build(self, turns: Sequence[Turn]) -> Prompt:
+        s = self.special
+        k = self.ids.num_codebooks
+        ids: list[int] = [s["<|begin_of_text|>"]]
+        audio: list[torch.Tensor] = []
+        for turn in list(turns) + [Turn("assistant")]:
+            ids += [s["<|start_header_id|>"], *self._text(turn.role), s["<|end_header_id|>"]]
+            if turn.codes is not None:
+                frames = delay_frames(turn.codes.long(), self.ids.bos, self.ids.eos)
+                audio.append(frames)
+                ids += self._text("\n\n") + [s["<|audio_out_bos|>"]]
+                ids += [self.audio_token] * (frames.shape[0] - (k - 1)) + [self.delay_token] * (k - 1)
+                ids += [s["<|audio_eos|>"], s["<|eot_id|>"]]
+            elif turn.text is not None:
+                ids += self._text("\n\n" + turn.text) + [s["<|eot_id|>"]]
+            else:  # the generation prompt: the model continues with audio
+                ids += self._text("\n\n") + [s["<|audio_out_bos|>"]]
+        frames = torch.cat(audio) if audio else torch.empty((0, k), dtype=torch.long)
+        return Prompt(torch.tensor([ids], dtype=torch.long), frames)
+
+    def render(self, prompt: Prompt) -> str:
+        """The prompt as text, for logs and parity checks."""
+        return self.tokenizer.decode(prompt.input_ids[0].tolist(), skip_special_tokens=False)

@@ -1,0 +1,245 @@
+"""Text in, audio out, streaming: the Higgs Audio runtime that the service drives.
+
+One `HiggsAudio` owns a loaded bundle, a `FrameDecoder` and a cache of reference codes. It is
+used by one request at a time (the decoder holds a lock)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from boson_multimodal.chunking import chunk_text
+from boson_multimodal.codec import AudioCodec, read_clip
+from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig
+from boson_multimodal.layout import ModelPaths
+from boson_multimodal.loader import LoadedBundle, load_bundle
+from boson_multimodal.prompt import PromptBuilder, Turn, system_text, voice_turns
+from boson_multimodal.streaming import StreamingVocoder
+
+FRAME_RATE = 25
+CONTEXT_CHUNKS = 2  # earlier generated chunks kept in the prompt to keep the voice steady
+SEAM_FADE_SECONDS = 0.005
+SILENCE_RMS = 10 ** (-50 / 20)  # -50 dBFS
+SILENCE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class VoiceClip:
+    name: str
+    transcript: str
+    audio: bytes  # an audio file
+    key: str  # identifies the clip's content (a hash), for the code cache
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    text: str
+    voices: Sequence[VoiceClip] = ()
+    scene: str | None = None
+    sampling: SamplingConfig = SamplingConfig()
+    max_new_tokens: int = 2048  # frames per text chunk
+    chunk_method: str = "none"
+    chunk_max_word_num: int = 100
+    chunk_max_num_turns: int = 1
+    stop_on_silence: bool = True
+
+
+@dataclass
+class AudioOut:
+    samples: np.ndarray  # float32, 24 kHz
+    frame_index: int
+
+
+@dataclass
+class ProgressOut:
+    frames_done: int
+    chunks_done: int
+    chunks_total: int
+
+
+@dataclass
+class Finished:
+    frames: int
+    stop_reason: str
+    timings: dict[str, float]
+    chunk_stop_reasons: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    steps: int = 0
+
+
+def duration_bound_frames(text: str) -> int:
+    """Frames that no reading of `text` should need: about 3x a normal speaking rate, plus 3 s."""
+    units = max(len(text.split()), len(text) / 6.0)
+    return math.ceil(FRAME_RATE * (3.0 + 0.8 * units))
+
+
+class HiggsAudio:
+    def __init__(self, bundle: LoadedBundle, max_cache_len: int = 8192, reference_cache: int = 64) -> None:
+        self.bundle = bundle
+        self.config = bundle.model.config
+        self.codec = AudioCodec(bundle.audio_tokenizer, bundle.device)
+        self.prompts = PromptBuilder(bundle.tokenizer, self.config)
+        self.decoder = FrameDecoder(bundle.model, max_cache_len=max_cache_len)
+        self.sample_rate = self.codec.sample_rate
+        self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._reference_limit = reference_cache
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = 8192) -> "HiggsAudio":
+        return cls(load_bundle(paths, device, dtype), max_cache_len=max_cache_len)
+
+    def warm_up(self) -> None:
+        """Capture the decode graphs and run one short generation, so the first request
+        pays for nothing but itself."""
+        self.decoder.warm_up()
+        for _ in self.stream(Synthesis("Warm up.", max_new_tokens=16, stop_on_silence=False,
+                                       sampling=SamplingConfig(seed=0))):
+            pass
+
+    def reference_codes(self, clip: VoiceClip, max_seconds: float = 30.0) -> torch.Tensor:
+        with self._lock:
+            codes = self._references.get(clip.key)
+            if codes is not None:
+                self._references.move_to_end(clip.key)
+                return codes
+        codes = self.codec.encode(read_clip(clip.audio, max_seconds=max_seconds))
+        with self._lock:
+            self._references[clip.key] = codes
+            while len(self._references) > self._reference_limit:
+                self._references.popitem(last=False)
+        return codes
+
+    def stream(self, request: Synthesis, cancel: threading.Event | None = None) -> Iterator:
+        cancel = cancel or threading.Event()
+        started = time.perf_counter()
+        chunks = chunk_text(request.text, request.chunk_method, request.chunk_max_word_num,
+                            request.chunk_max_num_turns)
+        multi_speaker = len(request.voices) > 1
+        references = [(v.transcript, self.reference_codes(v)) for v in request.voices]
+        base = [Turn("system", system_text(request.scene))] + voice_turns(references, multi_speaker)
+        history: list[Turn] = []
+        frame_offset = 0
+        timings = {"prefill": 0.0, "decode": 0.0, "vocode": 0.0}
+        first_audio = None
+        stop_reasons: list[str] = []
+        prompt_tokens = steps = 0
+
+        for index, chunk in enumerate(chunks):
+            prompt = self.prompts.build(base + history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)])
+            prompt_tokens += prompt.length
+            limit = min(request.max_new_tokens, duration_bound_frames(chunk))
+            room = self.decoder.kv.sizes[-1] - prompt.length - 1
+            if room < 16:
+                raise ValueError(
+                    f"the prompt ({prompt.length} tokens) leaves no room in the KV cache "
+                    f"({self.decoder.kv.sizes[-1]}); shorten the text, use chunking or a shorter voice clip"
+                )
+            limit = min(limit, room)
+            # delayed frames: the BOS frame, `limit` audio frames, K-1 to finish the delay
+            max_frames = limit + self.codec.num_codebooks
+            sampling = request.sampling
+            if sampling.seed is not None:
+                sampling = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + index})
+            vocoder = StreamingVocoder(self.codec, self.decoder.ids.eos)
+            stats = DecodeStats()
+            silence = _SilenceWatch(self.sample_rate) if request.stop_on_silence else None
+            reason = None
+            fade_in = index > 0
+
+            def sync_every(produced: int) -> int:
+                # first audio needs first_chunk + right context + K frames; then larger blocks
+                return 8 if vocoder.emitted == 0 else 16
+
+            for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, stats):
+                segments = vocoder.push(block)
+                for segment in segments:
+                    samples = segment.samples
+                    if fade_in:
+                        samples = _fade(samples, self.sample_rate, fade_in=True)
+                        fade_in = False
+                    if first_audio is None:
+                        first_audio = time.perf_counter() - started
+                    yield AudioOut(samples, frame_offset + segment.start)
+                    if silence is not None:
+                        silence.feed(samples)
+                yield ProgressOut(frame_offset + vocoder.emitted, index, len(chunks))
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+                if silence is not None and silence.stop:
+                    reason = "silence"
+                    break
+            if reason is None:
+                reason = "end_token" if vocoder.ended else (
+                    "max_new_tokens" if limit == request.max_new_tokens else "duration_bound")
+            tail = vocoder.finish()
+            for n, segment in enumerate(tail):
+                samples = segment.samples
+                if fade_in:
+                    samples = _fade(samples, self.sample_rate, fade_in=True)
+                    fade_in = False
+                if n == len(tail) - 1 and index < len(chunks) - 1:
+                    samples = _fade(samples, self.sample_rate, fade_in=False)
+                if first_audio is None:
+                    first_audio = time.perf_counter() - started
+                yield AudioOut(samples, frame_offset + segment.start)
+            codes = vocoder.codes()
+            frame_offset += codes.shape[0]
+            timings["prefill"] += stats.prefill_s
+            timings["decode"] += stats.decode_s
+            timings["vocode"] += vocoder.decode_seconds
+            steps += stats.steps
+            stop_reasons.append(reason)
+            history += [Turn("user", chunk), Turn("assistant", codes=codes)]
+            yield ProgressOut(frame_offset, index + 1, len(chunks))
+            if reason == "cancelled":
+                break
+
+        timings["first_audio"] = first_audio if first_audio is not None else 0.0
+        timings["total"] = time.perf_counter() - started
+        final = stop_reasons[-1] if stop_reasons else "end_token"
+        yield Finished(frame_offset, final, timings, stop_reasons, prompt_tokens, steps)
+
+
+class _SilenceWatch:
+    """Stops generation after `SILENCE_SECONDS` of silence that follows speech."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.window = sample_rate // FRAME_RATE
+        self.needed = int(SILENCE_SECONDS * FRAME_RATE)
+        self.heard_speech = False
+        self.silent = 0
+        self.stop = False
+
+    def feed(self, samples: np.ndarray) -> None:
+        n = len(samples) // self.window
+        if n == 0:
+            return
+        rms = np.sqrt(np.mean(samples[: n * self.window].reshape(n, self.window) ** 2, axis=1))
+        for value in rms:
+            if value >= SILENCE_RMS:
+                self.heard_speech, self.silent = True, 0
+            else:
+                self.silent += 1
+        self.stop = self.heard_speech and self.silent >= self.needed
+
+
+def _fade(samples: np.ndarray, sample_rate: int, fade_in: bool) -> np.ndarray:
+    n = min(len(samples), int(SEAM_FADE_SECONDS * sample_rate))
+    if n == 0:
+        return samples
+    ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    out = samples.copy()
+    if fade_in:
+        out[:n] *= ramp
+    else:
+        out[-n:] *= ramp[::-1]
+    return out

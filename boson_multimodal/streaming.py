@@ -1,0 +1,91 @@
+"""Codes to waveform while frames are still being generated.
+
+Time step t of the audio is complete once delayed frame t + K exists (frame 0 is the BOS frame).
+Chunks of time steps are decoded with `left` and `right` frames of context on each side and the
+context's samples dropped, so the concatenated chunks equal a one-shot decode of all the codes
+(the codec's receptive field is about 6 frames each way)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from boson_multimodal.codec import AudioCodec, undelay
+
+
+@dataclass
+class Segment:
+    start: int  # first time step (audio frame) in this segment
+    samples: np.ndarray  # float32
+
+
+class StreamingVocoder:
+    def __init__(
+        self,
+        codec: AudioCodec,
+        eos: int,
+        left: int = 8,
+        right: int = 8,
+        first_chunk: int = 10,
+        chunk: int = 25,
+    ) -> None:
+        self.codec = codec
+        self.eos = eos
+        self.left, self.right = left, right
+        self.first_chunk, self.chunk = first_chunk, chunk
+        self.k = codec.num_codebooks
+        self.frames: list[torch.Tensor] = []
+        self.count = 0  # delayed frames received, BOS frame included
+        self.ended = False
+        self.emitted = 0  # time steps already turned into audio
+        self.decode_seconds = 0.0
+
+    def push(self, block: torch.Tensor) -> list[Segment]:
+        """Add delayed frames; returns the segments that became complete."""
+        if self.ended or block.numel() == 0:
+            return []
+        finished = (block == self.eos).all(dim=1).nonzero()
+        if finished.numel():
+            block = block[: int(finished[0])]  # the all-EOS frame carries no audio
+            self.ended = True
+        self.frames.append(block)
+        self.count += block.shape[0]
+        return self._emit(final=self.ended)
+
+    def finish(self) -> list[Segment]:
+        """No more frames will come: decode what is left."""
+        self.ended = True
+        return self._emit(final=True)
+
+    def codes(self) -> torch.Tensor:
+        """All complete codes so far, [T, K], time-major."""
+        if not self.frames:
+            return torch.empty((0, self.k), dtype=torch.long)
+        frames = torch.cat(self.frames)
+        self.frames = [frames]
+        return undelay(frames[1:])  # drop the BOS frame
+
+    def _emit(self, final: bool) -> list[Segment]:
+        import time
+
+        codes = self.codes()
+        total = codes.shape[0]
+        out: list[Segment] = []
+        while self.emitted < total:
+            size = self.first_chunk if self.emitted == 0 else self.chunk
+            end = min(self.emitted + size, total)
+            if not final and end + self.right > total:
+                break
+            if final and total - end < size // 2:  # no tiny last chunk
+                end = total
+            lo = max(0, self.emitted - self.left)
+            hi = min(total, end + self.right)
+            started = time.perf_counter()
+            wave = self.codec.decode(codes[lo:hi])
+            self.decode_seconds += time.perf_counter() - started
+            hop = self.codec.hop
+            out.append(Segment(self.emitted, wave[(self.emitted - lo) * hop : (end - lo) * hop]))
+            self.emitted = end
+        return out
