@@ -149,7 +149,12 @@ def write_demo_bundle(root: str | Path, seed: int = 0) -> ModelPaths:
     paths = ModelPaths.under(root)
     torch.manual_seed(seed)
     tokenizer = build_text_tokenizer()
-    model = HiggsAudioV2ForConditionalGeneration(generation_config(tokenizer)).eval()
+    config = generation_config(tokenizer)
+    model = HiggsAudioV2ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # EOS logits of 0 lose to the random codes: the model speaks on until
+        # its duration bound, so tests get long streams; tests that need an end bias it
+        head = model.audio_lm_head.weight.view(config.num_codebooks, config.codebook_size, -1)
+        head[:, config.audio_stream_eos_id].zero_()
     paths.generation.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(paths.generation)
     tokenizer.save_pretrained(paths.generation)

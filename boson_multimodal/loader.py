@@ -92,7 +92,7 @@ def load_bundle(
         tokenizer = AutoTokenizer.from_pretrained(paths.generation)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # safetensors, pickle, shape and key errors alike
         raise ModelLoadError(f"could not load the model from {paths.root}: {exc}", paths.root) from exc
 
     info = {

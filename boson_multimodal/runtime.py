@@ -152,24 +152,19 @@ class HiggsAudio:
             stats = DecodeStats()
             silence = _SilenceWatch(self.sample_rate) if request.stop_on_silence else None
             reason = None
-            fade_in = index > 0
 
             def sync_every(produced: int) -> int:
                 # first audio needs first_chunk + right context + K frames; then larger blocks
                 return 8 if vocoder.emitted == 0 else 16
 
+            seams = _Seams(self.sample_rate, fade_in=index > 0, fade_out=index < len(chunks) - 1)
             for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, stats):
-                segments = vocoder.push(block)
-                for segment in segments:
-                    samples = segment.samples
-                    if fade_in:
-                        samples = _fade(samples, self.sample_rate, fade_in=True)
-                        fade_in = False
+                for segment in seams(vocoder.push(block), final=vocoder.ended):
                     if first_audio is None:
                         first_audio = time.perf_counter() - started
-                    yield AudioOut(samples, frame_offset + segment.start)
+                    yield AudioOut(segment.samples, frame_offset + segment.start)
                     if silence is not None:
-                        silence.feed(samples)
+                        silence.feed(segment.samples)
                 yield ProgressOut(frame_offset + vocoder.emitted, index, len(chunks))
                 if cancel.is_set():
                     reason = "cancelled"
@@ -180,17 +175,10 @@ class HiggsAudio:
             if reason is None:
                 reason = "end_token" if vocoder.ended else (
                     "max_new_tokens" if limit == request.max_new_tokens else "duration_bound")
-            tail = vocoder.finish()
-            for n, segment in enumerate(tail):
-                samples = segment.samples
-                if fade_in:
-                    samples = _fade(samples, self.sample_rate, fade_in=True)
-                    fade_in = False
-                if n == len(tail) - 1 and index < len(chunks) - 1:
-                    samples = _fade(samples, self.sample_rate, fade_in=False)
+            for segment in seams(vocoder.finish(), final=True):
                 if first_audio is None:
                     first_audio = time.perf_counter() - started
-                yield AudioOut(samples, frame_offset + segment.start)
+                yield AudioOut(segment.samples, frame_offset + segment.start)
             codes = vocoder.codes()
             frame_offset += codes.shape[0]
             timings["prefill"] += stats.prefill_s
@@ -230,6 +218,23 @@ class _SilenceWatch:
             else:
                 self.silent += 1
         self.stop = self.heard_speech and self.silent >= self.needed
+
+
+class _Seams:
+    """Short fades where one text chunk's audio meets the next, so the join does not click."""
+
+    def __init__(self, sample_rate: int, fade_in: bool, fade_out: bool) -> None:
+        self.sample_rate = sample_rate
+        self.fade_in, self.fade_out = fade_in, fade_out
+
+    def __call__(self, segments: list, final: bool) -> list:
+        if segments and self.fade_in:
+            segments[0].samples = _fade(segments[0].samples, self.sample_rate, fade_in=True)
+            self.fade_in = False
+        if segments and final and self.fade_out:
+            segments[-1].samples = _fade(segments[-1].samples, self.sample_rate, fade_in=False)
+            self.fade_out = False
+        return segments
 
 
 def _fade(samples: np.ndarray, sample_rate: int, fade_in: bool) -> np.ndarray:

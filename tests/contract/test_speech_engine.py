@@ -9,19 +9,30 @@ from adapters.fake import FakeSpeechEngine, InMemoryVoiceLibrary
 from core.domain.request import Sampling, SpeechRequest
 from core.ports.speech_engine import EngineAudio, EngineDone, EngineProgress, SpeechEngine
 
-ENGINES = {"fake": lambda tmp_path: FakeSpeechEngine()}
+def _higgs(request):
+    from adapters.higgs import HiggsSpeechEngine
+
+    return HiggsSpeechEngine(request.getfixturevalue("demo_bundle"), device="cpu")
+
+
+ENGINES = {"fake": lambda request: FakeSpeechEngine(), "higgs": _higgs}
 
 
 @pytest.fixture(params=sorted(ENGINES))
-def engine(request, tmp_path):
-    engine = ENGINES[request.param](tmp_path)
+def engine(request):
+    engine = ENGINES[request.param](request)
     yield engine
     engine.close()
 
 
 @pytest.fixture
-def voices():
-    library = InMemoryVoiceLibrary.with_demo_voices()
+def voices(engine, request):
+    if isinstance(engine, FakeSpeechEngine):
+        library = InMemoryVoiceLibrary.with_demo_voices()
+    else:
+        from adapters.voices import VolumeVoiceLibrary
+
+        library = VolumeVoiceLibrary(request.getfixturevalue("demo_bundle").voices)
     return [library.get(v.name) for v in library.list()[:1]]
 
 
