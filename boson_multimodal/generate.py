@@ -144,6 +144,7 @@ class FrameDecoder:
         self.ras_len = torch.zeros((), dtype=torch.long, device=d)
         self.ras_max = torch.ones((), dtype=torch.long, device=d)
         self.greedy = False
+        self.suppress_eos = False  # benchmarks: run a fixed number of steps
         self.generator: torch.Generator | None = None
         self.logits_hook: Callable[[int, torch.Tensor], None] | None = None
 
@@ -164,7 +165,7 @@ class FrameDecoder:
         self.nonfinite.copy_(self.nonfinite | ~torch.isfinite(logits).all())
         frame = sample_frame(
             logits, self.step, self.eos_at, self.window, self.ids, self.temperature, self.top_k,
-            self.top_p, self.ras_len, self.ras_max, self.greedy, self.generator,
+            self.top_p, self.ras_len, self.ras_max, self.greedy, self.generator, self.suppress_eos,
         )
         any_eos = (frame == self.ids.eos).any()
         self.eos_at.copy_(torch.where((self.eos_at == BIG) & any_eos, self.step, self.eos_at))
@@ -339,6 +340,7 @@ def sample_frame(
     ras_max: torch.Tensor,
     greedy: bool,
     generator: torch.Generator | None,
+    suppress_eos: bool = False,
 ) -> torch.Tensor:
     n, size = logits.shape
     codebook = torch.arange(n, device=logits.device)
@@ -348,6 +350,8 @@ def sample_frame(
     forced = bos_forced | eos_forced
     forced_token = torch.where(bos_forced, ids.bos, ids.eos)
     only_forced = torch.where(vocab[None] == forced_token[:, None], 0.0, -math.inf)
+    if suppress_eos:
+        logits = logits.masked_fill(vocab[None] == ids.eos, -math.inf)
     logits = torch.where(forced[:, None], only_forced, logits)
 
     if greedy:

@@ -1,0 +1,267 @@
+"""Engine benchmark: prefill, decode ms/step, frames/s, real-time factor, time to first audio,
+peak memory and achieved GB/s, for this engine and for transformers' own `generate`.
+
+    python bench/engine.py                       # the tiny demo model, CPU
+    python bench/engine.py --full-size-random    # the real checkpoint's shapes, random weights (GPU)
+
+Decode runs a fixed number of steps with the stop token disabled (speed does not depend on the
+weights' values). Bytes per step count what one audio step must read: attention, the audio FFN,
+norms and the audio head (the text FFN and text embeddings are not read), plus the KV cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from boson_multimodal.codec import AudioCodec  # noqa: E402
+from boson_multimodal.demo import voice_clip  # noqa: E402
+from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig  # noqa: E402
+from boson_multimodal.prompt import PromptBuilder, Turn, system_text, voice_turns  # noqa: E402
+
+TEXT_20_WORDS = ("The quick brown fox jumps over the lazy dog while the sun sets slowly "
+                 "behind the quiet hills of the old town.")
+FRAME_RATE = 25
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
+
+
+def build_tiny(device):
+    from boson_multimodal.demo import write_demo_bundle
+    from boson_multimodal.loader import load_bundle
+
+    paths = write_demo_bundle(tempfile.mkdtemp(prefix="higgs-bench-"))
+    bundle = load_bundle(paths, device=device)
+    return bundle.model, bundle.tokenizer, bundle.audio_tokenizer
+
+
+def build_full_size(device):
+    """The published checkpoint's shapes with random weights."""
+    from boson_multimodal.demo import build_text_tokenizer
+    from boson_multimodal.resample import provide_torchaudio
+
+    provide_torchaudio()
+    from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration, HiggsAudioV2TokenizerConfig
+    from transformers.models.higgs_audio_v2_tokenizer.modeling_higgs_audio_v2_tokenizer import (
+        HiggsAudioV2TokenizerModel,
+    )
+
+    tokenizer = build_text_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    config = HiggsAudioV2Config(
+        codebook_size=1026,
+        audio_token_id=ids("<|AUDIO_OUT|>"),
+        audio_bos_token_id=ids("<|audio_out_bos|>"),
+        audio_delay_token_id=ids("<|reserved_special_token_6|>"),
+        eos_token_id=ids("<|eot_id|>"),
+        pad_token_id=ids("<|end_of_text|>"),
+    )  # defaults: hidden 3072, 28 layers, 24 heads, 8 KV heads, FFN 8192, vocab 128256
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.set_default_dtype(dtype)
+    with torch.device(device):
+        model = HiggsAudioV2ForConditionalGeneration(config).eval()
+    torch.set_default_dtype(torch.float32)
+    codec_config = HiggsAudioV2TokenizerConfig(
+        target_bandwidths=[0.5, 1, 1.5, 2],
+        acoustic_model_config=dict(downsampling_ratios=[8, 5, 4, 2, 3], upsampling_ratios=[8, 5, 4, 2, 3]),
+    )
+    codec = HiggsAudioV2TokenizerModel(codec_config).to(device).eval()
+    with torch.no_grad():
+        for q in codec.quantizer.quantizers:
+            q.codebook.embed.normal_()
+    return model, tokenizer, codec
+
+
+def bytes_per_step(model, cache_positions: int) -> tuple[int, int]:
+    weights = 0
+    for name, p in model.named_parameters():
+        if ".mlp." in name or "embed_tokens" in name or "text_lm_head" in name or name.endswith(
+            ("input_layernorm.weight", "post_attention_layernorm.weight")) and "audio" not in name:
+            continue
+        if "embed_audio_tokens" in name:
+            weights += p.shape[-1] * p.element_size() * model.config.num_codebooks  # 8 rows
+            continue
+        weights += p.numel() * p.element_size()
+    c = model.config
+    element = next(model.parameters()).element_size()
+    kv = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * cache_positions * element
+    return weights, kv
+
+
+def bench_engine(model, prompt, steps, device, warmup_graphs):
+    decoder = FrameDecoder(model, max_cache_len=max(2048, 1 << math.ceil(math.log2(prompt.length + steps + 16))))
+    decoder.suppress_eos = True
+    started = time.perf_counter()
+    if warmup_graphs:
+        decoder.warm_up()
+    capture_s = time.perf_counter() - started
+    sampling = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95, seed=0)
+    for _ in decoder.generate(prompt, sampling, max_frames=12):  # warm caches and allocator
+        pass
+    sync(device)
+    stats = DecodeStats()
+    t0 = time.perf_counter()
+    first_block = None
+    frames = 0
+    for block in decoder.generate(prompt, sampling, max_frames=steps + 1, sync_every=steps + 1, stats=stats):
+        frames += block.shape[0]
+        first_block = first_block or time.perf_counter() - t0
+    sync(device)
+    total = time.perf_counter() - t0
+    decode_s = total - stats.prefill_s
+    return {
+        "prefill_ms": stats.prefill_s * 1000,
+        "decode_ms_per_step": decode_s / stats.steps * 1000,
+        "steps": stats.steps,
+        "graph_capture_s": capture_s,
+        "cuda_graphs": decoder.use_cuda_graphs,
+    }
+
+
+def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
+    """Time to first audio through the streaming runtime pieces: prefill, the frames the first
+    chunk needs (10 + 8 right context + 8 delay), its vocoding."""
+    from boson_multimodal.streaming import StreamingVocoder
+
+    decoder = FrameDecoder(model)
+    decoder.suppress_eos = True
+    decoder.warm_up()
+    codec = AudioCodec(codec_model, device)
+    prompt = PromptBuilder(tokenizer, model.config).build(prompt_turns)
+    results = []
+    for _ in range(3):
+        vocoder = StreamingVocoder(codec, decoder.ids.eos)
+        stats = DecodeStats()
+        sync(device)
+        t0 = time.perf_counter()
+        for block in decoder.generate(prompt, SamplingConfig(seed=1), max_frames=200, sync_every=8, stats=stats):
+            if vocoder.push(block):
+                sync(device)
+                results.append((time.perf_counter() - t0, stats.prefill_s))
+                break
+    first, prefill = min(results)
+    return {"ttfa_ms": first * 1000, "ttfa_after_prefill_ms": (first - prefill) * 1000}
+
+
+def bench_hf(model, prompt, steps, device, cache_implementation=None):
+    kwargs = dict(
+        input_ids=prompt.input_ids.to(device),
+        audio_input_ids=prompt.audio_frames[None].to(device),
+        audio_input_ids_mask=torch.ones(1, prompt.audio_frames.shape[0], dtype=torch.bool, device=device),
+        do_sample=True, temperature=0.7, top_k=50, top_p=0.95,
+    )
+    if cache_implementation:
+        kwargs["cache_implementation"] = cache_implementation
+    model.generate(**kwargs, max_new_tokens=4)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    model.generate(**kwargs, max_new_tokens=1)
+    sync(device)
+    prefill = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = model.generate(**kwargs, max_new_tokens=steps + 1)
+    sync(device)
+    total = time.perf_counter() - t0
+    generated = out.shape[1] - prompt.audio_frames.shape[0]
+    return {"prefill_ms": prefill * 1000, "decode_ms_per_step": (total - prefill) / max(1, generated - 1) * 1000,
+            "steps": generated - 1}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full-size-random", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--voice-seconds", type=float, default=5.0)
+    parser.add_argument("--skip-hf", action="store_true", help="only this engine")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    model, tokenizer, codec_model = (build_full_size if args.full_size_random else build_tiny)(device)
+    with torch.no_grad():  # the stop token never wins, for HF generate as for this engine
+        head = model.audio_lm_head.weight.view(model.config.num_codebooks, model.config.codebook_size, -1)
+        head[:, model.config.audio_stream_eos_id] = -head.abs().max()
+    codec = AudioCodec(codec_model, device)
+    reference = codec.encode(voice_clip(180.0, seconds=args.voice_seconds))
+    turns = [Turn("system", system_text("A quiet studio."))]
+    turns += voice_turns([("This is the reference clip of the voice to clone.", reference)], False)
+    turns += [Turn("user", TEXT_20_WORDS)]
+    prompt = PromptBuilder(tokenizer, model.config).build(turns)
+
+    weights, kv = bytes_per_step(model, prompt.length + args.steps // 2)
+    rows = {}
+    rows["higgs-tts"] = bench_engine(model, prompt, args.steps, device, warmup_graphs=True)
+    rows["higgs-tts"].update(bench_ttfa(model, tokenizer, codec_model, turns, device))
+    if not args.skip_hf:
+        rows["transformers generate"] = bench_hf(model, prompt, args.steps, device)
+        try:
+            rows["transformers generate (static cache)"] = bench_hf(model, prompt, args.steps, device, "static")
+        except Exception as exc:  # report, do not hide
+            rows["transformers generate (static cache)"] = {"error": f"{type(exc).__name__}: {exc}"}
+    for row in rows.values():
+        if "decode_ms_per_step" in row:
+            step = row["decode_ms_per_step"] / 1000
+            row["frames_per_s"] = 1 / step
+            row["rtf"] = step * FRAME_RATE  # seconds of compute per second of audio
+            row["x_real_time"] = 1 / row["rtf"]
+            row["achieved_GB_per_s"] = (weights + kv) / step / 1e9
+    summary = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "model": "full-size random" if args.full_size_random else "tiny demo",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "prompt_tokens": prompt.length,
+        "voice_frames": int(reference.shape[0]),
+        "weight_bytes_per_step": weights,
+        "kv_bytes_per_step": kv,
+        "peak_memory_mb": peak_memory_mb(device),
+        "torch": torch.__version__,
+        "results": rows,
+    }
+    print(f"# {summary['model']} on {summary['device']}, {summary['dtype']}, "
+          f"{summary['parameters'] / 1e6:.1f}M params, prompt {prompt.length} tokens, {args.steps} steps")
+    print(f"# bytes read per step: weights {weights / 1e6:.1f} MB + KV {kv / 1e6:.1f} MB; "
+          f"peak memory {summary['peak_memory_mb']:.0f} MiB")
+    header = ["engine", "prefill ms", "decode ms/step", "frames/s", "x real time", "TTFA ms", "GB/s"]
+    print(" | ".join(header))
+    for name, row in rows.items():
+        if "error" in row:
+            print(f"{name} | {row['error']}")
+            continue
+        print(" | ".join([
+            name, f"{row['prefill_ms']:.1f}", f"{row['decode_ms_per_step']:.2f}", f"{row['frames_per_s']:.0f}",
+            f"{row['x_real_time']:.1f}", f"{row['ttfa_ms']:.0f}" if "ttfa_ms" in row else "-",
+            f"{row['achieved_GB_per_s']:.2f}",
+        ]))
+    if "transformers generate" in rows and "decode_ms_per_step" in rows["transformers generate"]:
+        speedup = rows["transformers generate"]["decode_ms_per_step"] / rows["higgs-tts"]["decode_ms_per_step"]
+        print(f"# decode speed-up over transformers generate: {speedup:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
