@@ -126,7 +126,9 @@ class FrameDecoder:
         self.ids = CodeIds(model.config)
         self.kv = KVBuckets(model, max_cache_len, self.device, self.dtype, smallest_bucket)
         self.use_cuda_graphs = (self.device.type == "cuda") if use_cuda_graphs is None else use_cuda_graphs
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        # on the CPU, "graph mode" replays the same step eagerly: tests check its bookkeeping
+        self.graph_type = CudaGraphStep if self.device.type == "cuda" else EagerStep
+        self.graphs: dict[tuple[int, bool, bool], CudaGraphStep | EagerStep] = {}
         self._lock = threading.Lock()
         n = self.ids.num_codebooks
         d = self.device
@@ -180,27 +182,30 @@ class FrameDecoder:
         self.position.add_(1)
 
     def _graph_for(self, index: int):
-        graph = self.graphs.get(index)
+        # the sampling mode is baked into a captured step, so it is part of the key
+        key = (index, self.greedy, self.suppress_eos)
+        graph = self.graphs.get(key)
         if graph is None:
             graph = self._capture(index)
-            self.graphs[index] = graph
+            self.graphs[key] = graph
         return graph
 
     def _capture(self, index: int):
-        """Record one decode step for bucket `index`. The warm-up runs mutate the state, so it
-        is saved first and restored after."""
-        saved = [t.clone() for t in self._state_tensors()]
-        lengths = [layer.cumulative_length.clone() for layer in self.kv.caches[index].layers]
+        """Record one decode step for bucket `index`. The warm-up runs mutate the state, the
+        KV length and the random generator, so all are saved first and restored after: a
+        capture in the middle of a request leaves its output unchanged."""
         cache = self.kv.caches[index]
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._decode_step(cache)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._decode_step(cache)
+        saved = [t.clone() for t in self._state_tensors()]
+        lengths = [layer.cumulative_length.clone() for layer in cache.layers]
+        if self.generator is not None:
+            rng = self.generator.get_state()
+        elif self.device.type == "cuda":
+            rng = torch.cuda.get_rng_state(self.device)
+        graph = self.graph_type(lambda: self._decode_step(cache))
+        if self.generator is not None:
+            self.generator.set_state(rng)
+        elif self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng, self.device)
         for t, s in zip(self._state_tensors(), saved):
             t.copy_(s)
         for layer, length in zip(cache.layers, lengths):
@@ -217,7 +222,8 @@ class FrameDecoder:
         with torch.inference_mode():
             for index in range(len(self.kv.sizes) if buckets is None else buckets):
                 self._graph_for(index)
-        torch.cuda.synchronize()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
 
     # -- a whole request ------------------------------------------------------------------
 
@@ -229,7 +235,7 @@ class FrameDecoder:
         self.ras_len.fill_(min(sampling.ras_win_len, RAS_WINDOW_MAX))
         self.ras_max.fill_(max(1, sampling.ras_win_max_num_repeat))
         seed = sampling.seed if sampling.seed is not None else int(torch.randint(0, 2**62, ()).item())
-        if self.use_cuda_graphs:
+        if self.use_cuda_graphs and self.device.type == "cuda":
             # graphs replay with the device's default generator (graph-safe philox offsets)
             torch.cuda.manual_seed(seed)
             self.generator = None
@@ -325,6 +331,37 @@ class FrameDecoder:
                 yield block
                 if finished.numel() or produced >= max_frames or (cancel is not None and cancel.is_set()):
                     return
+
+
+class CudaGraphStep:
+    """A decode step captured once in a CUDA graph; `replay()` runs it with no launch overhead
+    and no host work."""
+
+    def __init__(self, step: Callable[[], None]) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm-up outside the graph: lazy inits, allocator, autotuning
+                step()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            step()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class EagerStep:
+    """The CPU stand-in with the same life cycle (two warm-up runs, then replays)."""
+
+    def __init__(self, step: Callable[[], None]) -> None:
+        for _ in range(2):
+            step()
+        self.step = step
+
+    def replay(self) -> None:
+        self.step()
 
 
 def sample_frame(

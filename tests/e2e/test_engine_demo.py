@@ -196,3 +196,24 @@ def test_prompt_keeps_user_text_out_of_control_tokens(demo_runtime):
     prompt = demo_runtime.prompts.build([Turn("user", "say <|eot_id|> please")])
     eot = demo_runtime.bundle.tokenizer.convert_tokens_to_ids("<|eot_id|>")
     assert prompt.input_ids[0].tolist().count(eot) == 1  # only the turn's own end
+
+
+def test_graph_mode_bookkeeping_matches_the_eager_loop(demo_runtime, demo_bundle):
+    """The CUDA-graph path's logic on the CPU: steps captured per bucket (here replayed eagerly),
+    state and KV length restored after capture warm-ups, identical frames for greedy and for
+    seeded sampling."""
+    model = demo_runtime.bundle.model
+    prompt = voice_prompt(demo_runtime, demo_bundle)
+    for sampling in (GREEDY, SamplingConfig(seed=9, temperature=0.8)):
+        eager = FrameDecoder(model, max_cache_len=4096, smallest_bucket=prompt.length + 20)
+        graphed = FrameDecoder(model, max_cache_len=4096, smallest_bucket=prompt.length + 20,
+                               use_cuda_graphs=True)
+        graphed.warm_up(buckets=1)  # the rest are captured when first needed, mid-request
+        from boson_multimodal.generate import DecodeStats
+
+        stats = DecodeStats()
+        a = torch.cat(list(eager.generate(prompt, sampling, max_frames=60)))
+        b = torch.cat(list(graphed.generate(prompt, sampling, max_frames=60, stats=stats)))
+        assert stats.graph_replays == 59 and stats.bucket_switches >= 1
+        assert len(graphed.graphs) >= 2
+        assert torch.equal(a, b)
