@@ -74,6 +74,10 @@ class Finished:
     steps: int = 0
 
 
+class PromptTooLong(ValueError):
+    """The prompt leaves no room for audio in the KV cache."""
+
+
 def duration_bound_frames(text: str) -> int:
     """Frames that no reading of `text` should need: about 3x a normal speaking rate, plus 3 s."""
     units = max(len(text.split()), len(text) / 6.0)
@@ -135,14 +139,17 @@ class HiggsAudio:
         for index, chunk in enumerate(chunks):
             prompt = self.prompts.build(base + history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)])
             prompt_tokens += prompt.length
-            limit = min(request.max_new_tokens, duration_bound_frames(chunk))
+            bounds = {"max_new_tokens": request.max_new_tokens,
+                      "duration_bound": duration_bound_frames(chunk)}
             room = self.decoder.kv.sizes[-1] - prompt.length - 1
-            if room < 16:
-                raise ValueError(
+            if room < 16 + self.codec.num_codebooks:
+                raise PromptTooLong(
                     f"the prompt ({prompt.length} tokens) leaves no room in the KV cache "
                     f"({self.decoder.kv.sizes[-1]}); shorten the text, use chunking or a shorter voice clip"
                 )
-            limit = min(limit, room)
+            bounds["kv_cache_full"] = room - self.codec.num_codebooks
+            limiting = min(bounds, key=bounds.get)
+            limit = bounds[limiting]
             # delayed frames: the BOS frame, `limit` audio frames, K-1 to finish the delay
             max_frames = limit + self.codec.num_codebooks
             sampling = request.sampling
@@ -173,8 +180,7 @@ class HiggsAudio:
                     reason = "silence"
                     break
             if reason is None:
-                reason = "end_token" if vocoder.ended else (
-                    "max_new_tokens" if limit == request.max_new_tokens else "duration_bound")
+                reason = "end_token" if vocoder.ended else limiting
             for segment in seams(vocoder.finish(), final=True):
                 if first_audio is None:
                     first_audio = time.perf_counter() - started

@@ -13,7 +13,15 @@ from boson_multimodal.codec import AudioInputError
 from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.loader import ModelLoadError
-from boson_multimodal.runtime import AudioOut, Finished, HiggsAudio, ProgressOut, Synthesis, VoiceClip
+from boson_multimodal.runtime import (
+    AudioOut,
+    Finished,
+    HiggsAudio,
+    ProgressOut,
+    PromptTooLong,
+    Synthesis,
+    VoiceClip,
+)
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import SpeechRequest
 from core.domain.voice import VoicePrompt
@@ -133,7 +141,7 @@ class HiggsSpeechEngine:
                 raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc)) from exc
             except NumericalError as exc:
                 raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
-            except ValueError as exc:  # e.g. a prompt that does not fit the KV cache
+            except PromptTooLong as exc:
                 raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc)) from exc
             except RuntimeError as exc:
                 if _is_out_of_memory(exc):

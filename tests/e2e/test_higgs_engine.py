@@ -147,3 +147,17 @@ def test_cli_demo_model_writes_a_small_bundle(tmp_path):
     assert summary["voices"] == ["belinda", "en_man"]
     assert 1_000_000 < summary["bytes"] < 20_000_000
     assert ModelPaths.under(tmp_path / "bundle").has_weights()
+
+
+def test_duration_bound_stops_a_model_that_does_not_end(engine, demo_bundle):
+    done = list(use_case(engine, demo_bundle)(SpeechRequest("Hi.", sampling=Sampling(seed=1))))[-1]
+    assert done.stop_reason == "duration_bound"
+    assert done.frames == 95  # 25 fps x (3 s + 0.8 s per word), far below max_new_tokens 2048
+
+
+def test_prompt_too_long_for_the_cache_is_a_clear_input_error(demo_bundle):
+    small = HiggsSpeechEngine(demo_bundle, device="cpu", max_cache_len=128)
+    failed = list(use_case(small, demo_bundle)(SpeechRequest("word " * 100)))[-1]
+    assert failed.error.code == "INVALID_INPUT" and "KV cache" in failed.error.message
+    ok = list(use_case(small, demo_bundle)(SpeechRequest("Hi.", sampling=Sampling(seed=1))))[-1]
+    assert isinstance(ok, SpeechCompleted) and ok.stop_reason == "kv_cache_full"
