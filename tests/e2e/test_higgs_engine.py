@@ -161,3 +161,47 @@ def test_prompt_too_long_for_the_cache_is_a_clear_input_error(demo_bundle):
     assert failed.error.code == "INVALID_INPUT" and "KV cache" in failed.error.message
     ok = list(use_case(small, demo_bundle)(SpeechRequest("Hi.", sampling=Sampling(seed=1))))[-1]
     assert isinstance(ok, SpeechCompleted) and ok.stop_reason == "kv_cache_full"
+
+
+def _engine_with(demo_bundle, break_runtime):
+    from boson_multimodal.runtime import HiggsAudio
+
+    def load(paths, **kwargs):
+        runtime = HiggsAudio.load(paths, **kwargs)
+        break_runtime(runtime)
+        return runtime
+
+    return HiggsSpeechEngine(demo_bundle, device="cpu", loader=load)
+
+
+def test_nan_logits_are_an_inference_error(demo_bundle):
+    import torch
+
+    def poison(runtime):
+        with torch.no_grad():
+            runtime.bundle.model.audio_lm_head.weight[3, 0] = float("nan")
+
+    failed = list(use_case(_engine_with(demo_bundle, poison), demo_bundle)(SpeechRequest("Hi.")))[-1]
+    assert failed.error.type.value == "inference_error" and failed.error.code == "NUMERICAL_ERROR"
+
+
+def test_out_of_memory_is_an_inference_error_and_the_next_request_runs(demo_bundle):
+    import torch
+
+    calls = {"n": 0}
+
+    def flaky(runtime):
+        original = runtime.stream
+
+        def stream(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return original(*args, **kwargs)
+
+        runtime.stream = stream
+
+    generate = use_case(_engine_with(demo_bundle, flaky), demo_bundle)
+    failed = list(generate(SpeechRequest("Hi.")))[-1]
+    assert failed.error.type.value == "inference_error" and failed.error.code == "OUT_OF_MEMORY"
+    assert isinstance(list(generate(SpeechRequest("Hi.", sampling=Sampling(seed=1))))[-1], SpeechCompleted)
