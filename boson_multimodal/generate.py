@@ -415,6 +415,7 @@ def sample_frame(
 
 
 def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One sample per row without a host sync: argmax of p / Exp(1) noise."""
-    noise = torch.empty_like(probs).exponential_(1, generator=generator)
-    return (probs / noise).argmax(dim=-1)
+    """One sample per row without a host sync: argmax of p / E with E ~ Exp(1) = -log U
+    (uniform draws are several times cheaper than exponential ones on the CPU)."""
+    uniform = torch.empty_like(probs).uniform_(generator=generator)
+    return (probs / -torch.log(uniform)).argmax(dim=-1)
