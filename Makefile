@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints-test.txt
 RUN_TEXT ?= Hello! This is Higgs Audio speaking, streamed as it is generated.
 
-.PHONY: run test install install-test clean
+.PHONY: run test install install-test clean protos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: install
 ## test: the whole suite, as CI runs it
 test: install-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## protos: regenerate higgs_tts/ (the gRPC stubs) from protos/
+protos: install-test
+	$(PY) protos/generate.py .
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,76 @@
+"""One request generates at a time: the model holds the whole GPU, and two decodes side by side
+would each run at half speed while doubling the memory for KV caches."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable
+
+from core.domain.errors import DomainError, ErrorCode, ErrorType
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], None]
+
+
+class GenerationQueue:
+    """Runs jobs on one thread, in arrival order. Up to `max_waiting` jobs wait behind the one
+    running; a job over that bound is refused at once (QUEUE_FULL) instead of waiting for a
+    deadline it would miss.
+
+    The use case's generator is consumed by this one thread from start to end, as it must be
+    (it enters spans around its yields), and never abandoned half-way when a caller goes away."""
+
+    def __init__(self, max_waiting: int) -> None:
+        if max_waiting < 0:
+            raise ValueError("max_waiting must be >= 0")
+        self.max_waiting = max_waiting
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._admitted = 0  # the running job and the waiting ones
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="generation", daemon=True)
+        self._thread.start()
+
+    @property
+    def admitted(self) -> int:
+        with self._lock:
+            return self._admitted
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self._closed:
+                raise DomainError(
+                    ErrorType.MODEL, ErrorCode.MODEL_NOT_READY, "the server is shutting down"
+                )
+            if self._admitted >= 1 + self.max_waiting:
+                raise DomainError(
+                    ErrorType.SYSTEM,
+                    ErrorCode.QUEUE_FULL,
+                    f"{self.max_waiting} requests are already waiting; retry later",
+                    {"max_queue": self.max_waiting},
+                )
+            self._admitted += 1
+        self._jobs.put(job)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new jobs, let the admitted ones run (cancelled ones end within a step);
+        True when the thread has finished."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._jobs.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:  # a job reports its own failures; this keeps the line moving
+                log.exception("generation job failed")
+            finally:
+                with self._lock:
+                    self._admitted -= 1

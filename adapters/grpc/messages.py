@@ -1,0 +1,257 @@
+"""The protocol's messages <-> the domain's request and events.
+
+Every check on a request is the domain's own (its dataclasses validate themselves); this module
+only moves fields, turns enums into domain values and samples into bytes."""
+
+from __future__ import annotations
+
+import json
+from array import array
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format, struct_pb2
+
+from core.domain.errors import ErrorCode, validation_error
+from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechEvent, SpeechStarted
+from core.domain.request import (
+    ChunkMethod,
+    Chunking,
+    InlineVoice,
+    NamedVoice,
+    OutputFormat,
+    OutputTarget,
+    Sampling,
+    SpeechRequest,
+)
+from core.domain.voice import VoiceInfo
+from higgs_tts.v1 import speech_pb2 as pb
+
+PCM_S16LE = pb.AUDIO_ENCODING_PCM_S16LE
+PCM_F32LE = pb.AUDIO_ENCODING_PCM_F32LE
+
+_FORMATS = {
+    pb.OUTPUT_FORMAT_UNSPECIFIED: OutputFormat.WAV,
+    pb.OUTPUT_FORMAT_WAV: OutputFormat.WAV,
+    pb.OUTPUT_FORMAT_FLAC: OutputFormat.FLAC,
+    pb.OUTPUT_FORMAT_OGG: OutputFormat.OGG,
+    pb.OUTPUT_FORMAT_MP3: OutputFormat.MP3,
+}
+_FORMAT_ENUMS = {v: k for k, v in _FORMATS.items() if k != pb.OUTPUT_FORMAT_UNSPECIFIED}
+_CHUNK_METHODS = {
+    pb.CHUNK_METHOD_UNSPECIFIED: ChunkMethod.NONE,
+    pb.CHUNK_METHOD_NONE: ChunkMethod.NONE,
+    pb.CHUNK_METHOD_WORD: ChunkMethod.WORD,
+    pb.CHUNK_METHOD_SPEAKER: ChunkMethod.SPEAKER,
+}
+_CHUNK_METHOD_ENUMS = {v: k for k, v in _CHUNK_METHODS.items() if k != pb.CHUNK_METHOD_UNSPECIFIED}
+_ENCODINGS = {pb.AUDIO_ENCODING_UNSPECIFIED: PCM_S16LE, PCM_S16LE: PCM_S16LE, PCM_F32LE: PCM_F32LE}
+_SAMPLING_FIELDS = (
+    "temperature", "top_k", "top_p", "max_new_tokens", "seed", "ras_win_len", "ras_win_max_num_repeat"
+)
+
+
+def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:
+    """Raises DomainError (validation_error) for anything the domain would refuse."""
+    sampling = message.sampling
+    chunking = message.chunking
+    if chunking.method not in _CHUNK_METHODS:
+        raise validation_error(ErrorCode.INVALID_CHUNKING, "unknown chunk method", value=chunking.method)
+    if message.output_format not in _FORMATS:
+        raise validation_error(
+            ErrorCode.INVALID_OUTPUT_FORMAT, "unknown output format", value=message.output_format
+        )
+    output = None
+    if message.output.s3_bucket or message.output.s3_key:
+        output = OutputTarget(message.output.s3_bucket or None, message.output.s3_key or None)
+    defaults = Chunking()
+    return SpeechRequest(
+        text=message.text,
+        voices=tuple(_voice(v, i) for i, v in enumerate(message.voices)),
+        scene_prompt=message.scene_prompt or None,
+        sampling=Sampling(
+            **{f: getattr(sampling, f) for f in _SAMPLING_FIELDS if sampling.HasField(f)}
+        ),
+        chunking=Chunking(
+            _CHUNK_METHODS[chunking.method],
+            chunking.max_word_num if chunking.HasField("max_word_num") else defaults.max_word_num,
+            chunking.max_num_turns if chunking.HasField("max_num_turns") else defaults.max_num_turns,
+        ),
+        output=output,
+        output_format=_FORMATS[message.output_format],
+        **({"request_id": message.request_id} if message.request_id else {}),
+    )
+
+
+def encoding_of(message: pb.SpeechRequest) -> int:
+    try:
+        return _ENCODINGS[message.encoding]
+    except KeyError:
+        raise validation_error(
+            ErrorCode.INVALID_INPUT, "unknown audio encoding", value=message.encoding
+        ) from None
+
+
+def _voice(voice: pb.Voice, index: int) -> NamedVoice | InlineVoice:
+    source = voice.WhichOneof("source")
+    if source == "name":
+        return NamedVoice(voice.name)
+    if source == "reference":
+        ref = voice.reference
+        return InlineVoice(ref.audio, ref.transcript, ref.name or "inline")
+    raise validation_error(
+        ErrorCode.INVALID_VOICE_NAME, "a voice needs a name or reference audio", index=index
+    )
+
+
+def message_from_request(
+    request: SpeechRequest, encoding: int = PCM_S16LE, omit_audio: bool = False
+) -> pb.SpeechRequest:
+    """The inverse of request_from_message, for clients."""
+    s, c = request.sampling, request.chunking
+    sampling = {f: getattr(s, f) for f in _SAMPLING_FIELDS if getattr(s, f) is not None}
+    voices = [
+        pb.Voice(reference=pb.ReferenceAudio(audio=v.audio, transcript=v.transcript, name=v.name))
+        if isinstance(v, InlineVoice)
+        else pb.Voice(name=v.name)
+        for v in request.voices
+    ]
+    output = request.output
+    return pb.SpeechRequest(
+        text=request.text,
+        voices=voices,
+        scene_prompt=request.scene_prompt or "",
+        sampling=pb.Sampling(**sampling),
+        chunking=pb.Chunking(
+            method=_CHUNK_METHOD_ENUMS[c.method], max_word_num=c.max_word_num, max_num_turns=c.max_num_turns
+        ),
+        output=pb.OutputTarget(s3_bucket=output.bucket or "", s3_key=output.key or "") if output else None,
+        output_format=_FORMAT_ENUMS[request.output_format],
+        encoding=encoding,
+        request_id=request.request_id,
+        omit_audio=omit_audio,
+    )
+
+
+def audio_bytes(samples: array, encoding: int) -> bytes:
+    """Float32 samples -> little-endian bytes in the asked encoding. PCM16 rounds exactly as the
+    WAV encoder does (scale by 32767, truncate, clip to +-32767), so streamed chunks add up to
+    the same samples as the whole file."""
+    x = np.frombuffer(samples, dtype=np.float32)
+    if encoding == PCM_F32LE:
+        return x.astype("<f4", copy=False).tobytes()
+    scaled = np.nan_to_num(x.astype(np.float64), nan=-1.0) * 32767.0
+    return np.clip(scaled, -32767.0, 32767.0).astype("<i2").tobytes()
+
+
+def event_message(event: SpeechEvent, encoding: int) -> pb.SpeechEvent:
+    """One domain event as a stream message (SpeechFailed is a status, not a message)."""
+    if isinstance(event, AudioChunk):
+        return pb.SpeechEvent(
+            audio=pb.AudioChunk(
+                sequence=event.sequence,
+                frame_index=event.frame_index,
+                num_samples=len(event.samples),
+                data=audio_bytes(event.samples, encoding),
+            )
+        )
+    if isinstance(event, Progress):
+        return pb.SpeechEvent(
+            progress=pb.Progress(
+                frames_done=event.frames_done,
+                chunks_done=event.chunks_done,
+                chunks_total=event.chunks_total,
+            )
+        )
+    if isinstance(event, SpeechStarted):
+        return pb.SpeechEvent(
+            started=pb.Started(
+                request_id=event.request_id,
+                sample_rate=event.sample_rate,
+                channels=event.channels,
+                encoding=encoding,
+                voices=list(event.voices),
+            )
+        )
+    if isinstance(event, AudioStored):
+        return pb.SpeechEvent(stored=stored_message(event))
+    if isinstance(event, SpeechCompleted):
+        return pb.SpeechEvent(completed=completed_message(event))
+    raise TypeError(f"no message for {type(event).__name__}")
+
+
+def stored_message(event: AudioStored) -> pb.Stored:
+    return pb.Stored(
+        url=event.url,
+        uri=event.uri,
+        bucket=event.bucket,
+        key=event.key,
+        bytes=event.bytes,
+        etag=event.etag or "",
+        record_key=event.record_key,
+    )
+
+
+def completed_message(event: SpeechCompleted) -> pb.Completed:
+    t = event.timings
+    return pb.Completed(
+        request_id=event.request_id,
+        duration_seconds=event.duration_seconds,
+        sample_rate=event.sample_rate,
+        timings=pb.Timings(
+            queue=t.queue,
+            load=t.load,
+            prefill=t.prefill,
+            decode=t.decode,
+            vocode=t.vocode,
+            upload=t.upload,
+            first_audio=t.first_audio or 0.0,
+            total=t.total,
+        ),
+        real_time_factor=event.real_time_factor,
+        frames=event.frames,
+        stop_reason=event.stop_reason,
+        audio_url=event.audio_url or "",
+        text_output=event.text_output,
+        trace_id=event.metadata.get("trace_id") or "",
+        metadata=_struct(event.metadata),
+    )
+
+
+def result_message(
+    event: SpeechCompleted, stored: AudioStored | None, omit_audio: bool = False
+) -> pb.SpeechResult:
+    return pb.SpeechResult(
+        audio=b"" if omit_audio else event.audio.data,
+        format=event.audio.format,
+        content_type=event.audio.content_type,
+        completed=completed_message(event),
+        stored=stored_message(stored) if stored else None,
+    )
+
+
+def voices_message(voices: list[VoiceInfo]) -> pb.ListVoicesResponse:
+    return pb.ListVoicesResponse(
+        voices=[
+            pb.VoiceInfo(name=v.name, transcript=v.transcript, duration_seconds=v.duration_seconds)
+            for v in voices
+        ]
+    )
+
+
+def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    # through JSON: the metadata may hold values a Struct cannot (paths, tuples)
+    return json_format.ParseDict(json.loads(json.dumps(values, default=str)), struct_pb2.Struct())
+
+
+__all__ = [
+    "PCM_F32LE",
+    "PCM_S16LE",
+    "audio_bytes",
+    "encoding_of",
+    "event_message",
+    "message_from_request",
+    "request_from_message",
+    "result_message",
+    "voices_message",
+]

@@ -1,0 +1,119 @@
+"""The gRPC server: SpeechService, the standard health service and server reflection.
+
+Health says NOT_SERVING until the engine is loaded and warmed (a load balancer sends nothing
+before), then SERVING; on shutdown it says NOT_SERVING again while in-flight calls finish."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from adapters.grpc.generation import GenerationQueue
+from adapters.grpc.servicer import SpeechServicer
+from core.domain.generate_speech import GenerateSpeech
+from core.domain.request import MAX_REFERENCE_AUDIO_BYTES
+from core.ports.speech_engine import SpeechEngine
+from core.ports.voice_library import VoiceLibrary
+from higgs_tts.v1 import speech_pb2 as pb
+from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpeechService"].full_name
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0: any free port (see SpeechServer.port)
+    max_queue: int = 8  # requests waiting behind the one generating
+    grace: float = 30.0  # seconds in-flight calls get to finish on shutdown
+    # a request carries inline reference clips (each at most 12 MiB): two fit with room to spare
+    max_receive_bytes: int = 2 * MAX_REFERENCE_AUDIO_BYTES + 4 * MiB
+    max_send_bytes: int = 256 * MiB  # a Synthesize result holds the whole file
+    spare_threads: int = 8  # for health checks, reflection, ListVoices and refusals
+
+
+class SpeechServer:
+    def __init__(
+        self,
+        generate: GenerateSpeech,
+        voices: VoiceLibrary,
+        engine: SpeechEngine,
+        options: ServerOptions = ServerOptions(),
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+    ) -> None:
+        self.options = options
+        self.engine = engine
+        self.generation = GenerationQueue(options.max_queue)
+        self.servicer = SpeechServicer(generate, voices, engine, self.generation)
+        self.health = health.HealthServicer()
+        self.ready = threading.Event()
+        self.warm_up_error: BaseException | None = None
+        # every admitted call holds a thread while it streams; the rest are spare
+        threads = 1 + options.max_queue + options.spare_threads
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+            interceptors=list(interceptors),
+            options=[
+                ("grpc.max_receive_message_length", options.max_receive_bytes),
+                ("grpc.max_send_message_length", options.max_send_bytes),
+                ("grpc.so_reuseport", 0),  # a busy port is an error, not a shared one
+            ],
+        )
+        pb_grpc.add_SpeechServiceServicer_to_server(self.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = self._server.add_insecure_port(f"{options.host}:{options.port}")
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    @property
+    def address(self) -> str:
+        return f"{self.options.host}:{self.port}"
+
+    def start(self, warm_up: bool = True) -> None:
+        """Serve now; load and warm the model in the background, then say SERVING."""
+        self._server.start()
+        log.info("gRPC %s listening on %s", SERVICE_NAME, self.address)
+        if warm_up:
+            threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.engine.warm_up()
+        except Exception as exc:  # health stays NOT_SERVING; requests get UNAVAILABLE
+            self.warm_up_error = exc
+            log.exception("the model could not be loaded; health stays NOT_SERVING")
+            return
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.ready.set()
+        log.info("model ready: %s", self.engine.describe())
+
+    def _set_health(self, status) -> None:
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, status)
+
+    def stop(self, grace: float | None = None) -> bool:
+        """Refuse new calls, give in-flight ones `grace` seconds, then cancel what is left (the
+        engine stops within a step). True when the generation thread has finished."""
+        grace = self.options.grace if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        log.info("shutting down: in-flight calls get %.1fs", grace)
+        self._server.stop(grace).wait()
+        finished = self.generation.close(timeout=max(5.0, grace))
+        if not finished:
+            log.warning("generation did not stop after the grace period")
+        return finished
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self._server.wait_for_termination(timeout)

@@ -1,0 +1,159 @@
+"""SpeechService: each call becomes a SpeechRequest, runs on the generation thread, and its
+domain events come back as stream messages (StreamSpeech) or one result (Synthesize)."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import queue
+import threading
+import time
+from typing import Iterator
+
+import grpc
+
+from adapters.grpc.generation import GenerationQueue
+from adapters.grpc.messages import (
+    encoding_of,
+    event_message,
+    request_from_message,
+    result_message,
+    voices_message,
+)
+from adapters.grpc.status import abort
+from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.events import AudioStored, SpeechCompleted, SpeechEvent, SpeechFailed
+from core.domain.generate_speech import GenerateSpeech
+from core.domain.request import SpeechRequest
+from core.ports.speech_engine import SpeechEngine
+from core.ports.voice_library import VoiceLibrary
+from higgs_tts.v1 import speech_pb2 as pb
+from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class SpeechServicer(pb_grpc.SpeechServiceServicer):
+    def __init__(
+        self,
+        generate: GenerateSpeech,
+        voices: VoiceLibrary,
+        engine: SpeechEngine,
+        generation: GenerationQueue,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self._generate = generate
+        self._voices = voices
+        self._engine = engine
+        self._generation = generation
+        self._poll_interval = poll_interval
+
+    def StreamSpeech(self, message: pb.SpeechRequest, context: grpc.ServicerContext):
+        request, encoding = _parse(message, context)
+        for event in self._run(request, context):
+            if isinstance(event, SpeechFailed):
+                abort(context, event.error)
+            yield event_message(event, encoding)
+
+    def Synthesize(self, message: pb.SpeechRequest, context: grpc.ServicerContext) -> pb.SpeechResult:
+        request, _ = _parse(message, context)
+        stored = None
+        for event in self._run(request, context):
+            if isinstance(event, SpeechFailed):
+                abort(context, event.error)
+            if isinstance(event, AudioStored):
+                stored = event
+            elif isinstance(event, SpeechCompleted):
+                return result_message(event, stored, omit_audio=message.omit_audio)
+        abort(context, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, "request ended without a result"))
+
+    def ListVoices(self, message: pb.ListVoicesRequest, context: grpc.ServicerContext):
+        try:
+            return voices_message(self._voices.list())
+        except DomainError as error:
+            abort(context, error)
+        except Exception as exc:
+            log.exception("listing voices failed")
+            abort(context, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"could not list voices: {exc}"))
+
+    def _run(self, request: SpeechRequest, context: grpc.ServicerContext) -> Iterator[SpeechEvent]:
+        """Queue the request for the generation thread and relay its events as they come.
+
+        The call's end (client cancel, deadline, server shutdown) sets the request's cancel
+        event, which the engine checks between decode steps."""
+        if not self._engine.is_ready():
+            abort(
+                context,
+                DomainError(
+                    ErrorType.MODEL,
+                    ErrorCode.MODEL_NOT_READY,
+                    "the model is still loading; retry when the health service says SERVING",
+                ),
+            )
+        received_at = time.monotonic()
+        cancel = threading.Event()
+        if not context.add_callback(cancel.set):
+            return  # the call has already ended
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        # the caller's trace (made current by the tracing interceptor) goes with the job
+        trace_context = contextvars.copy_context()
+        try:
+            self._generation.submit(
+                lambda: trace_context.run(self._generate_into, request, cancel, received_at, events)
+            )
+        except DomainError as error:
+            abort(context, error)
+        while True:
+            try:
+                event = events.get(timeout=self._poll_interval)
+            except queue.Empty:
+                if not context.is_active():  # the callback is the main path; this one is a net
+                    cancel.set()
+                    return
+                continue
+            if event is _END:
+                return
+            yield event
+
+    def _generate_into(
+        self,
+        request: SpeechRequest,
+        cancel: threading.Event,
+        received_at: float,
+        events: queue.SimpleQueue,
+    ) -> None:
+        """On the generation thread: run the use case to its end, whether or not anyone is still
+        listening (a cancelled request ends within a step)."""
+        rid = request.request_id
+        try:
+            if cancel.is_set():  # gave up while waiting: the GPU goes to the next one
+                log.info("request %s: cancelled while queued", rid)
+                events.put(SpeechFailed(rid, DomainError(
+                    ErrorType.SYSTEM, ErrorCode.CANCELLED, "request was cancelled while queued")))
+                return
+            for event in self._generate(request, cancel, received_at=received_at):
+                events.put(event)
+                if isinstance(event, SpeechCompleted):
+                    log.info(
+                        "request %s: %.2fs of audio, %d frames, rtf %.3f, queued %.3fs, total %.3fs",
+                        rid, event.duration_seconds, event.frames, event.real_time_factor,
+                        event.timings.queue, event.timings.total,
+                    )
+                elif isinstance(event, SpeechFailed):
+                    log.info("request %s failed: %s: %s", rid, event.error.code, event.error.message)
+        except Exception as exc:
+            log.exception("request %s: unexpected failure", rid)
+            events.put(
+                SpeechFailed(rid, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"internal error: {exc}"))
+            )
+        finally:
+            events.put(_END)
+
+
+def _parse(message: pb.SpeechRequest, context: grpc.ServicerContext) -> tuple[SpeechRequest, int]:
+    try:
+        return request_from_message(message), encoding_of(message)
+    except DomainError as error:
+        abort(context, error)

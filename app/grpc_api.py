@@ -1,0 +1,112 @@
+"""`higgs-tts serve grpc` and `higgs-tts stream`: the gRPC server wired to the container, and a
+client that writes the streamed audio to a WAV file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from opentelemetry.instrumentation.grpc import (
+    client_interceptor,
+    filters,
+    intercept_channel,
+    server_interceptor,
+)
+
+from adapters.grpc import SERVICE_NAME, ServerOptions, SpeechClient, SpeechServer
+from adapters.grpc.server import MiB
+from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, request_from_args
+from app.container import Container
+from core.domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def build_server(container: Container, options: ServerOptions) -> SpeechServer:
+    """The server on the container's use case, engine and voices. Calls to SpeechService are
+    traced, continuing the caller's W3C trace context from the call metadata."""
+    tracing = server_interceptor(
+        tracer_provider=container.tracer_provider(), filter_=filters.service_name(SERVICE_NAME)
+    )
+    return SpeechServer(
+        container.generate_speech(),
+        container.voice_library(),
+        container.engine(),
+        options,
+        interceptors=[tracing],
+    )
+
+
+def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        max_queue=args.max_queue,
+        grace=args.grace,
+        max_receive_bytes=int(args.max_receive_mb * MiB),
+    )
+    try:
+        server = build_server(container, options)
+    except RuntimeError as error:  # the port is taken or the address is not ours
+        print(f"error: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    # the address on stdout: with --port 0 this is how a caller learns the port
+    print(json.dumps({"event": "listening", "address": server.address, "service": SERVICE_NAME}), flush=True)
+    while not stop.wait(0.5):
+        pass
+    finished = server.stop()
+    if finished:
+        container.engine().close()
+    print(json.dumps({"event": "stopped", "clean": finished}), flush=True)
+    return EXIT_OK if finished else EXIT_FAILED
+
+
+def cmd_stream(args: argparse.Namespace, container: Container) -> int:
+    try:
+        request = request_from_args(args)
+    except DomainError as error:
+        return _fail(error)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # the client's span is the root of the trace the server continues
+    tracing = client_interceptor(tracer_provider=container.tracer_provider())
+    with SpeechClient(args.target, intercept=lambda channel: intercept_channel(channel, tracing)) as client:
+        try:
+            summary = client.stream_to_wav(request, args.out, timeout=args.timeout)
+        except DomainError as error:
+            return _fail(error)
+    print(json.dumps(summary.to_dict()))
+    return EXIT_OK
+
+
+def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
+    defaults = ServerOptions()
+    serve = servers.add_parser("grpc", help="serve SpeechService over gRPC (health, reflection)")
+    serve.add_argument("--host", default=defaults.host)
+    serve.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
+    serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                       help="requests that may wait behind the one generating; more get RESOURCE_EXHAUSTED")
+    serve.add_argument("--grace", type=float, default=defaults.grace,
+                       help="seconds in-flight calls get to finish after SIGTERM before they are cancelled")
+    serve.add_argument("--max-receive-mb", type=float, default=defaults.max_receive_bytes / MiB,
+                       help="largest request (inline reference audio) in MiB")
+    serve.set_defaults(handler=cmd_serve_grpc)
+
+    stream = commands.add_parser(
+        "stream", help="stream speech from a gRPC server into a WAV file; JSON timings on stdout"
+    )
+    stream.add_argument("--target", required=True, help="HOST:PORT of the server")
+    _add_request_arguments(stream)
+    stream.add_argument("--out", type=Path, required=True, help="the WAV file, written as chunks arrive")
+    stream.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
+    stream.set_defaults(handler=cmd_stream)

@@ -1,0 +1,108 @@
+"""`higgs-tts stream` against a real server, and `higgs-tts serve grpc` as a process that
+stops gracefully on SIGTERM."""
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from adapters.grpc import SERVICE_NAME
+from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
+from tests.integration.grpc_helpers import collect, kinds, speech_request, stream_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+def test_stream_reports_the_servers_error(server, tmp_path, capsys):
+    code, summary = stream_cli(
+        capsys, "--target", server.address, "--text", "Hello.", "--voice", "nobody",
+        "--out", str(tmp_path / "x.wav"),
+    )
+    assert code == 2 and summary["success"] is False
+    assert summary["error"]["code"] == "UNKNOWN_VOICE"
+    assert summary["error"]["details"]["grpc_status"] == "NOT_FOUND"
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_stream_checks_its_input_before_calling(tmp_path, capsys):
+    code, summary = stream_cli(
+        capsys, "--target", "127.0.0.1:1", "--text", "Hello.", "--top-p", "0", "--out", str(tmp_path / "x.wav")
+    )
+    assert code == 2 and summary["error"]["code"] == "INVALID_TOP_P"
+
+
+def test_stream_to_a_server_that_is_not_there(tmp_path, capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, summary = stream_cli(
+        capsys, "--target", f"127.0.0.1:{port}", "--text", "Hello.", "--timeout", "5",
+        "--out", str(tmp_path / "x.wav"),
+    )
+    assert code == 1
+    assert summary["error"]["details"]["grpc_status"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
+SERVER_PROCESS = """
+import sys
+from dependency_injector import providers
+from adapters.fake import FakeSpeechEngine
+from app.cli import main
+from app.container import build_container
+
+container = build_container()
+container.engine.override(providers.Object(FakeSpeechEngine(step_delay=float(sys.argv[1]))))
+sys.exit(main(["serve", "grpc", "--host", "127.0.0.1", "--port", "0", "--grace", sys.argv[2]],
+              container=container))
+"""
+
+
+def test_serve_grpc_finishes_in_flight_calls_on_sigterm(tmp_path):
+    env = {**os.environ, "HIGGS_ENGINE": "fake", "HIGGS_STORE": "none", "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "stderr.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER_PROCESS, "0.005", "30"],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=tmp_path,
+        )
+    lines: queue.Queue = queue.Queue()
+
+    def read_stdout():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put("")  # the process has closed its stdout
+
+    def next_line():
+        line = lines.get(timeout=30)
+        assert line, "the server exited: " + (tmp_path / "stderr.log").read_text()[-2000:]
+        return json.loads(line)
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    try:
+        listening = next_line()
+        assert listening["event"] == "listening" and listening["service"] == SERVICE_NAME
+        with grpc.insecure_channel(listening["address"]) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=30
+            )
+            assert any(r.status == health_pb2.HealthCheckResponse.SERVING for r in watch)
+
+            call = pb_grpc.SpeechServiceStub(channel).StreamSpeech(
+                speech_request(text="word " * 30), timeout=30  # about 270 frames: 1.4 s
+            )
+            assert next(call).WhichOneof("event") == "started"
+            proc.send_signal(signal.SIGTERM)
+            messages, error = collect(call)
+        assert error is None and kinds(messages)[-1] == "completed"
+        assert proc.wait(timeout=30) == 0
+        assert next_line() == {"event": "stopped", "clean": True}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,122 @@
+"""Every kind of bad input and failure gets its status code, with the domain code in the
+trailing metadata and at the start of the status details."""
+
+import grpc
+import pytest
+
+from core.domain.errors import DomainError, ErrorCode, ErrorType
+from higgs_tts.v1 import speech_pb2 as pb
+from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
+from tests.integration.grpc_helpers import (
+    TEXT,
+    collect,
+    domain_code,
+    domain_details,
+    kinds,
+    speech_request,
+    wait_for,
+)
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+BAD_REQUESTS = {
+    "empty text": (pb.SpeechRequest(text=""), INVALID, "INVALID_TRANSCRIPT"),
+    "temperature 3": (
+        pb.SpeechRequest(text="hi", sampling=pb.Sampling(temperature=3.0)), INVALID, "INVALID_TEMPERATURE"),
+    "top_p 0": (pb.SpeechRequest(text="hi", sampling=pb.Sampling(top_p=0.0)), INVALID, "INVALID_TOP_P"),
+    "top_k 0": (pb.SpeechRequest(text="hi", sampling=pb.Sampling(top_k=0)), INVALID, "INVALID_TOP_K"),
+    "max_new_tokens 0": (
+        pb.SpeechRequest(text="hi", sampling=pb.Sampling(max_new_tokens=0)), INVALID, "INVALID_MAX_NEW_TOKENS"),
+    "negative seed": (pb.SpeechRequest(text="hi", sampling=pb.Sampling(seed=-1)), INVALID, "INVALID_SEED"),
+    "unknown voice": (speech_request(voice="nobody"), grpc.StatusCode.NOT_FOUND, "UNKNOWN_VOICE"),
+    "bad voice name": (speech_request(voice="../etc"), INVALID, "INVALID_VOICE_NAME"),
+    "empty voice": (pb.SpeechRequest(text="hi", voices=[pb.Voice()]), INVALID, "INVALID_VOICE_NAME"),
+    "clip without transcript": (
+        pb.SpeechRequest(text="hi", voices=[pb.Voice(reference=pb.ReferenceAudio(audio=b"RIFF"))]),
+        INVALID, "INVALID_REFERENCE_AUDIO"),
+    "bad s3 key": (
+        speech_request(output=pb.OutputTarget(s3_bucket="tts-out", s3_key="../x.wav")), INVALID, "INVALID_S3_KEY"),
+    "bad bucket": (speech_request(output=pb.OutputTarget(s3_bucket="Not_A_Bucket")), INVALID, "INVALID_S3_BUCKET"),
+    "format not installed": (
+        speech_request(output_format=pb.OUTPUT_FORMAT_MP3), INVALID, "INVALID_OUTPUT_FORMAT"),
+    "unknown format value": (speech_request(output_format=42), INVALID, "INVALID_OUTPUT_FORMAT"),
+    "unknown encoding value": (speech_request(encoding=42), INVALID, "INVALID_INPUT"),
+    "unknown chunk method": (
+        speech_request(chunking=pb.Chunking(method=42)), INVALID, "INVALID_CHUNKING"),
+    "bad request id": (speech_request(request_id="has space"), INVALID, "INVALID_REQUEST_ID"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+@pytest.mark.parametrize("method", ["StreamSpeech", "Synthesize"])
+def test_bad_input_gets_its_status_before_any_generation(stub, engine, method, case):
+    request, status, code = BAD_REQUESTS[case]
+    with pytest.raises(grpc.RpcError) as raised:
+        call = getattr(stub, method)(request, timeout=10)
+        if method == "StreamSpeech":
+            messages, error = collect(call)
+            assert messages == []
+            raise error
+    error = raised.value
+    assert error.code() is status
+    assert domain_code(error) == code
+    assert error.details().startswith(f"{code}: ")
+    assert dict(error.trailing_metadata())["error-type"] == "validation_error"
+    assert engine.steps == 0
+
+
+def test_unknown_voice_details_name_the_available_ones(stub):
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Synthesize(speech_request(voice="nobody"), timeout=10)
+    assert domain_details(raised.value) == {"voice": "nobody", "available": ["belinda", "en_man"]}
+
+
+ENGINE_FAILURES = {
+    "crash": (RuntimeError("boom"), grpc.StatusCode.INTERNAL, "INFERENCE_FAILED"),
+    "out of memory": (MemoryError(), grpc.StatusCode.INTERNAL, "OUT_OF_MEMORY"),
+    "model lost": (
+        DomainError(ErrorType.MODEL, ErrorCode.MODEL_LOAD_FAILED, "weights unreadable"),
+        grpc.StatusCode.UNAVAILABLE, "MODEL_LOAD_FAILED"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENGINE_FAILURES))
+def test_failure_mid_stream_ends_it_with_a_status(stub, engine, case):
+    engine.fail, status, code = ENGINE_FAILURES[case]
+    messages, error = collect(stub.StreamSpeech(speech_request(), timeout=10))
+    # the first chunk went out before the engine failed
+    assert kinds(messages)[:2] == ["started", "audio"]
+    assert "completed" not in kinds(messages)
+    assert error.code() is status and domain_code(error) == code
+
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Synthesize(speech_request(), timeout=10)
+    assert raised.value.code() is status and domain_code(raised.value) == code
+
+    engine.fail = None  # one failed request leaves the server usable
+    assert stub.Synthesize(speech_request(text=TEXT), timeout=10).completed.frames > 0
+
+
+def test_queue_full_is_resource_exhausted_and_the_queued_call_runs_after(start_server, engine):
+    server = start_server(max_queue=1)
+    assert server.ready.wait(10)
+    engine.step_delay = 0.01
+    channel = grpc.insecure_channel(server.address)
+    stub = pb_grpc.SpeechServiceStub(channel)
+    try:
+        running = stub.StreamSpeech(speech_request(text="word " * 200), timeout=30)
+        assert next(running).WhichOneof("event") == "started"
+        queued = stub.StreamSpeech(speech_request(), timeout=30)
+        wait_for(lambda: server.generation.admitted == 2)  # one generating, one waiting
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Synthesize(speech_request(), timeout=10)
+        assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert domain_code(raised.value) == "QUEUE_FULL"
+        assert domain_details(raised.value) == {"max_queue": 1}
+
+        running.cancel()
+        messages, error = collect(queued)
+        assert error is None and kinds(messages)[-1] == "completed"
+        assert messages[-1].completed.timings.queue > 0
+    finally:
+        channel.close()
