@@ -6,6 +6,7 @@ import wave
 import pytest
 
 from adapters.fake import FakeSpeechEngine
+from adapters.higgs import HiggsSpeechEngine
 from tests.integration.grpc_helpers import stream_cli
 
 SIXTY_WORDS = (
@@ -15,11 +16,12 @@ SIXTY_WORDS = (
     "everyone stepped onto the platform with somewhere to be and something new to say to someone."
 )
 
-# The engines this runs on. The fake decodes at a fixed pace per frame (the ratio first chunk /
-# total depends on frames per chunk, not on the pace). When the Higgs engine is on this branch,
-# add it on the demo bundle (the `demo_bundle` fixture of tests/conftest.py):
-#   "higgs-demo": lambda request: HiggsSpeechEngine(request.getfixturevalue("demo_bundle"), device="cpu"),
-LATENCY_ENGINES = {"fake-paced": lambda request: FakeSpeechEngine(step_delay=0.004)}
+# The engines this runs on: the real engine on the demo bundle, and the fake at a fixed pace
+# per frame (the ratio first chunk / total depends on frames per chunk, not on the pace).
+LATENCY_ENGINES = {
+    "fake-paced": lambda request: FakeSpeechEngine(step_delay=0.004),
+    "higgs-demo": lambda request: HiggsSpeechEngine(request.getfixturevalue("demo_bundle"), device="cpu"),
+}
 
 
 @pytest.fixture(params=sorted(LATENCY_ENGINES))
