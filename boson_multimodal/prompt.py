@@ -79,7 +79,8 @@ class PromptBuilder:
                 ids += [self.audio_token] * (frames.shape[0] - (k - 1)) + [self.delay_token] * (k - 1)
                 ids += [s["<|audio_eos|>"], s["<|eot_id|>"]]
             elif turn.text is not None:
-                ids += self._text("\n\n" + turn.text) + [s["<|eot_id|>"]]
+                # the header's blank line and the content are tokenized apart, as upstream does
+                ids += self._text("\n\n") + self._text(turn.text) + [s["<|eot_id|>"]]
             else:  # the generation prompt: the model continues with audio
                 ids += self._text("\n\n") + [s["<|audio_out_bos|>"]]
         frames = torch.cat(audio) if audio else torch.empty((0, k), dtype=torch.long)
