@@ -11,11 +11,11 @@ from dependency_injector import containers, providers
 from adapters.fake import FakeSpeechEngine, InMemoryVoiceLibrary
 from adapters.local import LocalObjectStore
 from adapters.otel import OtelTracer
+from adapters.soundfile import SoundfileEncoder
 from adapters.voices import VolumeVoiceLibrary
 from app.settings import Settings
 from boson_multimodal.layout import ModelPaths
 from app.telemetry import make_tracer_provider
-from core.domain.audio import WavEncoder
 from core.domain.generate_speech import GenerateSpeech
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,31 @@ def resolve_model_paths(settings: Settings) -> ModelPaths:
     log.warning("no weights at %s: using the DEMO bundle at %s (random weights, noise)",
                 settings.model_path, settings.demo_model_dir)
     return demo
+
+
+def _s3_store(settings: Settings):
+    from adapters.s3 import S3Config, S3ObjectStore
+
+    mib = 1024 * 1024
+    return S3ObjectStore(S3Config(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.aws_region,
+        path_style=settings.s3_path_style,
+        multipart_threshold=settings.s3_multipart_threshold_mb * mib,
+        part_size=max(8, settings.s3_multipart_threshold_mb) * mib,
+        presign_expiry=settings.s3_presign_expiry,
+        max_attempts=settings.s3_max_attempts,
+        access_key_id=settings.bucket_access_key_id,
+        secret_access_key=settings.bucket_secret_access_key,
+    ))
+
+
+def validate_storage(container: "Container") -> None:
+    """At server start: a configured default S3 bucket must exist and be writable by us."""
+    settings = container.settings()
+    store = container.object_store()
+    if settings.s3_bucket and hasattr(store, "validate_bucket_access"):
+        store.validate_bucket_access(settings.s3_bucket)
 
 
 def _higgs_engine(paths: ModelPaths, settings: Settings):
@@ -63,10 +88,11 @@ class Container(containers.DeclarativeContainer):
         fake=providers.Singleton(InMemoryVoiceLibrary.with_demo_voices),
         higgs=providers.Singleton(VolumeVoiceLibrary, providers.Callable(lambda p: p.voices, model_paths)),
     )
-    encoder = providers.Singleton(WavEncoder)
+    encoder = providers.Singleton(SoundfileEncoder)
     object_store = providers.Selector(
         providers.Callable(lambda s: s.store_kind, settings),
         local=providers.Singleton(LocalObjectStore, providers.Callable(lambda s: s.output_dir, settings)),
+        s3=providers.Singleton(_s3_store, settings),
         none=providers.Object(None),
     )
 

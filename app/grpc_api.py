@@ -21,7 +21,7 @@ from opentelemetry.instrumentation.grpc import (
 from adapters.grpc import SERVICE_NAME, ServerOptions, SpeechClient, SpeechServer
 from adapters.grpc.server import MiB
 from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, request_from_args
-from app.container import Container
+from app.container import Container, validate_storage
 from core.domain.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
         grace=args.grace,
         max_receive_bytes=int(args.max_receive_mb * MiB),
     )
+    try:
+        validate_storage(container)
+    except DomainError as error:  # a misconfigured bucket is found now, not at the first request
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         server = build_server(container, options)
     except RuntimeError as error:  # the port is taken or the address is not ours

@@ -20,6 +20,13 @@ class Settings:
     s3_key_prefix: str = "higgs-tts"
     s3_endpoint_url: str | None = None
     aws_region: str | None = None
+    s3_path_style: bool = False
+    s3_multipart_threshold_mb: int = 8
+    s3_presign_expiry: int = 3600  # seconds, at most 7 days
+    s3_max_attempts: int = 5
+    # RunPod's rp_upload names; None: the standard AWS credential chain
+    bucket_access_key_id: str | None = None
+    bucket_secret_access_key: str | None = None
     device: str | None = None  # cuda | cpu; default: cuda when available
     max_cache_len: int = 8192  # KV-cache positions: prompt + generated frames of one chunk
     demo_fallback: bool = False  # no weights at MODEL_PATH: use (and write) the demo bundle
@@ -49,6 +56,12 @@ class Settings:
             s3_key_prefix=env.get("S3_KEY_PREFIX", "higgs-tts"),
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or env.get("BUCKET_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None,
+            s3_path_style=(env.get("S3_ADDRESSING_STYLE") or "").strip().lower() == "path",
+            s3_multipart_threshold_mb=int(env.get("S3_MULTIPART_THRESHOLD_MB") or 8),
+            s3_presign_expiry=int(env.get("S3_PRESIGN_EXPIRY") or 3600),
+            s3_max_attempts=int(env.get("S3_MAX_ATTEMPTS") or 5),
+            bucket_access_key_id=env.get("BUCKET_ACCESS_KEY_ID") or None,
+            bucket_secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY") or None,
             device=env.get("HIGGS_DEVICE") or None,
             max_cache_len=int(env.get("HIGGS_MAX_CACHE_LEN") or 8192),
             demo_fallback=(env.get("HIGGS_DEMO_FALLBACK") or "").strip().lower() in ("1", "true", "yes"),
@@ -60,6 +73,11 @@ class Settings:
             otel_exporter=(env.get("OTEL_TRACES_EXPORTER") or "none").strip().lower(),
             otel_service_name=env.get("OTEL_SERVICE_NAME") or "higgs-tts",
         )
+
+    def __repr__(self) -> str:  # never print a secret
+        hidden = {"bucket_secret_access_key"}
+        fields = ", ".join(f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.__dict__.items())
+        return f"Settings({fields})"
 
     @property
     def uses_s3(self) -> bool:

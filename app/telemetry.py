@@ -42,5 +42,10 @@ def make_tracer_provider(settings: Settings, exporter: SpanExporter | None = Non
 
 
 def install_tracer_provider(provider: TracerProvider) -> None:
-    """Make it the global provider, so instrumentations (grpc, botocore) use it too."""
+    """Make it the global provider, and trace every S3 call (botocore) under the request's span."""
     trace.set_tracer_provider(provider)
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+
+    instrumentor = BotocoreInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=provider)

@@ -16,3 +16,24 @@ def demo_runtime(demo_bundle):
     from boson_multimodal.runtime import HiggsAudio
 
     return HiggsAudio.load(demo_bundle, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real S3 server on loopback, shared by the session's S3 tests."""
+    from tests.seaweed import SeaweedS3
+
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweed, request):
+    """A fresh bucket per test."""
+    import re
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") or "bucket"
+    name = f"t-{name}-{abs(hash(request.node.nodeid)) % 10**6}"
+    seaweed.client().create_bucket(Bucket=name)
+    return name

@@ -52,10 +52,15 @@ def pcm16_bytes(samples: array) -> bytes:
 def wav_bytes(samples: array, sample_rate: int) -> bytes:
     """A 16-bit PCM mono WAV file."""
     data = pcm16_bytes(samples)
-    header = struct.pack(
+    return wav_header(len(data), sample_rate) + data
+
+
+def wav_header(data_bytes: int, sample_rate: int) -> bytes:
+    """The 44-byte header of a 16-bit PCM mono WAV file with `data_bytes` of samples."""
+    return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
         b"RIFF",
-        36 + len(data),
+        36 + data_bytes,
         b"WAVE",
         b"fmt ",
         16,
@@ -66,9 +71,8 @@ def wav_bytes(samples: array, sample_rate: int) -> bytes:
         2,
         16,
         b"data",
-        len(data),
+        data_bytes,
     )
-    return header + data
 
 
 @dataclass(frozen=True, repr=False)

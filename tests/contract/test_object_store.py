@@ -10,22 +10,34 @@ from adapters.local import LocalObjectStore
 from core.domain.errors import DomainError
 
 
-def _memory(tmp_path):
+def _memory(tmp_path, request):
     return InMemoryObjectStore()
 
 
-def _local(tmp_path):
+def _local(tmp_path, request):
     return LocalObjectStore(tmp_path / "store")
 
 
-STORES = {"memory": _memory, "local": _local}
+def _s3(tmp_path, request):
+    from adapters.s3 import S3Config, S3ObjectStore
+    from tests.seaweed import ACCESS_KEY, SECRET_KEY
+
+    seaweed = request.getfixturevalue("seaweed")
+    buckets = {b["Name"] for b in seaweed.client().list_buckets().get("Buckets", [])}
+    if BUCKET not in buckets:
+        seaweed.client().create_bucket(Bucket=BUCKET)
+    return S3ObjectStore(S3Config(endpoint_url=seaweed.endpoint, region="us-east-1", path_style=True,
+                                  access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY))
+
+
+STORES = {"memory": _memory, "local": _local, "s3": _s3}
 # stores whose URLs a client can fetch (the in-memory one's are names only)
-FETCHABLE = {"local"}
+FETCHABLE = {"local", "s3"}
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request, tmp_path):
-    return STORES[request.param](tmp_path)
+    return STORES[request.param](tmp_path, request)
 
 
 BUCKET = "contract-bucket"
@@ -65,8 +77,8 @@ def test_url_for_names_the_object(store):
 
 
 @pytest.mark.parametrize("name", sorted(FETCHABLE))
-def test_fetchable_urls_return_the_bytes(name, tmp_path):
-    store = STORES[name](tmp_path)
+def test_fetchable_urls_return_the_bytes(name, tmp_path, request):
+    store = STORES[name](tmp_path, request)
     stored = store.put(BUCKET, "fetch/me.bin", b"payload", "application/octet-stream")
     with urllib.request.urlopen(stored.url) as response:
         assert response.read() == b"payload"

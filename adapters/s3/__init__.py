@@ -1,0 +1,3 @@
+from adapters.s3.object_store import S3Config, S3ObjectStore
+
+__all__ = ["S3Config", "S3ObjectStore"]

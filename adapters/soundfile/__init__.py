@@ -1,0 +1,3 @@
+from adapters.soundfile.encoder import SoundfileEncoder
+
+__all__ = ["SoundfileEncoder"]
