@@ -232,7 +232,7 @@ Handler = Callable[[argparse.Namespace, Container], int]
 
 # Modules that add subcommands: each has `register(commands, serve_commands)` that adds
 # argparse parsers whose `handler` default is a Handler.
-COMMAND_MODULES: tuple[str, ...] = ("app.grpc_api",)
+COMMAND_MODULES: tuple[str, ...] = ("app.grpc_api", "app.runpod_worker")
 
 
 def main(argv: list[str] | None = None, container: Container | None = None) -> int:

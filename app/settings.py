@@ -37,6 +37,13 @@ class Settings:
     log_level: str = "INFO"
     otel_exporter: str = "none"  # from OTEL_TRACES_EXPORTER: otlp | console | none
     otel_service_name: str = "higgs-tts"
+    # RunPod worker
+    runpod_stream: bool = False  # generator handler: audio chunks as they are made
+    health_port: int | None = None  # /health, /ready, /metrics, /ping
+    ping_port: int | None = None  # PORT_HEALTH: RunPod load-balancing endpoints probe /ping here
+    health_host: str = "0.0.0.0"
+    inline_audio_max_mb: float = 7.0  # audio returned inline (base64) when no store is configured
+    progress_interval: float = 2.0  # seconds between progress updates of a RunPod job
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -64,7 +71,7 @@ class Settings:
             bucket_secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY") or None,
             device=env.get("HIGGS_DEVICE") or None,
             max_cache_len=int(env.get("HIGGS_MAX_CACHE_LEN") or 8192),
-            demo_fallback=(env.get("HIGGS_DEMO_FALLBACK") or "").strip().lower() in ("1", "true", "yes"),
+            demo_fallback=_flag(env.get("HIGGS_DEMO_FALLBACK")),
             demo_model_dir=Path(env.get("HIGGS_DEMO_MODEL_DIR") or ".cache/demo-model"),
             generation_subdir=env.get("HIGGS_GENERATION_SUBDIR") or None,
             tokenizer_subdir=env.get("HIGGS_TOKENIZER_SUBDIR") or None,
@@ -72,6 +79,12 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             otel_exporter=(env.get("OTEL_TRACES_EXPORTER") or "none").strip().lower(),
             otel_service_name=env.get("OTEL_SERVICE_NAME") or "higgs-tts",
+            runpod_stream=_flag(env.get("RUNPOD_STREAM")),
+            health_port=_port(env, "HEALTH_PORT"),
+            ping_port=_port(env, "PORT_HEALTH"),
+            health_host=env.get("HEALTH_HOST") or "0.0.0.0",
+            inline_audio_max_mb=float(env.get("RUNPOD_INLINE_AUDIO_MAX_MB") or 7.0),
+            progress_interval=float(env.get("RUNPOD_PROGRESS_INTERVAL") or 2.0),
         )
 
     def __repr__(self) -> str:  # never print a secret
@@ -92,3 +105,16 @@ class Settings:
         if self.store == "auto":
             return "s3" if self.uses_s3 else "local"
         return self.store
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise ValueError(f"{name} must be a port number, not {value!r}")
+    return int(value)

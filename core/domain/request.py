@@ -240,6 +240,10 @@ def parse_voice_list(value: str) -> tuple[NamedVoice, ...]:
     return tuple(NamedVoice(name) for name in names)
 
 
+def is_valid_request_id(value: object) -> bool:
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -297,7 +301,7 @@ class SpeechRequest:
                 "output_format must be one of " + ", ".join(f.value for f in OutputFormat),
                 value=self.output_format,
             ) from None
-        if not isinstance(self.request_id, str) or not _REQUEST_ID.fullmatch(self.request_id):
+        if not is_valid_request_id(self.request_id):
             raise validation_error(
                 ErrorCode.INVALID_REQUEST_ID,
                 "request_id must match [A-Za-z0-9_.:-]{1,128}",

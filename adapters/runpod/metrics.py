@@ -1,0 +1,87 @@
+"""What the worker has done, in Prometheus text: requests and errors, real-time factor and
+time to first audio, queue depth, GPU memory."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from core.domain.errors import DomainError
+from core.domain.events import SpeechCompleted
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 50.0)
+_TTFA_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+_DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class _MemoryCollector:
+    def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
+        self._read = read
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "higgs_tts_gpu_memory_bytes", "GPU memory held by the worker", labels=["kind"]
+        )
+        try:
+            values = self._read()
+        except Exception:  # a scrape never fails because the device could not be asked
+            values = {}
+        for kind, value in values.items():
+            family.add_metric([kind], float(value))
+        yield family
+
+
+class WorkerMetrics:
+    def __init__(self, gpu_memory: Callable[[], Mapping[str, int]] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "higgs_tts_requests", "Jobs handled, by outcome", ["outcome"], registry=r
+        )
+        self.errors = Counter(
+            "higgs_tts_errors", "Failed jobs, by error type and code", ["type", "code"], registry=r
+        )
+        self.rtf = Histogram(
+            "higgs_tts_real_time_factor",
+            "Seconds of generation per second of audio (below 1 is faster than real time)",
+            buckets=_RTF_BUCKETS, registry=r,
+        )
+        self.ttfa = Histogram(
+            "higgs_tts_time_to_first_audio_seconds",
+            "From the start of generation to the first audio chunk",
+            buckets=_TTFA_BUCKETS, registry=r,
+        )
+        self.duration = Histogram(
+            "higgs_tts_request_duration_seconds", "Whole job, queue included",
+            buckets=_DURATION_BUCKETS, registry=r,
+        )
+        self.audio_seconds = Counter(
+            "higgs_tts_audio_seconds", "Seconds of audio generated", registry=r
+        )
+        self.queue_depth = Gauge(
+            "higgs_tts_queue_depth", "Jobs waiting for the engine", registry=r
+        )
+        self.in_flight = Gauge("higgs_tts_in_flight", "Jobs generating now", registry=r)
+        self.ready = Gauge("higgs_tts_ready", "1 when the model is loaded and warmed", registry=r)
+        if gpu_memory is not None:
+            r.register(_MemoryCollector(gpu_memory))
+
+    def completed(self, event: SpeechCompleted, seconds: float) -> None:
+        self.requests.labels("success").inc()
+        self.rtf.observe(event.real_time_factor)
+        if event.timings.first_audio is not None:
+            self.ttfa.observe(event.timings.first_audio)
+        self.audio_seconds.inc(event.duration_seconds)
+        self.duration.observe(seconds)
+
+    def failed(self, error: DomainError, seconds: float) -> None:
+        self.requests.labels("error").inc()
+        self.errors.labels(error.type.value, error.code).inc()
+        self.duration.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

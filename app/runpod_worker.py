@@ -1,0 +1,136 @@
+"""`higgs-tts serve runpod`: the RunPod Serverless worker wired to the container.
+
+Order at start: check the storage, open the health server (/health answers while the model
+loads), load and warm the model (CUDA graphs captured), and only then hand the handler to
+`runpod.serverless.start`, so the first job never pays for loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Mapping
+
+from adapters.runpod import HealthServer, RunpodWorker, WorkerMetrics, WorkerOptions
+from app.cli import EXIT_FAILED, EXIT_OK, warn_if_demo
+from app.container import Container, validate_storage
+from core.domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def gpu_memory() -> dict[str, int]:
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {
+        "allocated": torch.cuda.memory_allocated(),
+        "reserved": torch.cuda.memory_reserved(),
+        "max_allocated": torch.cuda.max_memory_allocated(),
+    }
+
+
+def runpod_progress(job: Mapping[str, Any], progress: dict[str, Any]) -> None:
+    """progress_update posts to the platform's job-done URL; off the platform there is none,
+    and the SDK would try an unusable address, so nothing is sent."""
+    if not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
+        return
+    import runpod
+
+    runpod.serverless.progress_update(dict(job), progress)
+
+
+def _event(name: str, **fields: Any) -> None:
+    print(json.dumps({"event": name, **fields}, default=str), flush=True)
+
+
+def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
+    settings = container.settings()
+    stream = args.stream or settings.runpod_stream
+    try:
+        validate_storage(container)
+    except DomainError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_FAILED
+    warn_if_demo(container)
+
+    engine = container.engine()
+    metrics = WorkerMetrics(gpu_memory=gpu_memory)
+    servers = []
+    for port in dict.fromkeys(p for p in (settings.health_port, settings.ping_port) if p is not None):
+        try:
+            server = HealthServer(settings.health_host, port, engine.is_ready, engine.describe, metrics)
+        except OSError as error:
+            print(f"error: cannot serve health on {settings.health_host}:{port}: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        servers.append(server.start())
+        _event("health", address=f"{settings.health_host}:{server.port}")
+
+    started = time.monotonic()
+    try:
+        engine.warm_up()
+        _event("warm", seconds=round(time.monotonic() - started, 2), model=engine.describe())
+    except DomainError as error:
+        # keep taking jobs: each one answers with this model_error instead of waiting in a
+        # queue no worker can serve; /ready stays 503 and says why
+        log.error("the model could not be loaded: %s: %s", error.code, error.message)
+        _event("warm_failed", error=error.to_dict())
+
+    worker = RunpodWorker(
+        container.generate_speech(),
+        metrics,
+        WorkerOptions(
+            inline_audio_limit=int(settings.inline_audio_max_mb * 1_000_000),
+            progress_interval=settings.progress_interval,
+        ),
+        progress=runpod_progress,
+        tracer=container.tracer(),
+    )
+    config: dict[str, Any] = {
+        "handler": worker.handle_stream if stream else worker.handle,
+        "concurrency_modifier": worker.concurrency,
+        "return_aggregate_stream": True,
+    }
+    # runpod.serverless.start reads its own flags from sys.argv
+    rp_args = []
+    if args.api:
+        rp_args += ["--rp_serve_api", "--rp_api_host", args.api_host, "--rp_api_port", str(args.api_port)]
+    if args.test_input:
+        rp_args += ["--test_input", args.test_input]
+    _event("worker", mode="stream" if stream else "sync",
+           api=f"{args.api_host}:{args.api_port}" if args.api else None)
+    # the SDK logs every job's whole output at DEBUG, its default: base64 audio in the logs
+    os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+    import runpod
+
+    argv = sys.argv
+    sys.argv = [argv[0], *rp_args]
+    try:
+        runpod.serverless.start(config)
+    finally:
+        sys.argv = argv
+        for server in servers:
+            server.stop()
+        engine.close()
+    return EXIT_OK
+
+
+def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
+    serve = servers.add_parser(
+        "runpod",
+        help="the RunPod Serverless worker (loads and warms the model, then takes jobs)",
+    )
+    serve.add_argument("--stream", action="store_true",
+                       help="generator handler: audio chunks and progress as they are made "
+                            "(env RUNPOD_STREAM=true)")
+    serve.add_argument("--api", action="store_true",
+                       help="serve runpod's local test API (/run, /runsync, /stream, /status)")
+    serve.add_argument("--api-host", default="127.0.0.1")
+    serve.add_argument("--api-port", type=int, default=8000)
+    serve.add_argument("--test-input", help='run one job locally and exit, e.g. \'{"input": {...}}\'')
+    serve.set_defaults(handler=cmd_serve_runpod)
