@@ -50,7 +50,7 @@ def main() -> int:
         for what in (["-r", str(args.lock)], [str(ROOT)]):
             subprocess.run(
                 [sys.executable, "-m", "pip", "install", "--isolated", "--quiet", "--no-deps",
-                 "--no-compile", "--index-url", args.index_url, "--target", str(target), *what],
+                 "--index-url", args.index_url, "--target", str(target), *what],
                 check=True,
             )
         sizes = installed_sizes(target)
