@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from boson_multimodal.codec import AudioCodec  # noqa: E402
 from boson_multimodal.demo import voice_clip  # noqa: E402
 from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig  # noqa: E402
-from boson_multimodal.prompt import PromptBuilder, Turn, system_text, voice_turns  # noqa: E402
+from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns  # noqa: E402
 
 TEXT_20_WORDS = ("The quick brown fox jumps over the lazy dog while the sun sets slowly "
                  "behind the quiet hills of the old town.")
@@ -205,7 +205,7 @@ def main() -> int:
         head[:, model.config.audio_stream_eos_id] = -head.abs().max()
     codec = AudioCodec(codec_model, device)
     reference = codec.encode(voice_clip(180.0, seconds=args.voice_seconds))
-    turns = [Turn("system", system_text("A quiet studio."))]
+    turns = [system_turn("A quiet studio.")]
     turns += voice_turns([("This is the reference clip of the voice to clone.", reference)], False)
     turns += [Turn("user", TEXT_20_WORDS)]
     prompt = PromptBuilder(tokenizer, model.config).build(turns)

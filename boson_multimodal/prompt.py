@@ -24,13 +24,13 @@ class Turn:
     role: str  # system | user | assistant
     text: str | None = None
     codes: torch.Tensor | None = None  # [T, K] audio codes (assistant turns)
+    scene: str | None = None  # system turn: the scene description, between its markers
 
 
-def system_text(scene: str | None) -> str:
-    text = SYSTEM_INSTRUCTION
-    if scene and scene.strip():
-        text += f"\n\n<|scene_desc_start|>\n{scene.strip()}\n<|scene_desc_end|>"
-    return text
+def system_turn(scene: str | None) -> Turn:
+    """The instruction, then `<|scene_desc_start|>\n{scene}\n<|scene_desc_end|>` when a scene
+    is given. The markers are control tokens; the scene itself is the user's text."""
+    return Turn("system", SYSTEM_INSTRUCTION, scene=scene.strip() if scene and scene.strip() else None)
 
 
 def voice_turns(voices: Sequence[tuple[str, torch.Tensor]], multi_speaker: bool) -> list[Turn]:
@@ -52,7 +52,7 @@ class PromptBuilder:
             name: token(name)
             for name in (
                 "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-                "<|audio_out_bos|>", "<|audio_eos|>",
+                "<|audio_out_bos|>", "<|audio_eos|>", "<|scene_desc_start|>", "<|scene_desc_end|>",
             )
         }
         self.audio_token = int(config.audio_token_id)
@@ -80,7 +80,13 @@ class PromptBuilder:
                 ids += [s["<|audio_eos|>"], s["<|eot_id|>"]]
             elif turn.text is not None:
                 # the header's blank line and the content are tokenized apart, as upstream does
-                ids += self._text("\n\n") + self._text(turn.text) + [s["<|eot_id|>"]]
+                ids += self._text("\n\n")
+                if turn.scene:  # upstream tokenizes the content whole: pieces end at the markers
+                    ids += self._text(turn.text + "\n\n") + [s["<|scene_desc_start|>"]]
+                    ids += self._text(f"\n{turn.scene}\n") + [s["<|scene_desc_end|>"]]
+                else:
+                    ids += self._text(turn.text)
+                ids += [s["<|eot_id|>"]]
             else:  # the generation prompt: the model continues with audio
                 ids += self._text("\n\n") + [s["<|audio_out_bos|>"]]
         frames = torch.cat(audio) if audio else torch.empty((0, k), dtype=torch.long)

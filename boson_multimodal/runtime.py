@@ -20,7 +20,7 @@ from boson_multimodal.codec import AudioCodec, read_clip
 from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.loader import LoadedBundle, load_bundle
-from boson_multimodal.prompt import PromptBuilder, Turn, system_text, voice_turns
+from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns
 from boson_multimodal.streaming import StreamingVocoder
 
 FRAME_RATE = 25
@@ -128,7 +128,7 @@ class HiggsAudio:
                             request.chunk_max_num_turns)
         multi_speaker = len(request.voices) > 1
         references = [(v.transcript, self.reference_codes(v)) for v in request.voices]
-        base = [Turn("system", system_text(request.scene))] + voice_turns(references, multi_speaker)
+        base = [system_turn(request.scene)] + voice_turns(references, multi_speaker)
         history: list[Turn] = []
         frame_offset = 0
         timings = {"prefill": 0.0, "decode": 0.0, "vocode": 0.0}

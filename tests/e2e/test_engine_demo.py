@@ -9,7 +9,7 @@ import torch
 
 from boson_multimodal.codec import delay_frames, read_clip
 from boson_multimodal.generate import FrameDecoder, NumericalError, SamplingConfig
-from boson_multimodal.prompt import Turn, system_text, voice_turns
+from boson_multimodal.prompt import Turn, system_turn, voice_turns
 from boson_multimodal.runtime import AudioOut, Finished, ProgressOut, Synthesis, VoiceClip
 
 GREEDY = SamplingConfig(temperature=0, ras_win_len=0)
@@ -23,7 +23,7 @@ def clip(bundle, name):
 
 def voice_prompt(runtime, bundle, text="The target text to speak.", scene="A quiet room."):
     voice = clip(bundle, "belinda")
-    turns = [Turn("system", system_text(scene))]
+    turns = [system_turn(scene)]
     turns += voice_turns([(voice.transcript, runtime.reference_codes(voice))], False)
     return runtime.prompts.build(turns + [Turn("user", text)])
 
