@@ -1,9 +1,37 @@
-"""Placeholder until the conversion module lands: detects the transformers-native layout."""
+"""The original bosonai checkpoint layout -> transformers' native higgs_audio_v2 layout.
+
+The hub repos were rewritten in place (spring 2026); a volume may still hold a snapshot of the
+original layout: `model_type: higgs_audio` with upstream weight names for the generation model,
+and an xcodec-style `config.json` + `model.pth` for the audio tokenizer. Both are converted by
+renaming keys (and, for the tokenizer, folding weight norm into plain weights), at load time or
+once with `higgs-tts convert SRC DST`. The mapping is proven by tests/parity (fixtures made
+with upstream's own code, tools/upstream_parity).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import shutil
 from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+TRANSFORMERS = "transformers"
+ORIGINAL = "original"
+DELAY_TOKEN = "<|reserved_special_token_6|>"
+
+
+class ConversionError(ValueError):
+    """The checkpoint is in the original layout but cannot be mapped (an unsupported variant,
+    or weights that do not match its config)."""
+
+
+# -- which layout ------------------------------------------------------------------------
 
 
 def detect_layout(path) -> str:
@@ -13,7 +41,385 @@ def detect_layout(path) -> str:
     config = path / "config.json"
     if not config.is_file():
         raise FileNotFoundError(f"{config} is missing")
-    model_type = json.loads(config.read_text()).get("model_type")
+    raw = json.loads(config.read_text(encoding="utf-8"))
+    model_type = raw.get("model_type")
     if model_type in ("higgs_audio_v2", "higgs_audio_v2_tokenizer"):
-        return "transformers"
+        return TRANSFORMERS
+    if model_type == "higgs_audio":
+        return ORIGINAL
+    if model_type is None and {"ratios", "n_q"} <= set(raw) and (path / "model.pth").is_file():
+        return ORIGINAL  # the xcodec-style audio tokenizer
     raise ValueError(f"{path}: unknown checkpoint layout (model_type={model_type!r})")
+
+
+# -- generation model ----------------------------------------------------------------------
+
+
+def _require(condition: bool, problem: str, problems: list[str]) -> None:
+    if not condition:
+        problems.append(problem)
+
+
+def generation_config(raw: dict[str, Any], tokenizer=None):
+    """The native config for an original `higgs_audio` config.json. Only the variant that was
+    published (a Llama backbone with a dual-FFN audio path on every layer, the delay pattern,
+    no audio tower in use, one linear audio head) has a native equivalent; others are refused
+    with the reasons."""
+    from transformers import HiggsAudioV2Config
+
+    text = dict(raw.get("text_config") or {})
+    layers = int(text.get("num_hidden_layers", 0))
+    problems: list[str] = []
+    _require(raw.get("audio_adapter_type") in ("dual_ffn", "dual_ffn_fast_forward"),
+             f"audio_adapter_type={raw.get('audio_adapter_type')!r} (needs dual_ffn)", problems)
+    _require(sorted(raw.get("audio_dual_ffn_layers") or []) == list(range(layers)),
+             "audio_dual_ffn_layers must list every layer", problems)
+    _require(bool(raw.get("use_delay_pattern")), "use_delay_pattern is off", problems)
+    for flag in ("use_audio_out_self_attention", "use_audio_out_embed_projector", "use_rq_transformer"):
+        _require(not raw.get(flag), f"{flag} is on", problems)
+    _require(not raw.get("audio_decoder_proj_num_layers"), "audio_decoder_proj_num_layers > 0", problems)
+    _require(text.get("model_type", "llama") == "llama", f"text model {text.get('model_type')!r}", problems)
+    if problems:
+        raise ConversionError("this original checkpoint has no native equivalent: " + "; ".join(problems))
+
+    hidden, heads = int(text["hidden_size"]), int(text["num_attention_heads"])
+    scaling = dict(text.get("rope_scaling") or {})
+    rope = {k: v for k, v in scaling.items() if k != "type"}
+    rope["rope_type"] = scaling.get("rope_type") or scaling.get("type") or "default"
+    rope["rope_theta"] = float(text.get("rope_theta", 10000.0))
+    delay = 128014
+    if tokenizer is not None:
+        found = tokenizer.convert_tokens_to_ids(DELAY_TOKEN)
+        if isinstance(found, int) and found != tokenizer.unk_token_id:
+            delay = found
+    return HiggsAudioV2Config(
+        vocab_size=int(text["vocab_size"]),
+        hidden_size=hidden,
+        intermediate_size=int(text["intermediate_size"]),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=int(text.get("num_key_value_heads") or heads),
+        head_dim=int(text.get("head_dim") or hidden // heads),
+        hidden_act=text.get("hidden_act", "silu"),
+        max_position_embeddings=int(text.get("max_position_embeddings", 2048)),
+        rms_norm_eps=float(text.get("rms_norm_eps", 1e-5)),
+        rope_parameters=rope,
+        attention_bias=bool(text.get("attention_bias", False)),
+        mlp_bias=bool(text.get("mlp_bias", False)),
+        tie_word_embeddings=False,
+        pad_token_id=raw.get("pad_token_id", text.get("pad_token_id")),
+        bos_token_id=text.get("bos_token_id"),
+        eos_token_id=text.get("eos_token_id"),
+        num_codebooks=int(raw.get("audio_num_codebooks", 8)),
+        codebook_size=int(raw.get("audio_codebook_size", 1024)) + 2,  # + stream BOS and EOS
+        audio_stream_bos_id=int(raw.get("audio_stream_bos_id", 1024)),
+        audio_stream_eos_id=int(raw.get("audio_stream_eos_id", 1025)),
+        audio_token_id=int(raw.get("audio_out_token_idx", 128016)),
+        audio_bos_token_id=int(raw.get("audio_out_bos_token_id", 128013)),
+        audio_delay_token_id=delay,
+    )
+
+
+_PARTIAL = re.compile(r"^(.*)\.(embedding|linear)_(frozen|trainable)\.weight$")
+_DROPPED = ("audio_tower.", "audio_encoder_proj.", "audio_decoder_proj.text_lm_head.")
+
+
+def _merge_partially_frozen(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Training split some embeddings/heads into frozen and trainable rows: join them again."""
+    out: dict[str, torch.Tensor] = {}
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        match = _PARTIAL.match(key)
+        if match:
+            parts.setdefault(match.group(1), {})[match.group(3)] = tensor
+        else:
+            out[key] = tensor
+    for stem, pair in parts.items():
+        if set(pair) != {"frozen", "trainable"}:
+            raise ConversionError(f"{stem}: a partially frozen weight lacks its other half")
+        out[f"{stem}.weight"] = torch.cat([pair["frozen"], pair["trainable"]], dim=0)
+    return out
+
+
+def generation_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Upstream weight names -> native ones. Unknown names are an error, never silently lost."""
+    out: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    for key, tensor in _merge_partially_frozen(state).items():
+        if key.startswith(_DROPPED) or key == "audio_codebook_weights" or "rotary_emb" in key:
+            continue
+        if key == "audio_decoder_proj.audio_lm_head.weight":
+            out["audio_lm_head.weight"] = tensor
+        elif key == "audio_codebook_embeddings.weight":
+            out["model.embed_audio_tokens.embed_audio_tokens.weight"] = tensor
+        elif key.startswith(("embed_tokens.", "layers.", "norm.")):
+            out[f"model.{key}"] = tensor
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConversionError(f"unexpected weights in the original checkpoint: {sorted(unknown)[:8]}")
+    return out
+
+
+def _safetensors(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {directory}")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    return state
+
+
+def load_original_generation(directory) -> tuple[Any, dict[str, torch.Tensor]]:
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    except Exception:  # the delay token then keeps its published id
+        tokenizer = None
+    config = generation_config(raw, tokenizer)
+    return config, generation_state(_safetensors(directory))
+
+
+# -- audio tokenizer -----------------------------------------------------------------------
+
+_RES_UNIT = ("snake1", "conv1", "snake2", "conv2")  # a residual unit's four layers, in order
+
+
+def _acoustic_name(key: str, blocks: int) -> str | None:
+    """DAC's nn.Sequential indices -> named layers. Encoder: conv, blocks (3 residual units,
+    snake, strided conv), snake, conv. Decoder: conv, blocks (snake, transposed conv, 3 residual
+    units), snake, conv."""
+    m = re.match(r"^encoder\.block\.(\d+)\.(.*)$", key)
+    if m:
+        i, rest = int(m.group(1)), m.group(2)
+        prefix = "acoustic_encoder"
+        if i == 0:
+            return f"{prefix}.conv1.{rest}"
+        if i == blocks + 1:
+            return f"{prefix}.snake1.{rest}"
+        if i == blocks + 2:
+            return f"{prefix}.conv2.{rest}"
+        b = f"{prefix}.block.{i - 1}"
+        r = re.match(r"^block\.(\d+)\.(.*)$", rest)
+        if not r:
+            return None
+        j, tail = int(r.group(1)), r.group(2)
+        if j <= 2:
+            u = re.match(r"^block\.(\d+)\.(.*)$", tail)
+            return f"{b}.res_unit{j + 1}.{_RES_UNIT[int(u.group(1))]}.{u.group(2)}" if u else None
+        return f"{b}.{'snake1' if j == 3 else 'conv1'}.{tail}"
+    m = re.match(r"^decoder_2\.model\.(\d+)\.(.*)$", key)
+    if m:
+        i, rest = int(m.group(1)), m.group(2)
+        prefix = "acoustic_decoder"
+        if i == 0:
+            return f"{prefix}.conv1.{rest}"
+        if i == blocks + 1:
+            return f"{prefix}.snake1.{rest}"
+        if i == blocks + 2:
+            return f"{prefix}.conv2.{rest}"
+        b = f"{prefix}.block.{i - 1}"
+        r = re.match(r"^block\.(\d+)\.(.*)$", rest)
+        if not r:
+            return None
+        j, tail = int(r.group(1)), r.group(2)
+        if j >= 2:
+            u = re.match(r"^block\.(\d+)\.(.*)$", tail)
+            return f"{b}.res_unit{j - 1}.{_RES_UNIT[int(u.group(1))]}.{u.group(2)}" if u else None
+        return f"{b}.{'snake1' if j == 0 else 'conv_t1'}.{tail}"
+    return None
+
+
+def _fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`weight_g`, `weight_v` -> `weight` (= g * v / ||v||, norm over all but dim 0), with the
+    same kernel weight norm uses, so the weights are bit-identical to what upstream runs."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key.endswith(".weight_g"):
+            continue
+        if key.endswith(".weight_v"):
+            stem = key[: -len(".weight_v")]
+            g = state.get(f"{stem}.weight_g")
+            if g is None:
+                raise ConversionError(f"{stem}: weight_v without weight_g")
+            out[f"{stem}.weight"] = torch._weight_norm(tensor, g, 0)
+        else:
+            out[key] = tensor
+    return out
+
+
+def tokenizer_state(state: dict[str, torch.Tensor], ratios: int) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    renames = {"fc_prior.": "fc.", "fc_post1.": "fc1.", "fc_post2.": "fc2."}
+    for key, tensor in _fold_weight_norm(state).items():
+        name: str | None = None
+        if key.startswith(("encoder.", "decoder_2.")):
+            name = _acoustic_name(key, ratios)
+        elif key.startswith("semantic_model."):
+            name = key
+        elif key.startswith(("encoder_semantic.", "decoder_semantic.")):
+            name = re.sub(r"\.(conv\d?)\.conv\.(weight|bias)$", r".\1.\2", key)
+        elif key.startswith("quantizer.vq.layers."):
+            name = re.sub(r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.quantizers.\1.codebook.", key)
+            name = re.sub(r"^quantizer\.vq\.layers\.(\d+)\.", r"quantizer.quantizers.\1.", name)
+        else:
+            for old, new in renames.items():
+                if key.startswith(old):
+                    name = new + key[len(old):]
+        if name is None:
+            unknown.append(key)
+        else:
+            out[name] = tensor
+    if unknown:
+        raise ConversionError(f"unexpected weights in the original audio tokenizer: {sorted(unknown)[:8]}")
+    return out
+
+
+def _semantic_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """HuBERT's shape, read from its weights. Upstream builds a HuBERT base from the hub; what
+    the weights cannot say (strides, activation) keeps HuBERT base's values, and the head count
+    follows HuBERT's 64-wide heads."""
+    p = "semantic_model."
+    hidden = state[f"{p}feature_projection.projection.weight"].shape[0]
+    conv = sorted(int(m.group(1)) for k in state
+                  if (m := re.match(rf"^{p}feature_extractor\.conv_layers\.(\d+)\.conv\.weight$", k)))
+    layers = {int(m.group(1)) for k in state if (m := re.match(rf"^{p}encoder\.layers\.(\d+)\.", k))}
+    pos = state.get(f"{p}encoder.pos_conv_embed.conv.parametrizations.weight.original1")
+    if pos is None:
+        pos = state[f"{p}encoder.pos_conv_embed.conv.weight_v"]
+    normed = [i for i in conv if f"{p}feature_extractor.conv_layers.{i}.layer_norm.weight" in state]
+    return {
+        "hidden_size": hidden,
+        "num_hidden_layers": len(layers),
+        "num_attention_heads": max(1, hidden // 64),
+        "intermediate_size": state[f"{p}encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0],
+        "conv_dim": [state[f"{p}feature_extractor.conv_layers.{i}.conv.weight"].shape[0] for i in conv],
+        "conv_kernel": [state[f"{p}feature_extractor.conv_layers.{i}.conv.weight"].shape[2] for i in conv],
+        "conv_stride": [5, 2, 2, 2, 2, 2, 2][: len(conv)],
+        "conv_bias": f"{p}feature_extractor.conv_layers.0.conv.bias" in state,
+        "feat_extract_norm": "layer" if len(normed) == len(conv) > 1 else "group",
+        "num_conv_pos_embeddings": pos.shape[2],
+        "num_conv_pos_embedding_groups": hidden // pos.shape[1],
+        "do_stable_layer_norm": False,
+        "mask_time_prob": 0.0,
+    }
+
+
+def tokenizer_config(raw: dict[str, Any], state: dict[str, torch.Tensor]):
+    """The native config for an original (xcodec-style) tokenizer config.json. Upstream fixes
+    some widths in code (DAC encoder 64, decoder 1024, HuBERT 768): they are read from the
+    weights instead, so what loads is what was saved."""
+    from transformers import HiggsAudioV2TokenizerConfig
+
+    problems: list[str] = []
+    _require(isinstance(raw.get("bins", 1024), int), "bins must be an integer (an RVQ, not an FSQ)", problems)
+    _require(raw.get("semantic_techer", "hubert_base_general") in ("hubert_base", "hubert_base_general"),
+             f"semantic_techer={raw.get('semantic_techer')!r} (needs a HuBERT)", problems)
+    _require(raw.get("downsample_mode", "step_down") == "step_down", "downsample_mode must be step_down", problems)
+    _require(int(raw.get("vq_scale", 1)) == 1, "vq_scale must be 1", problems)
+    if problems:
+        raise ConversionError("this original audio tokenizer has no native equivalent: " + "; ".join(problems))
+    ratios = list(raw.get("ratios", [8, 5, 4, 2]))
+    project_in = state["quantizer.vq.layers.0.project_in.weight"]
+    return HiggsAudioV2TokenizerConfig(
+        target_bandwidths=list(raw.get("target_bandwidths", [0.5, 1, 1.5, 2])),
+        sample_rate=int(raw.get("sample_rate", 24000)),
+        codebook_size=int(raw.get("bins", 1024)),
+        codebook_dim=int(project_in.shape[0]),
+        semantic_sample_rate=int(raw.get("semantic_sample_rate") or 16000),
+        acoustic_model_config=dict(
+            encoder_hidden_size=int(state["encoder.block.0.weight_v"].shape[0]),
+            downsampling_ratios=ratios,
+            decoder_hidden_size=int(state["decoder_2.model.0.weight_v"].shape[0]),
+            upsampling_ratios=ratios,
+            hidden_size=int(raw.get("D", state["decoder_2.model.0.weight_v"].shape[1])),
+        ),
+        semantic_model_config=_semantic_config(state),
+    )
+
+
+def read_tokenizer_weights(path: Path) -> dict[str, torch.Tensor]:
+    """`model.pth` is a pickle. Plain tensors load safely; anything else needs full unpickling,
+    which runs code from the file: only for a volume you trust (or convert it once)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        log.warning("%s holds more than tensors: unpickling it in full (trusted files only)", path)
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def load_original_audio_tokenizer(directory) -> tuple[Any, dict[str, torch.Tensor]]:
+    directory = Path(directory)
+    raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    weights = directory / "model.pth"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing")
+    state = read_tokenizer_weights(weights)
+    config = tokenizer_config(raw, state)
+    return config, tokenizer_state(state, len(config.acoustic_model_config.downsampling_ratios))
+
+
+# -- once, for a whole volume --------------------------------------------------------------
+
+
+def convert_bundle(src, dst, report=lambda message: None) -> dict[str, Any]:
+    """Writes `dst` (a ModelPaths) in the transformers-native layout from `src` (either layout):
+    original components are converted, native ones and the voice prompts are copied. The
+    weights keep their dtype. Returns what was done, per component."""
+    from boson_multimodal.layout import read_revision
+    from boson_multimodal.resample import provide_torchaudio
+
+    provide_torchaudio()  # the tokenizer module imports torchaudio at load
+    from transformers import AutoTokenizer, HiggsAudioV2ForConditionalGeneration
+    from transformers.models.higgs_audio_v2_tokenizer.modeling_higgs_audio_v2_tokenizer import (
+        HiggsAudioV2TokenizerModel,
+    )
+
+    done: dict[str, Any] = {}
+    for name, source, target in (("generation", src.generation, dst.generation),
+                                 ("tokenizer", src.tokenizer, dst.tokenizer)):
+        if target.exists() and any(target.iterdir()):
+            raise FileExistsError(f"{target} is not empty; convert into a new directory")
+        layout = detect_layout(source)
+        if layout == TRANSFORMERS:
+            report(f"{name}: already in the transformers layout, copying {source}")
+            shutil.copytree(source, target, dirs_exist_ok=True)
+            done[name] = "copied"
+            continue
+        report(f"{name}: converting {source} (original layout)")
+        if name == "generation":
+            config, state = load_original_generation(source)
+            cls = HiggsAudioV2ForConditionalGeneration
+        else:
+            config, state = load_original_audio_tokenizer(source)
+            cls = HiggsAudioV2TokenizerModel
+        dtype = next(iter(state.values())).dtype
+        model, info = cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype,
+                                          output_loading_info=True)
+        wrong = {k: v for k, v in info.items() if k != "error_msgs" and v}
+        if wrong:
+            raise ConversionError(f"{source}: converted weights do not fit: {wrong}")
+        target.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(target)
+        if name == "generation":
+            AutoTokenizer.from_pretrained(source).save_pretrained(target)
+        revision = read_revision(source)
+        if revision:  # the snapshot's hub commit travels with the converted weights
+            (target / "REVISION").write_text(f"{revision}\n")
+        (target / "CONVERTED.txt").write_text("converted from the original bosonai layout by higgs-tts convert\n")
+        done[name] = "converted"
+        report(f"{name}: wrote {target}")
+    if src.voices.is_dir():
+        shutil.copytree(src.voices, dst.voices, dirs_exist_ok=True)
+        done["voices"] = sorted(p.stem for p in dst.voices.glob("*.txt"))
+    return done
