@@ -173,6 +173,27 @@ def cmd_demo_model(args: argparse.Namespace, container: Container) -> int:
     return EXIT_OK
 
 
+def cmd_convert(args: argparse.Namespace, container: Container) -> int:
+    from boson_multimodal.convert import convert_bundle
+    from boson_multimodal.layout import ModelPaths
+
+    settings = container.settings()
+    subdirs = (settings.generation_subdir, settings.tokenizer_subdir, settings.voices_subdir)
+    src, dst = ModelPaths.under(args.src, *subdirs), ModelPaths.under(args.dst, *subdirs)
+    if args.src.resolve() == args.dst.resolve():
+        print("error: convert into a new directory (DST must differ from SRC)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    started = time.monotonic()
+    try:
+        done = convert_bundle(src, dst, report=lambda message: print(message, file=sys.stderr, flush=True))
+    except (OSError, ValueError) as error:  # missing files, unsupported variants, a full DST
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps({"src": str(args.src), "dst": str(args.dst), **done,
+                      "seconds": round(time.monotonic() - started, 2)}))
+    return EXIT_OK
+
+
 def warn_if_demo(container: Container) -> None:
     settings = container.settings()
     if settings.engine != "higgs":
@@ -220,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir", type=Path)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=cmd_demo_model)
+
+    convert = sub.add_parser(
+        "convert", help="write a model volume in the transformers layout (converts the original bosonai one)")
+    convert.add_argument("src", type=Path, help="a MODEL_PATH in either layout")
+    convert.add_argument("dst", type=Path, help="a new directory: the converted MODEL_PATH")
+    convert.set_defaults(handler=cmd_convert)
 
     serve = sub.add_parser("serve", help="run a server")
     servers = serve.add_subparsers(dest="server", required=True)
