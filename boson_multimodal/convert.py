@@ -189,50 +189,34 @@ def load_original_generation(directory) -> tuple[Any, dict[str, torch.Tensor]]:
 # -- audio tokenizer -----------------------------------------------------------------------
 
 _RES_UNIT = ("snake1", "conv1", "snake2", "conv2")  # a residual unit's four layers, in order
+# DAC's nn.Sequential -> named layers. Both stacks are: conv, blocks, snake, conv. An encoder
+# block is 3 residual units, a snake, a strided conv; a decoder block is a snake, a transposed
+# conv, 3 residual units. (upstream sequential, native prefix, residual units' positions in a
+# block, the block's other layers by position)
+_DAC = (
+    ("encoder.block", "acoustic_encoder", (0, 1, 2), {3: "snake1", 4: "conv1"}),
+    ("decoder_2.model", "acoustic_decoder", (2, 3, 4), {0: "snake1", 1: "conv_t1"}),
+)
 
 
 def _acoustic_name(key: str, blocks: int) -> str | None:
-    """DAC's nn.Sequential indices -> named layers. Encoder: conv, blocks (3 residual units,
-    snake, strided conv), snake, conv. Decoder: conv, blocks (snake, transposed conv, 3 residual
-    units), snake, conv."""
-    m = re.match(r"^encoder\.block\.(\d+)\.(.*)$", key)
-    if m:
+    for sequential, prefix, units, layers in _DAC:
+        m = re.match(rf"^{re.escape(sequential)}\.(\d+)\.(.*)$", key)
+        if not m:
+            continue
         i, rest = int(m.group(1)), m.group(2)
-        prefix = "acoustic_encoder"
-        if i == 0:
-            return f"{prefix}.conv1.{rest}"
-        if i == blocks + 1:
-            return f"{prefix}.snake1.{rest}"
-        if i == blocks + 2:
-            return f"{prefix}.conv2.{rest}"
-        b = f"{prefix}.block.{i - 1}"
+        ends = {0: "conv1", blocks + 1: "snake1", blocks + 2: "conv2"}
+        if i in ends:
+            return f"{prefix}.{ends[i]}.{rest}"
         r = re.match(r"^block\.(\d+)\.(.*)$", rest)
         if not r:
             return None
         j, tail = int(r.group(1)), r.group(2)
-        if j <= 2:
+        block = f"{prefix}.block.{i - 1}"
+        if j in units:
             u = re.match(r"^block\.(\d+)\.(.*)$", tail)
-            return f"{b}.res_unit{j + 1}.{_RES_UNIT[int(u.group(1))]}.{u.group(2)}" if u else None
-        return f"{b}.{'snake1' if j == 3 else 'conv1'}.{tail}"
-    m = re.match(r"^decoder_2\.model\.(\d+)\.(.*)$", key)
-    if m:
-        i, rest = int(m.group(1)), m.group(2)
-        prefix = "acoustic_decoder"
-        if i == 0:
-            return f"{prefix}.conv1.{rest}"
-        if i == blocks + 1:
-            return f"{prefix}.snake1.{rest}"
-        if i == blocks + 2:
-            return f"{prefix}.conv2.{rest}"
-        b = f"{prefix}.block.{i - 1}"
-        r = re.match(r"^block\.(\d+)\.(.*)$", rest)
-        if not r:
-            return None
-        j, tail = int(r.group(1)), r.group(2)
-        if j >= 2:
-            u = re.match(r"^block\.(\d+)\.(.*)$", tail)
-            return f"{b}.res_unit{j - 1}.{_RES_UNIT[int(u.group(1))]}.{u.group(2)}" if u else None
-        return f"{b}.{'snake1' if j == 0 else 'conv_t1'}.{tail}"
+            return f"{block}.res_unit{units.index(j) + 1}.{_RES_UNIT[int(u.group(1))]}.{u.group(2)}" if u else None
+        return f"{block}.{layers[j]}.{tail}" if j in layers else None
     return None
 
 
