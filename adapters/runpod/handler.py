@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from contextlib import aclosing
 import logging
 import threading
 import time
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
