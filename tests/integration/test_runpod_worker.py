@@ -208,3 +208,39 @@ def test_the_network_guard_refuses_and_records_outbound_connections(tmp_path):
     log = Path(env["NETGUARD_LOG"]).read_text()
     assert "8.8.8.8" in log and "example.com" in log
     assert str(NETGUARD) in env["PYTHONPATH"]
+
+
+def test_production_loop_streams_chunks_and_returns_the_aggregate(demo_bundle, tmp_path):
+    """The streaming worker under runpod's real job loop: every item is posted to the stream
+    URL as it is made, the job's result is all of them (return_aggregate_stream), and a failed
+    job still completes with its error in the last item (the SDK would otherwise turn an
+    "error" key into a FAILED job with a stringified dict)."""
+    platform = FakePlatform([
+        {"id": "job-stream", "input": {**VOICE_JOB, "max_new_tokens": 40}},
+        {"id": "job-bad", "input": {"transcript": "Hello.", "top_p": 0}},
+    ])
+    env = guarded_env(tmp_path, MODEL_PATH=str(demo_bundle.root), HIGGS_STORE="none",
+                      RUNPOD_STREAM="true", **platform.env())
+    worker = WorkerProcess(tmp_path, env, api=False)
+    try:
+        deadline = time.monotonic() + 240
+        while not (platform.finished("job-stream") and platform.finished("job-bad")):
+            assert worker.proc.poll() is None, worker.output()
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.3)
+        result = platform.finished("job-stream")[0]
+        assert "error" not in result
+        items = result["output"]
+        assert items[0]["type"] == "started" and items[-1]["type"] == "result"
+        assert items[-1]["success"] is True and len(stream_samples(items)) > 0
+        with platform.lock:
+            posted = [d["body"]["output"] for d in platform.streamed if "id=job-stream&" in d["path"]]
+        assert posted == items  # each item went out on its own first
+        bad = platform.finished("job-bad")[0]
+        assert "error" not in bad
+        assert bad["output"][-1]["success"] is False
+        assert bad["output"][-1]["error"]["code"] == "INVALID_TOP_P"
+    finally:
+        worker.stop()
+        platform.close()
+    assert worker.violations() == "", worker.violations()
