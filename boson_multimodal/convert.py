@@ -353,6 +353,18 @@ def load_original_audio_tokenizer(directory) -> tuple[Any, dict[str, torch.Tenso
     return config, tokenizer_state(state, len(config.acoustic_model_config.downsampling_ratios))
 
 
+def build_model(cls, config, state: dict[str, torch.Tensor], dtype, source) -> Any:
+    """A converted state through from_pretrained: no random init of the full-size weights,
+    buffers set up as for any checkpoint, and every weight accounted for."""
+    model, info = cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype,
+                                      output_loading_info=True)
+    wrong = {k: sorted(v)[:5] for k, v in info.items()
+             if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if wrong:
+        raise ConversionError(f"{source}: the converted weights do not fit the model: {wrong}")
+    return model
+
+
 # -- once, for a whole volume --------------------------------------------------------------
 
 
@@ -387,12 +399,7 @@ def convert_bundle(src, dst, report=lambda message: None) -> dict[str, Any]:
         else:
             config, state = load_original_audio_tokenizer(source)
             cls = HiggsAudioV2TokenizerModel
-        dtype = next(iter(state.values())).dtype
-        model, info = cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype,
-                                          output_loading_info=True)
-        wrong = {k: v for k, v in info.items() if k != "error_msgs" and v}
-        if wrong:
-            raise ConversionError(f"{source}: converted weights do not fit: {wrong}")
+        model = build_model(cls, config, state, next(iter(state.values())).dtype, source)
         target.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(target)
         if name == "generation":

@@ -165,6 +165,14 @@ def test_a_worker_without_weights_answers_model_errors(tmp_path):
     assert worker.violations() == ""
 
 
+def wait_for_results(platform, worker, *job_ids, timeout=240.0):
+    deadline = time.monotonic() + timeout
+    while not all(platform.finished(job_id) for job_id in job_ids):
+        assert worker.proc.poll() is None, worker.output()
+        assert time.monotonic() < deadline, worker.output()
+        time.sleep(0.3)
+
+
 def test_production_loop_takes_jobs_and_reports_progress(demo_bundle, tmp_path):
     """runpod's real job loop (no --api): fitness checks, job-take, progress, job-done."""
     platform = FakePlatform([
@@ -175,11 +183,7 @@ def test_production_loop_takes_jobs_and_reports_progress(demo_bundle, tmp_path):
                       RUNPOD_PROGRESS_INTERVAL="0", **platform.env())
     worker = WorkerProcess(tmp_path, env, api=False)
     try:
-        deadline = time.monotonic() + 240
-        while not (platform.finished("job-ok") and platform.finished("job-bad")):
-            assert worker.proc.poll() is None, worker.output()
-            assert time.monotonic() < deadline, worker.output()
-            time.sleep(0.3)
+        wait_for_results(platform, worker, "job-ok", "job-bad")
         ok = platform.finished("job-ok")[0]
         assert ok["output"]["success"] is True and "error" not in ok
         assert ok["output"]["metadata"]["audio_delivery"] == "inline"
@@ -223,11 +227,7 @@ def test_production_loop_streams_chunks_and_returns_the_aggregate(demo_bundle, t
                       RUNPOD_STREAM="true", **platform.env())
     worker = WorkerProcess(tmp_path, env, api=False)
     try:
-        deadline = time.monotonic() + 240
-        while not (platform.finished("job-stream") and platform.finished("job-bad")):
-            assert worker.proc.poll() is None, worker.output()
-            assert time.monotonic() < deadline, worker.output()
-            time.sleep(0.3)
+        wait_for_results(platform, worker, "job-stream", "job-bad")
         result = platform.finished("job-stream")[0]
         assert "error" not in result
         items = result["output"]
