@@ -150,7 +150,7 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
     prompt = PromptBuilder(tokenizer, model.config).build(prompt_turns)
     results = []
     for _ in range(3):
-        vocoder = StreamingVocoder(codec, decoder.ids.eos)
+        vocoder = StreamingVocoder(codec)
         stats = DecodeStats()
         sync(device)
         t0 = time.perf_counter()
@@ -161,6 +161,20 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
                 break
     first, prefill = min(results)
     return {"ttfa_ms": first * 1000, "ttfa_after_prefill_ms": (first - prefill) * 1000}
+
+
+def mask_stop_token(model):
+    """The stop token never wins in transformers' `generate` either (this engine has
+    `suppress_eos`): its logit is set to -inf on the way out of the audio head, whatever the
+    hidden state, so both sides run the same number of steps. Returns the hook's handle."""
+    c = model.config
+
+    def hook(module, args, output):
+        view = output.view(*output.shape[:-1], c.num_codebooks, c.codebook_size)
+        view[..., c.audio_stream_eos_id] = -math.inf
+        return output
+
+    return model.audio_lm_head.register_forward_hook(hook)
 
 
 def bench_hf(model, prompt, steps, device, cache_implementation=None):
@@ -183,6 +197,8 @@ def bench_hf(model, prompt, steps, device, cache_implementation=None):
     sync(device)
     total = time.perf_counter() - t0
     generated = out.shape[1] - prompt.audio_frames.shape[0]
+    if generated < steps + 1:
+        raise RuntimeError(f"generate stopped after {generated} of {steps + 1} frames: the stop token was not masked")
     return {"prefill_ms": prefill * 1000, "decode_ms_per_step": (total - prefill) / max(1, generated - 1) * 1000,
             "steps": generated - 1}
 
@@ -200,9 +216,6 @@ def main() -> int:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     model, tokenizer, codec_model = (build_full_size if args.full_size_random else build_tiny)(device)
-    with torch.no_grad():  # the stop token never wins, for HF generate as for this engine
-        head = model.audio_lm_head.weight.view(model.config.num_codebooks, model.config.codebook_size, -1)
-        head[:, model.config.audio_stream_eos_id] = -head.abs().max()
     codec = AudioCodec(codec_model, device)
     reference = codec.encode(voice_clip(180.0, seconds=args.voice_seconds))
     turns = [system_turn("A quiet studio.")]
@@ -215,6 +228,7 @@ def main() -> int:
     rows["higgs-tts"] = bench_engine(model, prompt, args.steps, device, warmup_graphs=True)
     rows["higgs-tts"].update(bench_ttfa(model, tokenizer, codec_model, turns, device))
     if not args.skip_hf:
+        mask_stop_token(model)
         rows["transformers generate"] = bench_hf(model, prompt, args.steps, device)
         try:
             rows["transformers generate (static cache)"] = bench_hf(model, prompt, args.steps, device, "static")

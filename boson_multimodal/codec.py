@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import torch
-
-from boson_multimodal.resample import resample
+import torch.nn.functional as F
 
 SAMPLE_RATE = 24_000
 
@@ -17,24 +17,49 @@ class AudioInputError(ValueError):
 
 
 def read_clip(data: bytes, max_seconds: float = 30.0, min_seconds: float = 0.2) -> np.ndarray:
-    """Audio file bytes (WAV, FLAC, OGG, ...) -> mono float32 at 24 kHz."""
+    """Audio file bytes (WAV, FLAC, OGG, ...) -> mono float32 at 24 kHz, as the reference
+    implementation loads clips (librosa: channel mean, soxr HQ resampling, length
+    ceil(n * 24000 / rate)). At most `max_seconds` are ever decoded: a small file that
+    decompresses into hours is refused from its header, or after the limit when the header
+    does not say."""
     import soundfile as sf
 
     try:
-        wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            rate = int(f.samplerate)
+            limit = int(max_seconds * rate) + 1 if rate > 0 else 0
+            if rate <= 0:
+                raise AudioInputError("reference audio has no sample rate")
+            if f.frames > limit - 1 and f.frames < (1 << 62):
+                raise AudioInputError(
+                    f"reference audio is {f.frames / rate:.1f}s long; the limit is {max_seconds:g}s")
+            wave = f.read(frames=limit, dtype="float32", always_2d=True)
+    except AudioInputError:
+        raise
     except Exception as exc:  # libsndfile's errors are plain RuntimeErrors
         raise AudioInputError(f"cannot decode reference audio ({exc}); send WAV, FLAC or OGG") from exc
-    seconds = wave.shape[0] / rate if rate else 0.0
-    if seconds > max_seconds:
-        raise AudioInputError(f"reference audio is {seconds:.1f}s long; the limit is {max_seconds:g}s")
+    seconds = wave.shape[0] / rate
+    if wave.shape[0] >= limit:
+        raise AudioInputError(f"reference audio is longer than the limit of {max_seconds:g}s")
     if seconds < min_seconds:
         raise AudioInputError(f"reference audio is {seconds:.2f}s long; at least {min_seconds:g}s is needed")
     mono = wave.mean(axis=1)
     if not np.isfinite(mono).all():
         raise AudioInputError("reference audio contains NaN or infinite samples")
-    if rate != SAMPLE_RATE:
-        mono = resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return resample_to_24k(np.ascontiguousarray(mono, dtype=np.float32), rate)
+
+
+def resample_to_24k(wave: np.ndarray, rate: int) -> np.ndarray:
+    """soxr's high-quality resampler (librosa's default, which the reference implementation
+    loads clips with), cut or zero-padded to ceil(n * 24000 / rate) samples as librosa does."""
+    if rate == SAMPLE_RATE:
+        return wave
+    import soxr
+
+    out = soxr.resample(wave, rate, SAMPLE_RATE, quality="soxr_hq")
+    size = math.ceil(wave.shape[0] * SAMPLE_RATE / rate)
+    out = out[:size] if out.shape[0] >= size else np.pad(out, (0, size - out.shape[0]))
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def delay_frames(codes: torch.Tensor, bos: int, eos: int) -> torch.Tensor:
@@ -72,9 +97,23 @@ class AudioCodec:
 
     @torch.inference_mode()
     def encode(self, wave: np.ndarray) -> torch.Tensor:
+        """24 kHz mono -> codes [T, K], as the reference implementation encodes: when the
+        acoustic and semantic streams disagree in length, the waveform is padded by
+        160 x the semantic downsampling factor (320 samples) a side for the acoustic encoder,
+        then both streams are cut to the shorter one. (transformers' `encode` pads
+        hop/2 = 480 a side and never cuts, which changes the codes for most clip lengths.)"""
+        m = self.model
         x = torch.from_numpy(np.asarray(wave, dtype=np.float32)).to(self.device)[None, None]
-        codes = self.model.encode(x, return_dict=False)  # [1, K, T]
-        return codes[0].transpose(0, 1).contiguous().cpu()
+        semantic = m.encoder_semantic(m._extract_semantic_features(x).transpose(1, 2))
+        acoustic = m.acoustic_encoder(x)
+        if acoustic.shape[2] != semantic.shape[2]:
+            pad = 160 * m.config.semantic_downsample_factor
+            acoustic = m.acoustic_encoder(F.pad(x, (pad, pad)))
+        frames = min(acoustic.shape[2], semantic.shape[2])
+        embeddings = torch.cat([acoustic[:, :, :frames], semantic[:, :, :frames].to(acoustic.device)], dim=1)
+        embeddings = m.fc(embeddings.transpose(1, 2)).transpose(1, 2)
+        codes = m.quantizer.encode(embeddings, m.config.target_bandwidths[-1])  # [K, 1, T]
+        return codes[:, 0].transpose(0, 1).contiguous().cpu()
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> np.ndarray:

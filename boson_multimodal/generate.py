@@ -3,8 +3,11 @@ static KV cache, with sampling on the device.
 
 A frame is 8 codes, one per codebook, in the delay pattern: frame s carries codebook k's code for
 time s-1-k. Frame 0 is all stream-BOS; at step s the codebooks k >= s are still forced to BOS.
-Once any codebook emits stream-EOS, one more codebook (0, 1, ...) is forced to EOS per step; the
-stream ends with the first all-EOS frame.
+The end follows the reference implementation step for step: at the first frame s in which some
+codebook emits stream-EOS, let i be the lowest such codebook; codebooks below i become EOS in
+that same frame, and at frame s+m codebooks below i+m are forced to EOS. The stream's last frame
+is s+K-1-i (its last codebook is never forced). `eos_base` = s - i keeps that rule in one number:
+at step t the codebooks k < t - eos_base are EOS, and t - eos_base = K-1 is the last frame.
 
 The KV cache is one buffer of `max_cache_len` positions. Decode steps read it through views of
 increasing length ("buckets"), so attention over a short prompt does not pay for the whole
@@ -51,6 +54,7 @@ class DecodeStats:
     steps: int = 0
     bucket_switches: int = 0
     graph_replays: int = 0
+    end_token: bool = False  # the stream ended (else a bound, a cancel or max_frames stopped it)
 
 
 class NumericalError(RuntimeError):
@@ -136,8 +140,8 @@ class FrameDecoder:
         self.codes = torch.full((n,), self.ids.bos, dtype=torch.long, device=d)
         self.position = torch.zeros((1, 1), dtype=torch.long, device=d)
         self.step = torch.zeros((), dtype=torch.long, device=d)
-        self.eos_at = torch.full((), BIG, dtype=torch.long, device=d)
-        self.done = torch.zeros((), dtype=torch.bool, device=d)
+        self.eos_base = torch.full((), BIG, dtype=torch.long, device=d)
+        self.done_at = torch.full((), BIG, dtype=torch.long, device=d)  # the step of the last frame
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=d)
         self.window = torch.full((RAS_WINDOW_MAX, n), self.ids.bos, dtype=torch.long, device=d)
         self.temperature = torch.ones((), device=d)
@@ -166,12 +170,10 @@ class FrameDecoder:
         """Sample the next frame from `logits` and update the state, all on the device."""
         self.nonfinite.copy_(self.nonfinite | ~torch.isfinite(logits).all())
         frame = sample_frame(
-            logits, self.step, self.eos_at, self.window, self.ids, self.temperature, self.top_k,
+            logits, self.step, self.eos_base, self.window, self.ids, self.temperature, self.top_k,
             self.top_p, self.ras_len, self.ras_max, self.greedy, self.generator, self.suppress_eos,
         )
-        any_eos = (frame == self.ids.eos).any()
-        self.eos_at.copy_(torch.where((self.eos_at == BIG) & any_eos, self.step, self.eos_at))
-        self.done.copy_(self.done | (frame == self.ids.eos).all())
+        frame = end_of_stream(frame, self.step, self.eos_base, self.done_at, self.ids)
         self.window.copy_(torch.roll(self.window, 1, 0))
         self.window[0].copy_(frame)
         self.codes.copy_(frame)
@@ -213,7 +215,7 @@ class FrameDecoder:
         return graph
 
     def _state_tensors(self):
-        return [self.codes, self.position, self.step, self.eos_at, self.done, self.nonfinite, self.window]
+        return [self.codes, self.position, self.step, self.eos_base, self.done_at, self.nonfinite, self.window]
 
     def warm_up(self, buckets: int | None = None) -> None:
         """Capture the CUDA graphs now (no-op on CPU)."""
@@ -242,8 +244,8 @@ class FrameDecoder:
         else:
             self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.step.zero_()
-        self.eos_at.fill_(BIG)
-        self.done.zero_()
+        self.eos_base.fill_(BIG)
+        self.done_at.fill_(BIG)
         self.nonfinite.zero_()
         self.window.fill_(self.ids.bos)
         tail = prompt_frames[-RAS_WINDOW_MAX:].flip(0)  # newest first, as the window keeps them
@@ -261,7 +263,8 @@ class FrameDecoder:
         stats: DecodeStats | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yields delayed frames ([n, 8] int64 on the CPU) as they are produced, `sync_every`
-        at a time, ending with the first all-EOS frame or after `max_frames` frames."""
+        at a time. `max_frames` counts every frame, the BOS frame included (the reference
+        implementation's `max_new_tokens`). `stats.end_token` says whether the stream ended."""
         import time
 
         with self._lock:
@@ -274,23 +277,7 @@ class FrameDecoder:
                 self.kv.set_length(i, 0)
 
             started = time.perf_counter()
-            ids = prompt.input_ids.to(self.device)
-            audio = prompt.audio_frames.to(self.device)
-            out = self.model(
-                input_ids=ids,
-                audio_input_ids=audio[None] if audio.numel() else None,
-                audio_input_ids_mask=(torch.ones((1, audio.shape[0]), dtype=torch.bool, device=self.device)
-                                      if audio.numel() else None),
-                position_ids=torch.arange(length, device=self.device)[None],
-                cache=self.kv.caches[index],
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            logits = out.logits.view(self.ids.num_codebooks, self.ids.codebook_size).float()
-            if self.logits_hook:
-                self.logits_hook(0, logits)
-            self._advance(logits)  # frame 0: all BOS
-            self.position.fill_(length)
+            self._prefill(prompt, self.kv.caches[index])
             stats.prefill_s = time.perf_counter() - started
 
             frames = torch.empty((max_frames, self.ids.num_codebooks), dtype=torch.long, device=self.device)
@@ -303,10 +290,10 @@ class FrameDecoder:
                 while produced < target:
                     if cancel is not None and cancel.is_set():
                         break
-                    position = length + produced
-                    if position >= self.kv.sizes[index]:
-                        index = self.kv.index_for(position + 1)
-                        self.kv.set_length(index, position)
+                    written = length + produced - 1  # KV positions filled so far; this step fills one more
+                    if written >= self.kv.sizes[index]:
+                        index = self.kv.index_for(written + 1)
+                        self.kv.set_length(index, written)
                         stats.bucket_switches += 1
                     if self.use_cuda_graphs:
                         self._graph_for(index).replay()
@@ -323,14 +310,35 @@ class FrameDecoder:
                 block = frames[reported:produced].cpu()  # the one host sync per block
                 if bool(self.nonfinite):
                     raise NumericalError(f"non-finite logits by frame {produced}")
-                finished = (block == self.ids.eos).all(dim=1).nonzero()
-                if finished.numel():
-                    block = block[: int(finished[0]) + 1]
+                last = int(self.done_at)
+                if last < produced:
+                    block = block[: last + 1 - reported]
+                    stats.end_token = True
                 reported = produced
                 stats.decode_s = time.perf_counter() - decode_started
                 yield block
-                if finished.numel() or produced >= max_frames or (cancel is not None and cancel.is_set()):
+                if stats.end_token or produced >= max_frames or (cancel is not None and cancel.is_set()):
                     return
+
+    def _prefill(self, prompt: Prompt, cache) -> None:
+        """The whole prompt in one forward pass; frame 0 (all BOS) follows from its logits."""
+        length = prompt.length
+        audio = prompt.audio_frames.to(self.device)
+        out = self.model(
+            input_ids=prompt.input_ids.to(self.device),
+            audio_input_ids=audio[None] if audio.numel() else None,
+            audio_input_ids_mask=(torch.ones((1, audio.shape[0]), dtype=torch.bool, device=self.device)
+                                  if audio.numel() else None),
+            position_ids=torch.arange(length, device=self.device)[None],
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits = out.logits.view(self.ids.num_codebooks, self.ids.codebook_size).float()
+        if self.logits_hook:
+            self.logits_hook(0, logits)
+        self._advance(logits)
+        self.position.fill_(length)
 
 
 class CudaGraphStep:
@@ -367,12 +375,12 @@ class EagerStep:
 def sample_frame(
     logits: torch.Tensor,  # [8, C] float32
     step: torch.Tensor,
-    eos_at: torch.Tensor,
+    eos_base: torch.Tensor,
     window: torch.Tensor,  # [W, 8] recent frames, newest first
     ids: CodeIds,
     temperature: torch.Tensor,
     top_k: torch.Tensor,  # 0 = off
-    top_p: torch.Tensor,
+    top_p: torch.Tensor,  # 1 = off
     ras_len: torch.Tensor,  # 0 = off
     ras_max: torch.Tensor,
     greedy: bool,
@@ -383,7 +391,7 @@ def sample_frame(
     codebook = torch.arange(n, device=logits.device)
     vocab = torch.arange(size, device=logits.device)
     bos_forced = codebook >= step
-    eos_forced = codebook < (step - eos_at)
+    eos_forced = codebook < (step - eos_base)
     forced = bos_forced | eos_forced
     forced_token = torch.where(bos_forced, ids.bos, ids.eos)
     only_forced = torch.where(vocab[None] == forced_token[:, None], 0.0, -math.inf)
@@ -394,15 +402,7 @@ def sample_frame(
     if greedy:
         choice = logits.argmax(dim=-1)
     else:
-        scores = logits / temperature
-        ranked, order = scores.sort(dim=-1, descending=True)
-        rank = vocab[None].expand(n, size)
-        cut = (top_k > 0) & (rank >= top_k)
-        probs = ranked.softmax(dim=-1)
-        cut |= (probs.cumsum(dim=-1) - probs) > top_p  # keeps the first token always
-        ranked = ranked.masked_fill(cut, -math.inf)
-        scores = torch.empty_like(scores).scatter_(1, order, ranked)
-        choice = _draw(scores.softmax(dim=-1), generator)
+        choice = _draw(warp(logits, temperature, top_k, top_p).softmax(dim=-1), generator)
 
     # repetition-aware sampling: a code repeated too often in the recent window is redrawn
     # from the unwarped distribution
@@ -412,6 +412,40 @@ def sample_frame(
     redraw = (repeats >= ras_max) & (ras_len > 0) & ~forced
     alternative = _draw(logits.softmax(dim=-1), generator)
     return torch.where(redraw, alternative, choice)
+
+
+def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Scores to sample from, in the reference implementation's order (transformers' warpers):
+    temperature; top-k (every score below the k-th largest is dropped, ties kept); top-p on the
+    renormalised result (in ascending order, the scores whose cumulative probability is at most
+    1 - top_p are dropped, the largest always kept). Settings are tensors so that one captured
+    step serves every request."""
+    scores = logits / temperature
+    size = scores.shape[-1]
+    descending = scores.sort(dim=-1, descending=True).values
+    kth = descending.gather(-1, (top_k.clamp(1, size) - 1).expand(scores.shape[0], 1))
+    scores = scores.masked_fill((top_k > 0) & (scores < kth), -math.inf)
+    ascending, order = scores.sort(dim=-1)
+    cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+    drop = cumulative <= 1 - top_p
+    drop[:, -1] = False
+    drop &= top_p < 1
+    return scores.masked_fill(torch.zeros_like(drop).scatter_(-1, order, drop), -math.inf)
+
+
+def end_of_stream(frame: torch.Tensor, step: torch.Tensor, eos_base: torch.Tensor, done_at: torch.Tensor,
+                  ids: CodeIds) -> torch.Tensor:
+    """Applies the end-of-stream rule (module docstring) to a sampled frame and updates
+    `eos_base` and `done_at` in place, on the device."""
+    codebook = torch.arange(frame.shape[0], device=frame.device)
+    is_eos = frame == ids.eos
+    first = (eos_base == BIG) & is_eos.any()
+    lowest = is_eos.int().argmax()  # the first EOS codebook (argmax returns the first maximum)
+    frame = torch.where(first & (codebook < lowest), ids.eos, frame)
+    eos_base.copy_(torch.where(first, step - lowest, eos_base))
+    last = (step - eos_base) >= ids.num_codebooks - 1
+    done_at.copy_(torch.where((done_at == BIG) & last, step, done_at))
+    return frame
 
 
 def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -80,6 +80,7 @@ def load_bundle(
         else:
             model = HiggsAudioV2ForConditionalGeneration.from_pretrained(paths.generation, dtype=dtype)
         model = model.to(device=device, dtype=dtype).eval()
+        keep_rope_in_float32(model)
         if tokenizer_layout == "original":
             config, state = convert.load_original_audio_tokenizer(paths.tokenizer)
             audio_tokenizer = convert.build_model(HiggsAudioV2TokenizerModel, config, state, torch.float32,
@@ -107,6 +108,25 @@ def load_bundle(
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     return LoadedBundle(model, tokenizer, audio_tokenizer, device, dtype, info)
+
+
+def keep_rope_in_float32(model: torch.nn.Module) -> None:
+    """`model.to(dtype=bf16)` casts the rotary inverse frequencies too (a 2e-3 relative error,
+    radians of phase a few hundred positions in); the reference implementation keeps them in
+    float32. Recompute them in float32 from the config with the module's own init function."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    for module in model.modules():
+        if not hasattr(module, "inv_freq") or not hasattr(module, "rope_type"):
+            continue
+        if module.rope_type == "default":
+            init = module.compute_default_rope_parameters
+        else:
+            init = ROPE_INIT_FUNCTIONS[module.rope_type]
+        inv_freq, _ = init(module.config, device=module.inv_freq.device)
+        module.inv_freq = inv_freq.to(device=module.inv_freq.device, dtype=torch.float32)
+        if hasattr(module, "original_inv_freq"):
+            module.original_inv_freq = module.inv_freq.clone()
 
 
 def _layout(detect, directory: Path) -> str:

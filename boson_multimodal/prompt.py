@@ -6,7 +6,6 @@ Audio in the prompt is its delayed frames; the text holds one placeholder per fr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,9 +13,17 @@ import torch
 
 from boson_multimodal.codec import delay_frames
 from boson_multimodal.generate import CodeIds, Prompt
+from boson_multimodal.transcript import speaker_tags
 
 SYSTEM_INSTRUCTION = "Generate audio following instruction."
-SPEAKER_TAG = re.compile(r"\[SPEAKER(\d+)\]")
+# the instruction the model was trained with for dialogues when no voice is given
+MULTI_SPEAKER_INSTRUCTION = (
+    "You are an AI assistant designed to convert text into speech.\n"
+    "If the user's message includes a [SPEAKER*] tag, do not read out the tag and generate speech "
+    "for the following text, using the specified voice.\n"
+    "If no speaker tag is present, select a suitable voice on your own."
+)
+DEFAULT_SPEAKER_VOICES = ("feminine", "masculine")  # alternating, in tag order
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,22 @@ def system_turn(scene: str | None) -> Turn:
     """The instruction, then `<|scene_desc_start|>\n{scene}\n<|scene_desc_end|>` when a scene
     is given. The markers are control tokens; the scene itself is the user's text."""
     return Turn("system", SYSTEM_INSTRUCTION, scene=scene.strip() if scene and scene.strip() else None)
+
+
+def conversation(scene: str | None, voices: Sequence[tuple[str, torch.Tensor]], text: str) -> list[Turn]:
+    """The turns before the text, by the reference implementation's rules:
+    - with voices: a system turn only when there is a scene, then the voice turns;
+    - without voices, when the text tags two or more speakers: the multi-speaker instruction,
+      with the scene and a default voice per tag (feminine, masculine, ...) in the scene block;
+    - otherwise the plain instruction, with the scene when there is one."""
+    scene = scene.strip() if scene and scene.strip() else None
+    if voices:
+        return ([system_turn(scene)] if scene else []) + voice_turns(voices, multi_speaker=len(voices) > 1)
+    tags = speaker_tags(text)
+    if len(tags) > 1:
+        cast = "\n".join(f"{tag}: {DEFAULT_SPEAKER_VOICES[i % 2]}" for i, tag in enumerate(tags))
+        return [Turn("system", MULTI_SPEAKER_INSTRUCTION, scene="\n\n".join(filter(None, [scene, cast])))]
+    return [system_turn(scene)]
 
 
 def voice_turns(voices: Sequence[tuple[str, torch.Tensor]], multi_speaker: bool) -> list[Turn]:

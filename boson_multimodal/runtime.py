@@ -20,8 +20,9 @@ from boson_multimodal.codec import AudioCodec, read_clip
 from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.loader import LoadedBundle, load_bundle
-from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns
+from boson_multimodal.prompt import PromptBuilder, Turn, conversation
 from boson_multimodal.streaming import StreamingVocoder
+from boson_multimodal.transcript import normalize_transcript
 
 FRAME_RATE = 25
 CONTEXT_CHUNKS = 2  # earlier generated chunks kept in the prompt to keep the voice steady
@@ -44,7 +45,7 @@ class Synthesis:
     voices: Sequence[VoiceClip] = ()
     scene: str | None = None
     sampling: SamplingConfig = SamplingConfig()
-    max_new_tokens: int = 2048  # frames per text chunk
+    max_new_tokens: int = 2048  # delayed frames per text chunk, the BOS frame included (as upstream)
     chunk_method: str = "none"
     chunk_max_word_num: int = 100
     chunk_max_num_turns: int = 1
@@ -72,6 +73,7 @@ class Finished:
     chunk_stop_reasons: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     steps: int = 0
+    chunk_codes: list = field(default_factory=list)  # each chunk's audio codes [T, K]
 
 
 class PromptTooLong(ValueError):
@@ -121,41 +123,52 @@ class HiggsAudio:
                 self._references.popitem(last=False)
         return codes
 
+    def turns(self, request: Synthesis) -> list[Turn]:
+        """The turns before the text: system, scene and voice prompts (see `conversation`)."""
+        references = [(v.transcript, self.reference_codes(v)) for v in request.voices]
+        return conversation(request.scene, references, request.text)
+
+    def chunks(self, request: Synthesis) -> list[str]:
+        return chunk_text(normalize_transcript(request.text), request.chunk_method,
+                          request.chunk_max_word_num, request.chunk_max_num_turns)
+
+    def frame_budget(self, prompt_length: int, chunk: str, max_new_tokens: int) -> tuple[int, str]:
+        """Delayed frames this chunk may take (BOS frame included), and the bound that sets it."""
+        k = self.codec.num_codebooks
+        room = self.decoder.kv.sizes[-1] - prompt_length
+        if room < 16 + k + 2:
+            raise PromptTooLong(
+                f"the prompt ({prompt_length} tokens) leaves no room in the KV cache "
+                f"({self.decoder.kv.sizes[-1]}); shorten the text, use chunking or a shorter voice clip"
+            )
+        bounds = {"max_new_tokens": max_new_tokens,
+                  # audio time steps -> frames: the BOS frame, the delay, the dropped last step
+                  "duration_bound": duration_bound_frames(chunk) + k + 1,
+                  "kv_cache_full": room}
+        limiting = min(bounds, key=bounds.get)
+        return bounds[limiting], limiting
+
     def stream(self, request: Synthesis, cancel: threading.Event | None = None) -> Iterator:
         cancel = cancel or threading.Event()
         started = time.perf_counter()
-        chunks = chunk_text(request.text, request.chunk_method, request.chunk_max_word_num,
-                            request.chunk_max_num_turns)
-        multi_speaker = len(request.voices) > 1
-        references = [(v.transcript, self.reference_codes(v)) for v in request.voices]
-        base = [system_turn(request.scene)] + voice_turns(references, multi_speaker)
+        chunks = self.chunks(request)
+        base = self.turns(request)
         history: list[Turn] = []
         frame_offset = 0
         timings = {"prefill": 0.0, "decode": 0.0, "vocode": 0.0}
         first_audio = None
         stop_reasons: list[str] = []
+        chunk_codes: list[torch.Tensor] = []
         prompt_tokens = steps = 0
 
         for index, chunk in enumerate(chunks):
             prompt = self.prompts.build(base + history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)])
             prompt_tokens += prompt.length
-            bounds = {"max_new_tokens": request.max_new_tokens,
-                      "duration_bound": duration_bound_frames(chunk)}
-            room = self.decoder.kv.sizes[-1] - prompt.length - 1
-            if room < 16 + self.codec.num_codebooks:
-                raise PromptTooLong(
-                    f"the prompt ({prompt.length} tokens) leaves no room in the KV cache "
-                    f"({self.decoder.kv.sizes[-1]}); shorten the text, use chunking or a shorter voice clip"
-                )
-            bounds["kv_cache_full"] = room - self.codec.num_codebooks
-            limiting = min(bounds, key=bounds.get)
-            limit = bounds[limiting]
-            # delayed frames: the BOS frame, `limit` audio frames, K-1 to finish the delay
-            max_frames = limit + self.codec.num_codebooks
+            max_frames, limiting = self.frame_budget(prompt.length, chunk, request.max_new_tokens)
             sampling = request.sampling
             if sampling.seed is not None:
                 sampling = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + index})
-            vocoder = StreamingVocoder(self.codec, self.decoder.ids.eos)
+            vocoder = StreamingVocoder(self.codec)
             stats = DecodeStats()
             silence = _SilenceWatch(self.sample_rate) if request.stop_on_silence else None
             reason = None
@@ -166,7 +179,7 @@ class HiggsAudio:
 
             seams = _Seams(self.sample_rate, fade_in=index > 0, fade_out=index < len(chunks) - 1)
             for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, stats):
-                for segment in seams(vocoder.push(block), final=vocoder.ended):
+                for segment in seams(vocoder.push(block), final=False):
                     if first_audio is None:
                         first_audio = time.perf_counter() - started
                     yield AudioOut(segment.samples, frame_offset + segment.start)
@@ -180,12 +193,13 @@ class HiggsAudio:
                     reason = "silence"
                     break
             if reason is None:
-                reason = "end_token" if vocoder.ended else limiting
+                reason = "end_token" if stats.end_token else limiting
             for segment in seams(vocoder.finish(), final=True):
                 if first_audio is None:
                     first_audio = time.perf_counter() - started
                 yield AudioOut(segment.samples, frame_offset + segment.start)
             codes = vocoder.codes()
+            chunk_codes.append(codes)
             frame_offset += codes.shape[0]
             timings["prefill"] += stats.prefill_s
             timings["decode"] += stats.decode_s
@@ -200,7 +214,7 @@ class HiggsAudio:
         timings["first_audio"] = first_audio if first_audio is not None else 0.0
         timings["total"] = time.perf_counter() - started
         final = stop_reasons[-1] if stop_reasons else "end_token"
-        yield Finished(frame_offset, final, timings, stop_reasons, prompt_tokens, steps)
+        yield Finished(frame_offset, final, timings, stop_reasons, prompt_tokens, steps, chunk_codes)
 
 
 class _SilenceWatch:

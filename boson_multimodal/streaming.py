@@ -1,7 +1,9 @@
 """Codes to waveform while frames are still being generated.
 
 Time step t of the audio is complete once delayed frame t + K exists (frame 0 is the BOS frame).
-Chunks of time steps are decoded with `left` and `right` frames of context on each side and the
+As in the reference implementation, the newest complete time step is never audio (at the end of
+a stream it holds the stream-EOS codes) and codes are clipped to the codebook, so no BOS/EOS id
+is ever decoded or fed back into a prompt. Chunks of time steps are decoded with `left` and `right` frames of context on each side and the
 context's samples dropped, so the concatenated chunks equal a one-shot decode of all the codes
 (the codec's receptive field is about 6 frames each way)."""
 
@@ -25,14 +27,12 @@ class StreamingVocoder:
     def __init__(
         self,
         codec: AudioCodec,
-        eos: int,
         left: int = 8,
         right: int = 8,
         first_chunk: int = 10,
         chunk: int = 25,
     ) -> None:
         self.codec = codec
-        self.eos = eos
         self.left, self.right = left, right
         self.first_chunk, self.chunk = first_chunk, chunk
         self.k = codec.num_codebooks
@@ -46,13 +46,9 @@ class StreamingVocoder:
         """Add delayed frames; returns the segments that became complete."""
         if self.ended or block.numel() == 0:
             return []
-        finished = (block == self.eos).all(dim=1).nonzero()
-        if finished.numel():
-            block = block[: int(finished[0])]  # the all-EOS frame carries no audio
-            self.ended = True
         self.frames.append(block)
         self.count += block.shape[0]
-        return self._emit(final=self.ended)
+        return self._emit(final=False)
 
     def finish(self) -> list[Segment]:
         """No more frames will come: decode what is left."""
@@ -60,12 +56,13 @@ class StreamingVocoder:
         return self._emit(final=True)
 
     def codes(self) -> torch.Tensor:
-        """All complete codes so far, [T, K], time-major."""
+        """The audio codes so far, [T, K], time-major: every complete time step but the newest,
+        clipped to the codebook."""
         if not self.frames:
             return torch.empty((0, self.k), dtype=torch.long)
         frames = torch.cat(self.frames)
         self.frames = [frames]
-        return undelay(frames[1:])  # drop the BOS frame
+        return undelay(frames[1:])[:-1].clamp(0, self.codec.codebook_size - 1)  # frame 0 is the BOS frame
 
     def _emit(self, final: bool) -> list[Segment]:
         import time

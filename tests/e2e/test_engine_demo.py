@@ -58,7 +58,8 @@ def test_decode_loop_equals_transformers_generate(demo_runtime, demo_bundle):
 
 def test_end_of_stream_matches_generate_when_eos_is_likely(demo_runtime, demo_bundle):
     """Bias codebook 0's EOS logit so the stream ends early: the EOS staircase (one more codebook
-    forced per frame) and the final all-EOS frame equal generate()'s."""
+    forced per frame) equals generate()'s; as in the reference implementation the stream ends
+    one frame before generate()'s all-EOS frame (the last codebook is never forced)."""
     from boson_multimodal.loader import load_bundle
 
     bundle = load_bundle(demo_bundle, device="cpu")
@@ -74,12 +75,14 @@ def test_end_of_stream_matches_generate_when_eos_is_likely(demo_runtime, demo_bu
         do_sample=False, ras_win_len=None, ras_win_max_num_repeat=None,
     )[0, n:]
     mine = torch.cat(list(FrameDecoder(model).generate(prompt, GREEDY, max_frames=200)))
-    assert (mine[-1] == 1025).all(), "stream did not end"
+    assert (mine[-1, :7] == 1025).all(), "stream did not end"
     first = int((mine == 1025).any(dim=1).nonzero()[0])
-    assert mine.shape[0] == first + 9  # 8 more frames after the first EOS, the last all-EOS
-    for j in range(1, 9):
+    assert mine[first, 0] == 1025  # codebook 0 ended first
+    assert mine.shape[0] == first + 8  # 7 more frames after the first EOS
+    for j in range(1, 8):
         assert (mine[first + j, :j] == 1025).all()
     assert torch.equal(mine, reference[: mine.shape[0]])
+    assert (reference[mine.shape[0]] == 1025).all()  # generate()'s extra all-EOS frame
 
 
 def test_same_seed_same_audio_other_seed_other_audio(demo_runtime, demo_bundle):
