@@ -51,13 +51,14 @@ def read_clip(data: bytes, max_seconds: float = 30.0, min_seconds: float = 0.2) 
 
 def resample_to_24k(wave: np.ndarray, rate: int) -> np.ndarray:
     """soxr's high-quality resampler (librosa's default, which the reference implementation
-    loads clips with), cut or zero-padded to ceil(n * 24000 / rate) samples as librosa does."""
+    loads clips with), cut or zero-padded to librosa's length: ceil(n * ratio) with the ratio
+    in floating point (13230 samples at 44.1 kHz give 7201, not 7200)."""
     if rate == SAMPLE_RATE:
         return wave
     import soxr
 
     out = soxr.resample(wave, rate, SAMPLE_RATE, quality="soxr_hq")
-    size = math.ceil(wave.shape[0] * SAMPLE_RATE / rate)
+    size = math.ceil(wave.shape[0] * (SAMPLE_RATE / rate))
     out = out[:size] if out.shape[0] >= size else np.pad(out, (0, size - out.shape[0]))
     return np.ascontiguousarray(out, dtype=np.float32)
 

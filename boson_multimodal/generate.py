@@ -146,7 +146,7 @@ class FrameDecoder:
         self.window = torch.full((RAS_WINDOW_MAX, n), self.ids.bos, dtype=torch.long, device=d)
         self.temperature = torch.ones((), device=d)
         self.top_k = torch.zeros((), dtype=torch.long, device=d)
-        self.top_p = torch.ones((), device=d)
+        self.top_p_floor = torch.zeros((), device=d)  # 1 - top_p, computed in double as transformers does
         self.ras_len = torch.zeros((), dtype=torch.long, device=d)
         self.ras_max = torch.ones((), dtype=torch.long, device=d)
         self.greedy = False
@@ -171,7 +171,7 @@ class FrameDecoder:
         self.nonfinite.copy_(self.nonfinite | ~torch.isfinite(logits).all())
         frame = sample_frame(
             logits, self.step, self.eos_base, self.window, self.ids, self.temperature, self.top_k,
-            self.top_p, self.ras_len, self.ras_max, self.greedy, self.generator, self.suppress_eos,
+            self.top_p_floor, self.ras_len, self.ras_max, self.greedy, self.generator, self.suppress_eos,
         )
         frame = end_of_stream(frame, self.step, self.eos_base, self.done_at, self.ids)
         self.window.copy_(torch.roll(self.window, 1, 0))
@@ -233,7 +233,7 @@ class FrameDecoder:
         self.greedy = sampling.temperature <= 0
         self.temperature.fill_(max(sampling.temperature, 1e-5))
         self.top_k.fill_(sampling.top_k if sampling.top_k else 0)
-        self.top_p.fill_(sampling.top_p if sampling.top_p else 1.0)
+        self.top_p_floor.fill_(1 - (sampling.top_p if sampling.top_p else 1.0))
         self.ras_len.fill_(min(sampling.ras_win_len, RAS_WINDOW_MAX))
         self.ras_max.fill_(max(1, sampling.ras_win_max_num_repeat))
         seed = sampling.seed if sampling.seed is not None else int(torch.randint(0, 2**62, ()).item())
@@ -380,7 +380,7 @@ def sample_frame(
     ids: CodeIds,
     temperature: torch.Tensor,
     top_k: torch.Tensor,  # 0 = off
-    top_p: torch.Tensor,  # 1 = off
+    top_p_floor: torch.Tensor,  # 1 - top_p; 0 = off
     ras_len: torch.Tensor,  # 0 = off
     ras_max: torch.Tensor,
     greedy: bool,
@@ -402,7 +402,7 @@ def sample_frame(
     if greedy:
         choice = logits.argmax(dim=-1)
     else:
-        choice = _draw(warp(logits, temperature, top_k, top_p).softmax(dim=-1), generator)
+        choice = _draw(warp(logits, temperature, top_k, top_p_floor).softmax(dim=-1), generator)
 
     # repetition-aware sampling: a code repeated too often in the recent window is redrawn
     # from the unwarped distribution
@@ -414,7 +414,7 @@ def sample_frame(
     return torch.where(redraw, alternative, choice)
 
 
-def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p_floor: torch.Tensor) -> torch.Tensor:
     """Scores to sample from, in the reference implementation's order (transformers' warpers):
     temperature; top-k (every score below the k-th largest is dropped, ties kept); top-p on the
     renormalised result (in ascending order, the scores whose cumulative probability is at most
@@ -427,9 +427,9 @@ def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, t
     scores = scores.masked_fill((top_k > 0) & (scores < kth), -math.inf)
     ascending, order = scores.sort(dim=-1)
     cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
-    drop = cumulative <= 1 - top_p
+    drop = cumulative <= top_p_floor
     drop[:, -1] = False
-    drop &= top_p < 1
+    drop &= top_p_floor > 0
     return scores.masked_fill(torch.zeros_like(drop).scatter_(-1, order, drop), -math.inf)
 
 

@@ -174,8 +174,8 @@ class HiggsAudio:
             reason = None
 
             def sync_every(produced: int) -> int:
-                # first audio needs first_chunk + right context + K frames; then larger blocks
-                return 8 if vocoder.emitted == 0 else 16
+                # read the device once the first chunk can leave, then in larger blocks
+                return vocoder.frames_for_first_audio() - produced if vocoder.emitted == 0 else 16
 
             seams = _Seams(self.sample_rate, fade_in=index > 0, fade_out=index < len(chunks) - 1)
             for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, stats):

@@ -5,7 +5,8 @@ As in the reference implementation, the newest complete time step is never audio
 a stream it holds the stream-EOS codes) and codes are clipped to the codebook, so no BOS/EOS id
 is ever decoded or fed back into a prompt. Chunks of time steps are decoded with `left` and `right` frames of context on each side and the
 context's samples dropped, so the concatenated chunks equal a one-shot decode of all the codes
-(the codec's receptive field is about 6 frames each way)."""
+(one frame's codes change the waveform up to 10 frames away each way in the reference codec's
+architecture: with 8 frames of context, seams were off by 5e-4; with 12, by 5e-7)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ class StreamingVocoder:
     def __init__(
         self,
         codec: AudioCodec,
-        left: int = 8,
-        right: int = 8,
+        left: int = 12,
+        right: int = 12,
         first_chunk: int = 10,
         chunk: int = 25,
     ) -> None:
@@ -49,6 +50,11 @@ class StreamingVocoder:
         self.frames.append(block)
         self.count += block.shape[0]
         return self._emit(final=False)
+
+    def frames_for_first_audio(self) -> int:
+        """Delayed frames (BOS frame included) before the first chunk can be decoded: the chunk,
+        its right context, the step held back, K - 1 frames of delay and the BOS frame."""
+        return self.first_chunk + self.right + self.k + 1
 
     def finish(self) -> list[Segment]:
         """No more frames will come: decode what is left."""

@@ -220,3 +220,49 @@ def test_graph_mode_bookkeeping_matches_the_eager_loop(demo_runtime, demo_bundle
         assert stats.graph_replays == 59 and stats.bucket_switches >= 1
         assert len(graphed.graphs) >= 2
         assert torch.equal(a, b)
+
+
+def _decode_with_logits(model, prompt, frames, **buckets):
+    decoder = FrameDecoder(model, **buckets)
+    decoder.suppress_eos = True  # run the whole length
+    logits = {}
+    decoder.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
+    from boson_multimodal.generate import DecodeStats
+
+    stats = DecodeStats()
+    out = torch.cat(list(decoder.generate(prompt, GREEDY, max_frames=frames, stats=stats)))
+    return out, logits, stats
+
+
+@pytest.fixture(scope="module")
+def one_bucket(demo_runtime, demo_bundle):
+    prompt = voice_prompt(demo_runtime, demo_bundle)
+    return prompt, _decode_with_logits(demo_runtime.bundle.model, prompt, 300, max_cache_len=2048,
+                                       smallest_bucket=2048)
+
+
+@pytest.mark.parametrize("offset", [1, 2, 3, 4, 7, 8, 9, 31, 32, 33, 100, 297, 298])
+def test_bucket_switches_change_nothing(demo_runtime, one_bucket, offset):
+    """The first switch `offset` positions after the prompt, then every doubling: frames equal
+    a one-bucket run and so do the logits of every step (an off-by-one KV length at a switch
+    attends to a never-written slot: logits moved by 1e-2 from the first switch on)."""
+    prompt, (expected, expected_logits, _) = one_bucket
+    frames, logits, stats = _decode_with_logits(demo_runtime.bundle.model, prompt, 300, max_cache_len=2048,
+                                                smallest_bucket=prompt.length + offset)
+    assert stats.bucket_switches >= 1
+    assert torch.equal(frames, expected)
+    worst = max((logits[s] - expected_logits[s]).abs().max().item() for s in expected_logits)
+    assert worst < 1e-5
+
+
+@pytest.mark.slow
+def test_a_long_stream_across_the_default_buckets_equals_one_bucket(demo_runtime, demo_bundle):
+    """Far past every default switch (1024, 2048, 4096), frame for frame."""
+    prompt = voice_prompt(demo_runtime, demo_bundle)
+    frames = 4200 - prompt.length
+    model = demo_runtime.bundle.model
+    many, many_logits, stats = _decode_with_logits(model, prompt, frames, max_cache_len=4608)
+    one, one_logits, _ = _decode_with_logits(model, prompt, frames, max_cache_len=4608, smallest_bucket=4608)
+    assert stats.bucket_switches == 3
+    assert torch.equal(many, one)
+    assert max((many_logits[s] - one_logits[s]).abs().max().item() for s in one_logits) < 1e-5

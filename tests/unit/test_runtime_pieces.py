@@ -48,7 +48,8 @@ def test_read_clip_resamples_to_24k_mono_and_rejects_junk():
     stereo = np.stack([np.sin(np.linspace(0, 300, 44100))] * 2, axis=1).astype(np.float32) * 0.5
     sf.write(buf, stereo, 44100, format="FLAC")
     wave = read_clip(buf.getvalue())
-    assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == 24000
+    # librosa's length: ceil(44100 * (24000 / 44100)) in floating point is 24001
+    assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == 24001
     with pytest.raises(AudioInputError, match="cannot decode"):
         read_clip(b"definitely not audio")
     long = io.BytesIO()
@@ -72,11 +73,11 @@ def test_chunking(method, text, kwargs, expected):
     assert chunk_text(text, method, **kwargs) == expected
 
 
-def _sample(logits, step, eos_at=BIG, window=None, greedy=True, top_k=0, top_p=1.0, ras=(0, 2), seed=0):
+def _sample(logits, step, eos_base=BIG, window=None, greedy=True, top_k=0, top_p=1.0, ras=(0, 2), seed=0):
     window = window if window is not None else torch.full((256, 8), 1024)
     return sample_frame(
-        logits, torch.tensor(step), torch.tensor(eos_at), window, Ids(), torch.tensor(1.0),
-        torch.tensor(top_k), torch.tensor(top_p), torch.tensor(ras[0]), torch.tensor(ras[1]),
+        logits, torch.tensor(step), torch.tensor(eos_base), window, Ids(), torch.tensor(1.0),
+        torch.tensor(top_k), torch.tensor(1 - top_p), torch.tensor(ras[0]), torch.tensor(ras[1]),
         greedy, torch.Generator().manual_seed(seed),
     )
 
@@ -85,7 +86,7 @@ def test_delay_pattern_forces_bos_then_eos():
     logits = torch.randn(8, 1026)
     frame = _sample(logits, step=3)
     assert (frame[3:] == 1024).all() and (frame[:3] < 1024).all()
-    frame = _sample(logits, step=20, eos_at=17)  # EOS first seen at frame 17: codebooks 0..2 forced
+    frame = _sample(logits, step=20, eos_base=17)  # codebook 0 ended at frame 17: codebooks 0..2 forced
     assert (frame[:3] == 1025).all() and (frame[3:] != 1025).any()
 
 
@@ -129,3 +130,41 @@ def test_silence_after_speech_stops_but_leading_silence_does_not():
     assert not watch.stop
     watch.feed(np.zeros(24000 * 1 + 960, dtype=np.float32))
     assert watch.stop
+
+
+BOMB = r"""
+import io, resource, sys, time
+import numpy as np, soundfile as sf
+from boson_multimodal.codec import AudioInputError, read_clip
+
+fmt, minutes = sys.argv[1], int(sys.argv[2])
+buf = io.BytesIO()
+with sf.SoundFile(buf, "w", samplerate=24000, channels=1, format=fmt) as f:
+    block = np.zeros(24000 * 60, dtype=np.float32)
+    for _ in range(minutes):
+        f.write(block)
+data = buf.getvalue()
+del buf, block
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+try:
+    read_clip(data)
+    print("accepted")
+except AudioInputError as exc:
+    print("refused", exc)
+print(len(data), time.perf_counter() - started, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "OGG"])
+def test_a_clip_that_decompresses_into_an_hour_is_refused_without_decoding_it(fmt):
+    """An hour of silence is a few hundred KB compressed and 345 MB decoded: it is refused from
+    its header (or after the limit), quickly, with memory growing by far less than 100 MB."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", BOMB, fmt, "60"], capture_output=True, text=True, timeout=120,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith("refused") and "limit is 30s" in out[0]
+    size, seconds, grown_mb = out[1].split()
+    assert int(size) < 2_000_000 and float(seconds) < 2.0 and float(grown_mb) < 100, out
