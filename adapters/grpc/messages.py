@@ -56,14 +56,15 @@ def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:
     sampling = message.sampling
     chunking = message.chunking
     if chunking.method not in _CHUNK_METHODS:
-        raise validation_error(ErrorCode.INVALID_CHUNKING, "unknown chunk method", value=chunking.method)
+        raise validation_error(ErrorCode.INVALID_CHUNKING, "unknown chunk method", field="chunking.method",
+                               constraint="enum", actual=chunking.method)
     if message.output_format not in _FORMATS:
-        raise validation_error(
-            ErrorCode.INVALID_OUTPUT_FORMAT, "unknown output format", value=message.output_format
-        )
+        raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "unknown output format", field="output_format",
+                               constraint="enum", actual=message.output_format)
     output = None
-    if message.output.s3_bucket or message.output.s3_key:
-        output = OutputTarget(message.output.s3_bucket or None, message.output.s3_key or None)
+    if message.output.s3_bucket or message.output.s3_key or message.output.overwrite:
+        output = OutputTarget(message.output.s3_bucket or None, message.output.s3_key or None,
+                              message.output.overwrite)
     defaults = Chunking()
     return SpeechRequest(
         text=message.text,
@@ -87,9 +88,8 @@ def encoding_of(message: pb.SpeechRequest) -> int:
     try:
         return _ENCODINGS[message.encoding]
     except KeyError:
-        raise validation_error(
-            ErrorCode.INVALID_INPUT, "unknown audio encoding", value=message.encoding
-        ) from None
+        raise validation_error(ErrorCode.INVALID_INPUT, "unknown audio encoding", field="encoding",
+                               constraint="enum", actual=message.encoding) from None
 
 
 def _voice(voice: pb.Voice, index: int) -> NamedVoice | InlineVoice:
@@ -99,9 +99,8 @@ def _voice(voice: pb.Voice, index: int) -> NamedVoice | InlineVoice:
     if source == "reference":
         ref = voice.reference
         return InlineVoice(ref.audio, ref.transcript, ref.name or "inline")
-    raise validation_error(
-        ErrorCode.INVALID_VOICE_NAME, "a voice needs a name or reference audio", index=index
-    )
+    raise validation_error(ErrorCode.INVALID_VOICE_NAME, "a voice needs a name or reference audio",
+                           field=f"voices[{index}]", constraint="one_of=name,reference")
 
 
 def message_from_request(
@@ -125,7 +124,8 @@ def message_from_request(
         chunking=pb.Chunking(
             method=_CHUNK_METHOD_ENUMS[c.method], max_word_num=c.max_word_num, max_num_turns=c.max_num_turns
         ),
-        output=pb.OutputTarget(s3_bucket=output.bucket or "", s3_key=output.key or "") if output else None,
+        output=(pb.OutputTarget(s3_bucket=output.bucket or "", s3_key=output.key or "", overwrite=output.overwrite)
+                if output else None),
         output_format=_FORMAT_ENUMS[request.output_format],
         encoding=encoding,
         request_id=request.request_id,

@@ -25,6 +25,7 @@ _BY_CODE = {
     ErrorCode.TIMEOUT.value: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorCode.S3_ACCESS_DENIED.value: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.S3_NO_SUCH_BUCKET.value: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.OBJECT_EXISTS.value: grpc.StatusCode.ALREADY_EXISTS,
 }
 _BY_TYPE = {
     ErrorType.VALIDATION: grpc.StatusCode.INVALID_ARGUMENT,
@@ -42,7 +43,8 @@ def status_code(error: DomainError) -> grpc.StatusCode:
 
 def trailing_metadata(error: DomainError) -> tuple[tuple[str, str], ...]:
     metadata = [(ERROR_CODE_KEY, error.code), (ERROR_TYPE_KEY, error.type.value)]
-    details = json.dumps(error.details, default=str, sort_keys=True)  # ensure_ascii: header-safe
+    # the domain keeps details JSON-safe (non-finite numbers as text); ensure_ascii: header-safe
+    details = json.dumps(error.details, default=str, sort_keys=True, allow_nan=False)
     if len(details) <= _MAX_DETAILS_CHARS:
         metadata.append((ERROR_DETAILS_KEY, details))
     return tuple(metadata)

@@ -23,7 +23,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 from adapters.runpod.metrics import WorkerMetrics
-from adapters.runpod.schema import JobOutput, error_response, request_from_input, success_response
+from adapters.runpod.schema import (
+    JobOutput,
+    error_response,
+    request_from_input,
+    success_response,
+    traceparent_of,
+)
 from core.domain.audio import pcm16_bytes
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import (
@@ -249,9 +255,8 @@ class RunpodWorker:
 
 
 def _parent_context(job_input: Any):
-    if isinstance(job_input, Mapping) and isinstance(job_input.get("traceparent"), str):
-        return propagate.extract({"traceparent": job_input["traceparent"]})
-    return None
+    traceparent = traceparent_of(job_input)
+    return propagate.extract({"traceparent": traceparent}) if traceparent else None
 
 
 def _internal(exc: Exception) -> DomainError:

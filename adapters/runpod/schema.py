@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import re
 from typing import Any, Mapping
 
-from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
+from core.domain.errors import DomainError, ErrorCode, ErrorType, safe_text, validation_error
 from core.domain.events import AudioStored, SpeechCompleted
 from core.domain.request import (
     Chunking,
@@ -45,6 +47,7 @@ EXTRA_FIELDS = (
     "ref_audio_base64",  # a reference clip sent with the job (WAV/FLAC/OGG bytes, base64)
     "ref_audio_transcript",  # what is said in it
     "output_format",  # wav (default) | flac | ogg | mp3
+    "overwrite",  # replace an object already at s3_key (default: refuse with OBJECT_EXISTS)
     "traceparent",  # W3C trace context of the caller: the job's spans join that trace
 )
 FIELDS = frozenset(REQUEST_FIELDS + EXTRA_FIELDS)
@@ -61,46 +64,50 @@ _STRINGS = {
     "ref_audio_base64": ErrorCode.INVALID_REFERENCE_AUDIO,
     "ref_audio_transcript": ErrorCode.INVALID_REFERENCE_AUDIO,
     "output_format": ErrorCode.INVALID_OUTPUT_FORMAT,
-    "traceparent": ErrorCode.INVALID_INPUT,
 }
+log = logging.getLogger(__name__)
+# W3C trace context, version 00 (55 characters); anything else is ignored with a warning
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+_B64_WHITESPACE = re.compile(rb"[ \t\r\n]+")
 
 
 def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechRequest:
     """Raises DomainError (validation_error) naming what is wrong. JSON null means "not given"."""
     if not isinstance(job_input, Mapping):
         raise validation_error(
-            ErrorCode.INVALID_INPUT,
-            "input must be a JSON object with at least a transcript",
-            got=type(job_input).__name__,
+            ErrorCode.INVALID_INPUT, "input must be a JSON object with at least a transcript",
+            field="input", constraint="type=object", actual_type=type(job_input).__name__,
         )
     unknown = sorted(str(k) for k in job_input if k not in FIELDS)
     if unknown:
+        shown = ", ".join(repr(safe_text(name, 40)) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise validation_error(
-            ErrorCode.UNKNOWN_FIELD,
-            f"unknown input field(s): {', '.join(unknown)}",
-            fields=unknown,
-            allowed=sorted(FIELDS),
+            ErrorCode.UNKNOWN_FIELD, f"unknown input field(s): {shown}{more}",
+            field=unknown[0], constraint="known_field", actual=unknown, allowed=sorted(FIELDS),
         )
     given = {k: v for k, v in job_input.items() if v is not None}
     for name, code in _STRINGS.items():
         if name in given and not isinstance(given[name], str):
-            raise validation_error(code, f"{name} must be a string", field=name,
-                                   got=type(given[name]).__name__)
+            raise validation_error(code, f"{name} must be a string", field=name, constraint="type=string",
+                                   actual_type=type(given[name]).__name__)
     if "transcript" not in given:
-        raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript is required",
-                               field="transcript")
+        raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript is required", field="transcript",
+                               constraint="required")
 
-    voices: tuple = parse_voice_list(given["ref_audio"]) if given.get("ref_audio") else ()
+    voices: tuple = parse_voice_list(given["ref_audio"]) if given.get("ref_audio") != "" and "ref_audio" in given else ()
     if "ref_audio_base64" in given:
         voices = voices + (InlineVoice(_b64(given["ref_audio_base64"]),
                                        given.get("ref_audio_transcript", "")),)
     elif "ref_audio_transcript" in given:
         raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO,
-                               "ref_audio_transcript was given without ref_audio_base64")
+                               "ref_audio_transcript was given without ref_audio_base64",
+                               field="ref_audio_transcript", constraint="requires=ref_audio_base64")
 
     output = None
-    if "s3_bucket" in given or "s3_key" in given:
-        output = OutputTarget(given.get("s3_bucket") or None, given.get("s3_key") or None)
+    if "s3_bucket" in given or "s3_key" in given or "overwrite" in given:
+        output = OutputTarget(given.get("s3_bucket") or None, given.get("s3_key") or None,
+                              given.get("overwrite", False))
     defaults = Chunking()
     return SpeechRequest(
         text=given["transcript"],
@@ -118,12 +125,26 @@ def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechR
     )
 
 
+def traceparent_of(job_input: Any) -> str | None:
+    """The caller's W3C traceparent when it is a valid one; anything else is ignored (with a
+    warning), never an error: tracing must not fail a request."""
+    value = job_input.get("traceparent") if isinstance(job_input, Mapping) else None
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) == 55 and _TRACEPARENT.fullmatch(value):
+        return value
+    log.warning("ignoring an invalid traceparent (%s)", safe_text(repr(value) if not isinstance(value, str)
+                                                                 else value, 60))
+    return None
+
+
 def _b64(text: str) -> bytes:
+    """Standard base64, as one line or as MIME/`base64` output with line breaks."""
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO,
-                               "ref_audio_base64 is not valid base64") from None
+        return base64.b64decode(_B64_WHITESPACE.sub(b"", text.encode("ascii")), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "ref_audio_base64 is not valid base64",
+                               field="ref_audio_base64", constraint="base64") from None
 
 
 def success_response(

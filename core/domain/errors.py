@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import re
 from enum import Enum
 from typing import Any, Mapping
+
+# What an error may echo of the caller's input: outputs must always serialise (JSON, gRPC
+# metadata) and stay small, whatever the input was.
+ECHO_CHARS = 64
+MESSAGE_CHARS = 1000
+ECHO_ITEMS = 20
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class ErrorType(str, Enum):
@@ -36,6 +45,7 @@ class ErrorCode(str, Enum):
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNKNOWN_VOICE = "UNKNOWN_VOICE"
+    OBJECT_EXISTS = "OBJECT_EXISTS"  # the output key holds an object and overwrite was not asked
     # model_error: the weights or the engine cannot be used
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
     MODEL_LOAD_FAILED = "MODEL_LOAD_FAILED"
@@ -65,11 +75,12 @@ class DomainError(Exception):
         message: str,
         details: Mapping[str, Any] | None = None,
     ) -> None:
+        message = safe_text(str(message), MESSAGE_CHARS)
         super().__init__(message)
         self.type = ErrorType(type)
         self.code = code.value if isinstance(code, ErrorCode) else str(code)
         self.message = message
-        self.details: dict[str, Any] = dict(details or {})
+        self.details: dict[str, Any] = echo(dict(details or {}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,5 +94,48 @@ class DomainError(Exception):
         return f"DomainError({self.type.value}, {self.code}, {self.message!r})"
 
 
-def validation_error(code: ErrorCode, message: str, **details: Any) -> DomainError:
-    return DomainError(ErrorType.VALIDATION, code, message, details)
+def validation_error(
+    code: ErrorCode, message: str, *, field: str, constraint: str, **actual: Any
+) -> DomainError:
+    """A refused request. `details` in the design's shape: the `field`, the `constraint` it
+    broke (`max_length=10000`, `type=string`, `range=[1,8192]`, ...) and what was found
+    (`actual`, `actual_length`, `actual_type`, ... or the `allowed` values)."""
+    return DomainError(ErrorType.VALIDATION, code, message, {"field": field, "constraint": constraint, **actual})
+
+
+def safe_text(text: str, limit: int = ECHO_CHARS) -> str:
+    """Valid Unicode (lone surrogates escaped), at most `limit` characters (the rest counted)."""
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    return text
+
+
+def echo(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe, bounded copy of what an error repeats back: strings escaped and cut,
+    non-finite numbers as text, containers cut to a few items, other objects by type."""
+    if value is None or isinstance(value, bool) or isinstance(value, int) and abs(value) < 2**63:
+        return value
+    if isinstance(value, int):
+        return safe_text(str(value))
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if depth >= 3:
+        return f"<{type(value).__name__}>"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        out = {safe_text(str(k)): echo(v, depth + 1) for k, v in items[:ECHO_ITEMS]}
+        if len(items) > ECHO_ITEMS:
+            out["..."] = f"{len(items) - ECHO_ITEMS} more"
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        out_list = [echo(v, depth + 1) for v in items[:ECHO_ITEMS]]
+        if len(items) > ECHO_ITEMS:
+            out_list.append(f"... {len(items) - ECHO_ITEMS} more")
+        return out_list
+    return f"<{type(value).__name__}>"

@@ -107,7 +107,7 @@ class GenerateSpeech:
                 ErrorCode.INVALID_OUTPUT_FORMAT,
                 f"output_format {fmt} is not available here; available: "
                 + ", ".join(sorted(self._encoder.formats)),
-                value=fmt,
+                field="output_format", constraint="enum", actual=fmt, allowed=sorted(self._encoder.formats),
             )
         target = self._target(request)
         with self._tracer.span("speech.resolve_voices", {"speech.voice_count": len(request.voices)}):
@@ -211,6 +211,7 @@ class GenerateSpeech:
             raise validation_error(
                 ErrorCode.INVALID_S3_BUCKET,
                 "s3_key was given but no s3_bucket, and no default bucket is configured",
+                field="s3_bucket", constraint="required_with=s3_key",
             )
         if self._store is None:
             raise DomainError(

@@ -16,15 +16,22 @@ MAX_SCENE_PROMPT_CHARS = 2_000
 MAX_REFERENCE_TRANSCRIPT_CHARS = 2_000
 MAX_REFERENCE_AUDIO_BYTES = 12 * 1024 * 1024
 MAX_NEW_TOKENS = 8192
+MAX_TOP_K = 1024  # the codebook: a larger k keeps every code anyway
+MAX_RAS_WINDOW = 256
 MAX_VOICES = 8
 MAX_S3_KEY_BYTES = 1024
+RECORD_SUFFIX = ".json"  # an audio key + this suffix names its event record
 
 _VOICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # S3 bucket naming rules (also a safe directory name for the local store)
 _BUCKET = re.compile(r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \t \n \r allowed
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+_IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+_VOICE_SEPARATOR = re.compile(r" *, *")
 
 
 class ChunkMethod(str, Enum):
@@ -38,6 +45,33 @@ class OutputFormat(str, Enum):
     FLAC = "flac"
     OGG = "ogg"
     MP3 = "mp3"
+
+
+def check_text(value: object, field: str, code: ErrorCode, max_chars: int, multiline: bool = True) -> str:
+    """The one rule for free text (transcripts, scene prompts): a string of valid Unicode (no
+    lone surrogates), no control characters but tab and line breaks (none at all when not
+    `multiline`), at most `max_chars` characters."""
+    if not isinstance(value, str):
+        raise validation_error(code, f"{field} must be a string", field=field, constraint="type=string",
+                               actual_type=type(value).__name__)
+    if len(value) > max_chars:
+        raise validation_error(code, f"{field} must be at most {max_chars} characters", field=field,
+                               constraint=f"max_length={max_chars}", actual_length=len(value))
+    if _SURROGATE.search(value):
+        raise validation_error(code, f"{field} is not valid Unicode text (it holds a lone surrogate)",
+                               field=field, constraint="valid_unicode")
+    if (_CONTROL_BUT_LINES if multiline else _CONTROL).search(value):
+        raise validation_error(code, f"{field} must not contain control characters", field=field,
+                               constraint="no_control_characters")
+    return value
+
+
+def _out_of_range(code: ErrorCode, field: str, constraint: str, value: object) -> Exception:
+    """`constraint` reads `range=[1,8192] integer`; the message says it in words."""
+    interval, _, kind = constraint.removeprefix("range=").partition(" ")
+    words = f"{field} must be {'an ' + kind if kind.startswith('integer') else 'a number'} in {interval.replace(',', ', ')}"
+    actual = {"actual": value} if _is_number(value) else {"actual_type": type(value).__name__}
+    return validation_error(code, words, field=field, constraint=constraint, **actual)
 
 
 def _is_number(value: object) -> bool:
@@ -61,39 +95,24 @@ class Sampling:
     def __post_init__(self) -> None:
         t = self.temperature
         if not _is_number(t) or not (0 < t <= 2):
-            raise validation_error(
-                ErrorCode.INVALID_TEMPERATURE, "temperature must be in (0, 2]", value=t
-            )
-        if not _is_int(self.top_k) or self.top_k < 1:
-            raise validation_error(
-                ErrorCode.INVALID_TOP_K, "top_k must be an integer >= 1", value=self.top_k
-            )
+            raise _out_of_range(ErrorCode.INVALID_TEMPERATURE, "temperature", "range=(0,2]", t)
+        if not _is_int(self.top_k) or not (1 <= self.top_k <= MAX_TOP_K):
+            raise _out_of_range(ErrorCode.INVALID_TOP_K, "top_k", f"range=[1,{MAX_TOP_K}] integer", self.top_k)
         p = self.top_p
         if not _is_number(p) or not (0 < p <= 1):
-            raise validation_error(ErrorCode.INVALID_TOP_P, "top_p must be in (0, 1]", value=p)
+            raise _out_of_range(ErrorCode.INVALID_TOP_P, "top_p", "range=(0,1]", p)
         n = self.max_new_tokens
         if not _is_int(n) or not (1 <= n <= MAX_NEW_TOKENS):
-            raise validation_error(
-                ErrorCode.INVALID_MAX_NEW_TOKENS,
-                f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS}]",
-                value=n,
-            )
+            raise _out_of_range(ErrorCode.INVALID_MAX_NEW_TOKENS, "max_new_tokens",
+                                f"range=[1,{MAX_NEW_TOKENS}] integer", n)
         if self.seed is not None and (not _is_int(self.seed) or not (0 <= self.seed < 2**63)):
-            raise validation_error(
-                ErrorCode.INVALID_SEED, "seed must be an integer in [0, 2^63)", value=self.seed
-            )
-        if not _is_int(self.ras_win_len) or not (0 <= self.ras_win_len <= 256):
-            raise validation_error(
-                ErrorCode.INVALID_RAS,
-                "ras_win_len must be an integer in [0, 256] (0 turns RAS off)",
-                value=self.ras_win_len,
-            )
-        if not _is_int(self.ras_win_max_num_repeat) or self.ras_win_max_num_repeat < 1:
-            raise validation_error(
-                ErrorCode.INVALID_RAS,
-                "ras_win_max_num_repeat must be an integer >= 1",
-                value=self.ras_win_max_num_repeat,
-            )
+            raise _out_of_range(ErrorCode.INVALID_SEED, "seed", "range=[0,2^63) integer", self.seed)
+        if not _is_int(self.ras_win_len) or not (0 <= self.ras_win_len <= MAX_RAS_WINDOW):
+            raise _out_of_range(ErrorCode.INVALID_RAS, "ras_win_len",
+                                f"range=[0,{MAX_RAS_WINDOW}] integer (0 turns RAS off)", self.ras_win_len)
+        if not _is_int(self.ras_win_max_num_repeat) or not (1 <= self.ras_win_max_num_repeat <= MAX_RAS_WINDOW):
+            raise _out_of_range(ErrorCode.INVALID_RAS, "ras_win_max_num_repeat",
+                                f"range=[1,{MAX_RAS_WINDOW}] integer", self.ras_win_max_num_repeat)
 
 
 @dataclass(frozen=True)
@@ -105,69 +124,86 @@ class Chunking:
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "method", ChunkMethod(self.method))
-        except ValueError:
+        except (ValueError, TypeError):
             raise validation_error(
-                ErrorCode.INVALID_CHUNKING,
-                "chunk_method must be one of none, word, speaker",
-                value=self.method,
+                ErrorCode.INVALID_CHUNKING, "chunk_method must be one of none, word, speaker",
+                field="chunk_method", constraint="enum", actual=self.method,
+                allowed=[m.value for m in ChunkMethod],
             ) from None
         if not _is_int(self.max_word_num) or not (1 <= self.max_word_num <= 1000):
-            raise validation_error(
-                ErrorCode.INVALID_CHUNKING,
-                "chunk_max_word_num must be an integer in [1, 1000]",
-                value=self.max_word_num,
-            )
+            raise _out_of_range(ErrorCode.INVALID_CHUNKING, "chunk_max_word_num", "range=[1,1000] integer",
+                                self.max_word_num)
         if not _is_int(self.max_num_turns) or not (1 <= self.max_num_turns <= 100):
-            raise validation_error(
-                ErrorCode.INVALID_CHUNKING,
-                "chunk_max_num_turns must be an integer in [1, 100]",
-                value=self.max_num_turns,
-            )
+            raise _out_of_range(ErrorCode.INVALID_CHUNKING, "chunk_max_num_turns", "range=[1,100] integer",
+                                self.max_num_turns)
 
 
 def validate_s3_key(key: str) -> str:
-    def bad(reason: str) -> Exception:
-        return validation_error(ErrorCode.INVALID_S3_KEY, f"s3_key {reason}", value=key)
+    def bad(reason: str, constraint: str) -> Exception:
+        return validation_error(ErrorCode.INVALID_S3_KEY, f"s3_key {reason}", field="s3_key",
+                                constraint=constraint, actual=key)
 
     if not isinstance(key, str) or not key:
-        raise bad("must be a non-empty string")
+        raise validation_error(ErrorCode.INVALID_S3_KEY, "s3_key must be a non-empty string", field="s3_key",
+                               constraint="type=string", actual_type=type(key).__name__)
+    check_text(key, "s3_key", ErrorCode.INVALID_S3_KEY, MAX_S3_KEY_BYTES, multiline=False)
     if len(key.encode("utf-8")) > MAX_S3_KEY_BYTES:
-        raise bad(f"must be at most {MAX_S3_KEY_BYTES} bytes")
-    if _CONTROL.search(key):
-        raise bad("must not contain control characters")
+        raise validation_error(ErrorCode.INVALID_S3_KEY, f"s3_key must be at most {MAX_S3_KEY_BYTES} bytes",
+                               field="s3_key", constraint=f"max_bytes={MAX_S3_KEY_BYTES}",
+                               actual_bytes=len(key.encode("utf-8")))
     if key.startswith("/") or key.startswith("\\") or _WINDOWS_DRIVE.match(key):
-        raise bad("must be relative (no leading '/' or drive)")
+        raise bad("must be relative (no leading '/' or drive)", "relative")
     if "\\" in key:
-        raise bad("must use '/' as separator")
+        raise bad("must use '/' as separator", "separator=/")
     if any(part in ("..", ".") for part in key.split("/")):
-        raise bad("must not contain '.' or '..' path segments")
+        raise bad("must not contain '.' or '..' path segments", "no_dot_segments")
     if "//" in key or key.endswith("/"):
-        raise bad("must not contain empty path segments")
+        raise bad("must not contain empty path segments", "no_empty_segments")
+    if key.lower().endswith(RECORD_SUFFIX):
+        raise bad(f"must not end with {RECORD_SUFFIX!r}: such keys hold the event records", "not_record_key")
     return key
 
 
 def validate_bucket(bucket: str) -> str:
-    if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
+    """S3's bucket naming rules: 3-63 of a-z 0-9 . -, starting and ending with a letter or
+    digit, not an IP address, none of the reserved prefixes and suffixes."""
+    if (
+        not isinstance(bucket, str)
+        or not _BUCKET.fullmatch(bucket)
+        or _IP_ADDRESS.fullmatch(bucket)
+        or bucket.startswith(("sthree-", "amzn-s3-demo-"))
+        or bucket.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"))
+    ):
         raise validation_error(
             ErrorCode.INVALID_S3_BUCKET,
-            "s3_bucket must be a valid bucket name (3-63 chars: a-z, 0-9, '.', '-')",
-            value=bucket,
+            "s3_bucket must be a valid bucket name (3-63 chars: a-z, 0-9, '.', '-'; not an IP address)",
+            field="s3_bucket", constraint="s3_bucket_name", actual=bucket,
         )
     return bucket
 
 
 @dataclass(frozen=True)
 class OutputTarget:
-    """Where the finished audio goes. A missing key is named by the use case."""
+    """Where the finished audio goes. A missing key is named by the use case. An existing
+    object is never replaced unless `overwrite` is asked for."""
 
     bucket: str | None = None
     key: str | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.bucket is not None:
             validate_bucket(self.bucket)
         if self.key is not None:
             validate_s3_key(self.key)
+        if not isinstance(self.overwrite, bool):
+            raise validation_error(ErrorCode.INVALID_INPUT, "overwrite must be true or false", field="overwrite",
+                                   constraint="type=boolean", actual_type=type(self.overwrite).__name__)
+
+
+def invalid_voice_name(name: object, field: str = "ref_audio") -> Exception:
+    return validation_error(ErrorCode.INVALID_VOICE_NAME, "voice names match [A-Za-z0-9_-]{1,64}", field=field,
+                            constraint="pattern=[A-Za-z0-9_-]{1,64}", actual=name)
 
 
 @dataclass(frozen=True)
@@ -178,11 +214,7 @@ class NamedVoice:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _VOICE_NAME.fullmatch(self.name):
-            raise validation_error(
-                ErrorCode.INVALID_VOICE_NAME,
-                "voice names match [A-Za-z0-9_-]{1,64}",
-                value=self.name,
-            )
+            raise invalid_voice_name(self.name)
 
 
 @dataclass(frozen=True, repr=False)
@@ -195,29 +227,23 @@ class InlineVoice:
 
     def __post_init__(self) -> None:
         if not isinstance(self.audio, (bytes, bytearray)) or len(self.audio) == 0:
-            raise validation_error(
-                ErrorCode.INVALID_REFERENCE_AUDIO, "reference audio must be non-empty bytes"
-            )
+            raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "reference audio must be non-empty bytes",
+                                   field="ref_audio_base64", constraint="min_bytes=1")
         if len(self.audio) > MAX_REFERENCE_AUDIO_BYTES:
             raise validation_error(
                 ErrorCode.INVALID_REFERENCE_AUDIO,
                 f"reference audio must be at most {MAX_REFERENCE_AUDIO_BYTES} bytes",
-                size=len(self.audio),
+                field="ref_audio_base64", constraint=f"max_bytes={MAX_REFERENCE_AUDIO_BYTES}",
+                actual_bytes=len(self.audio),
             )
-        if not isinstance(self.transcript, str) or not self.transcript.strip():
-            raise validation_error(
-                ErrorCode.INVALID_REFERENCE_AUDIO,
-                "reference audio needs the transcript of what is said in it",
-            )
-        if len(self.transcript) > MAX_REFERENCE_TRANSCRIPT_CHARS:
-            raise validation_error(
-                ErrorCode.INVALID_REFERENCE_AUDIO,
-                f"reference transcript must be at most {MAX_REFERENCE_TRANSCRIPT_CHARS} chars",
-            )
-        if not _VOICE_NAME.fullmatch(self.name):
-            raise validation_error(
-                ErrorCode.INVALID_VOICE_NAME, "voice names match [A-Za-z0-9_-]{1,64}"
-            )
+        check_text(self.transcript, "ref_audio_transcript", ErrorCode.INVALID_REFERENCE_AUDIO,
+                   MAX_REFERENCE_TRANSCRIPT_CHARS)
+        if not self.transcript.strip():
+            raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO,
+                                   "reference audio needs the transcript of what is said in it",
+                                   field="ref_audio_transcript", constraint="not_empty")
+        if not isinstance(self.name, str) or not _VOICE_NAME.fullmatch(self.name):
+            raise invalid_voice_name(self.name, "name")
 
     @property
     def content_hash(self) -> str:
@@ -231,12 +257,14 @@ VoiceRef = NamedVoice | InlineVoice
 
 
 def parse_voice_list(value: str) -> tuple[NamedVoice, ...]:
-    """`"belinda,broom_salesman"` -> one named voice per speaker, in speaker order."""
-    names = [part.strip() for part in value.split(",")]
-    if not value.strip() or any(not name for name in names):
-        raise validation_error(
-            ErrorCode.INVALID_VOICE_NAME, "voice list must be comma-separated names", value=value
-        )
+    """`"belinda,broom_salesman"` (spaces around the commas allowed) -> one named voice per
+    speaker, in speaker order. Names themselves hold no whitespace."""
+    if not isinstance(value, str):
+        raise invalid_voice_name(value)
+    names = _VOICE_SEPARATOR.split(value)
+    if not value or any(not name for name in names):
+        raise validation_error(ErrorCode.INVALID_VOICE_NAME, "voice list must be comma-separated names",
+                               field="ref_audio", constraint="comma_separated_names", actual=value)
     return tuple(NamedVoice(name) for name in names)
 
 
@@ -262,50 +290,33 @@ class SpeechRequest:
     request_id: str = field(default_factory=new_request_id)
 
     def __post_init__(self) -> None:
-        text = self.text
-        if not isinstance(text, str) or not text.strip():
-            raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript must not be empty")
-        if len(text) > MAX_TRANSCRIPT_CHARS:
-            raise validation_error(
-                ErrorCode.INVALID_TRANSCRIPT,
-                f"transcript must be at most {MAX_TRANSCRIPT_CHARS} characters",
-                length=len(text),
-                limit=MAX_TRANSCRIPT_CHARS,
-            )
-        if _CONTROL.search(text.replace("\n", "").replace("\t", "").replace("\r", "")):
-            raise validation_error(
-                ErrorCode.INVALID_TRANSCRIPT, "transcript must not contain control characters"
-            )
+        check_text(self.text, "transcript", ErrorCode.INVALID_TRANSCRIPT, MAX_TRANSCRIPT_CHARS)
+        if not self.text.strip():
+            raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript must not be empty",
+                                   field="transcript", constraint="not_empty")
         if self.scene_prompt is not None:
-            if not isinstance(self.scene_prompt, str):
-                raise validation_error(ErrorCode.INVALID_SCENE_PROMPT, "scene_prompt must be text")
-            if len(self.scene_prompt) > MAX_SCENE_PROMPT_CHARS:
-                raise validation_error(
-                    ErrorCode.INVALID_SCENE_PROMPT,
-                    f"scene_prompt must be at most {MAX_SCENE_PROMPT_CHARS} characters",
-                    length=len(self.scene_prompt),
-                )
+            check_text(self.scene_prompt, "scene_prompt", ErrorCode.INVALID_SCENE_PROMPT, MAX_SCENE_PROMPT_CHARS)
         voices = tuple(self.voices)
         object.__setattr__(self, "voices", voices)
         if len(voices) > MAX_VOICES:
-            raise validation_error(
-                ErrorCode.INVALID_VOICE_NAME, f"at most {MAX_VOICES} voices", count=len(voices)
-            )
+            raise validation_error(ErrorCode.INVALID_VOICE_NAME, f"at most {MAX_VOICES} voices", field="ref_audio",
+                                   constraint=f"max_items={MAX_VOICES}", actual_count=len(voices))
         if not all(isinstance(v, (NamedVoice, InlineVoice)) for v in voices):
-            raise validation_error(ErrorCode.INVALID_VOICE_NAME, "voices must be voice refs")
+            raise validation_error(ErrorCode.INVALID_VOICE_NAME, "voices must be voice refs", field="ref_audio",
+                                   constraint="type=voice")
         try:
             object.__setattr__(self, "output_format", OutputFormat(self.output_format))
-        except ValueError:
+        except (ValueError, TypeError):
             raise validation_error(
                 ErrorCode.INVALID_OUTPUT_FORMAT,
                 "output_format must be one of " + ", ".join(f.value for f in OutputFormat),
-                value=self.output_format,
+                field="output_format", constraint="enum", actual=self.output_format,
+                allowed=[f.value for f in OutputFormat],
             ) from None
         if not is_valid_request_id(self.request_id):
             raise validation_error(
-                ErrorCode.INVALID_REQUEST_ID,
-                "request_id must match [A-Za-z0-9_.:-]{1,128}",
-                value=self.request_id,
+                ErrorCode.INVALID_REQUEST_ID, "request_id must match [A-Za-z0-9_.:-]{1,128}",
+                field="request_id", constraint="pattern=[A-Za-z0-9_.:-]{1,128}", actual=self.request_id,
             )
 
     @property

@@ -112,12 +112,14 @@ class Chunking(_message.Message):
     def __init__(self, method: _Optional[_Union[ChunkMethod, str]] = ..., max_word_num: _Optional[int] = ..., max_num_turns: _Optional[int] = ...) -> None: ...
 
 class OutputTarget(_message.Message):
-    __slots__ = ("s3_bucket", "s3_key")
+    __slots__ = ("s3_bucket", "s3_key", "overwrite")
     S3_BUCKET_FIELD_NUMBER: _ClassVar[int]
     S3_KEY_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     s3_bucket: str
     s3_key: str
-    def __init__(self, s3_bucket: _Optional[str] = ..., s3_key: _Optional[str] = ...) -> None: ...
+    overwrite: bool
+    def __init__(self, s3_bucket: _Optional[str] = ..., s3_key: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
     __slots__ = ("started", "audio", "progress", "stored", "completed")

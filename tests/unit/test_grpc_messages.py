@@ -107,9 +107,14 @@ def test_a_status_without_a_domain_code_is_named_after_the_status():
     assert error_from_rpc(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "refused")).code == "UNAVAILABLE"
 
 
-def test_details_too_big_for_a_header_are_left_out():
-    error = DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "bad", {"value": "k" * 5000})
+def test_details_are_bounded_valid_json_or_left_out():
+    error = DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "bad",
+                        {"value": "k" * 5000, "nan": float("nan"), "inf": float("-inf"), "odd": "\ud800"})
     keys = dict(trailing_metadata(error))
+    details = json.loads(keys["error-details"], parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert details["nan"] == "nan" and details["inf"] == "-inf" and len(details["value"]) < 100
+    huge = DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "bad", {f"{i}" + "k" * 99: "v" * 99 for i in range(30)})
+    keys = dict(trailing_metadata(huge))
     assert keys["error-code"] == "INVALID_S3_KEY" and "error-details" not in keys
     small = dict(trailing_metadata(DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "bad", {"v": "é"})))
     assert small["error-details"].isascii() and json.loads(small["error-details"]) == {"v": "é"}
