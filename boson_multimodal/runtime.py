@@ -86,6 +86,15 @@ def duration_bound_frames(text: str) -> int:
     return math.ceil(FRAME_RATE * (3.0 + 0.8 * units))
 
 
+def max_audio_frames(text: str, max_new_tokens: int, chunk_method: str = "none", max_words: int = 100,
+                     max_turns: int = 1, num_codebooks: int = 8) -> int:
+    """The most audio frames a request can produce: per text chunk, the smaller of its decode
+    steps less the BOS frame, the delay and the dropped last step, and its duration bound."""
+    chunks = chunk_text(normalize_transcript(text), chunk_method, max_words, max_turns)
+    per_step = max(0, max_new_tokens - num_codebooks - 1)
+    return sum(min(per_step, duration_bound_frames(chunk)) for chunk in chunks)
+
+
 class HiggsAudio:
     def __init__(self, bundle: LoadedBundle, max_cache_len: int = 8192, reference_cache: int = 64) -> None:
         self.bundle = bundle

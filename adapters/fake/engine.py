@@ -60,6 +60,9 @@ class FakeSpeechEngine:
     def close(self) -> None:
         self._ready.clear()
 
+    def max_frames(self, request: SpeechRequest) -> int:
+        return _frames(request)
+
     def stream(
         self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
@@ -69,10 +72,7 @@ class FakeSpeechEngine:
             self.warm_up()
             load = time.perf_counter() - started
         self.requests += 1
-        frames_total = min(
-            request.sampling.max_new_tokens,
-            max(1, math.ceil(len(request.text) / CHARS_PER_SECOND * FRAME_RATE)),
-        )
+        frames_total = _frames(request)
         seed = request.sampling.seed
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
@@ -114,6 +114,10 @@ class FakeSpeechEngine:
             text_output=request.text,
             metadata={"engine": "fake"},
         )
+
+
+def _frames(request: SpeechRequest) -> int:
+    return min(request.sampling.max_new_tokens, max(1, math.ceil(len(request.text) / CHARS_PER_SECOND * FRAME_RATE)))
 
 
 def _tone(frame: int, pitch: float, phase: float) -> array:

@@ -4,7 +4,7 @@ import hashlib
 import threading
 from typing import Mapping
 
-from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.errors import DomainError, ErrorCode, ErrorType, object_exists
 from core.ports.object_store import StoredObject
 
 
@@ -23,12 +23,16 @@ class InMemoryObjectStore:
         data: bytes,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
+        *,
+        overwrite: bool = False,
     ) -> StoredObject:
         if self.fail_on is not None and key.endswith(self.fail_on):
             raise DomainError(
                 ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED, f"injected failure for {key}"
             )
         with self._lock:
+            if not overwrite and (bucket, key) in self.objects:
+                raise object_exists(bucket, key)
             self.objects[(bucket, key)] = (bytes(data), content_type, dict(metadata or {}))
         return StoredObject(
             bucket=bucket,

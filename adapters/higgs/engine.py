@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from pathlib import Path
 import threading
 import time
 from array import array
@@ -21,6 +22,7 @@ from boson_multimodal.runtime import (
     PromptTooLong,
     Synthesis,
     VoiceClip,
+    max_audio_frames,
 )
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import SpeechRequest
@@ -66,10 +68,13 @@ class HiggsSpeechEngine:
                             "Put the real Higgs Audio V2 weights on the volume for speech.", self.paths.root)
             try:
                 self._runtime = self._loader(self.paths, device=self.device, max_cache_len=self.max_cache_len)
-            except ModelLoadError as exc:
+            except ModelLoadError as exc:  # the log names the paths; callers get no filesystem layout
+                log.error("could not load the model from %s: %s", self.paths.root, exc)
                 code = ErrorCode.MODEL_NOT_FOUND if exc.missing else ErrorCode.MODEL_LOAD_FAILED
+                what = "the model weights are not on the volume" if exc.missing else "the model could not be loaded"
                 raise DomainError(
-                    ErrorType.MODEL, code, str(exc), {"path": exc.path, "missing": exc.missing}
+                    ErrorType.MODEL, code, f"{what}; the worker's log has the details",
+                    {"missing": [Path(m).name for m in exc.missing]},
                 ) from exc
             seconds = time.perf_counter() - started
             log.info("loaded %s in %.1fs (%s)", self.paths.root, seconds, self._runtime.bundle.info)
@@ -86,9 +91,10 @@ class HiggsSpeechEngine:
         return self._runtime is not None and self._warm
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"engine": "higgs", "model_path": str(self.paths.root), "loaded": False}
+        info: dict[str, Any] = {"engine": "higgs", "loaded": False}
         if self._runtime is not None:
             info.update(self._runtime.bundle.info, loaded=True)
+        info.pop("model_path", None)  # a worker's filesystem is nobody's business
         return info
 
     def close(self) -> None:
@@ -99,6 +105,11 @@ class HiggsSpeechEngine:
             _empty_cuda_cache()
 
     # -- one request ----------------------------------------------------------------------
+
+    def max_frames(self, request: SpeechRequest) -> int:
+        chunking = request.chunking
+        return max_audio_frames(request.text, request.sampling.max_new_tokens, chunking.method.value,
+                                chunking.max_word_num, chunking.max_num_turns)
 
     def stream(
         self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event

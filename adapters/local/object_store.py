@@ -7,14 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.errors import DomainError, ErrorCode, ErrorType, object_exists
 from core.ports.object_store import StoredObject
 
 
 class LocalObjectStore:
     """The embedded default store: `<root>/<bucket>/<key>` on the local disk, `file://` URLs.
 
-    Writes go to a temporary file that is renamed into place, so a failed put leaves nothing
+    Writes go to a temporary file that is renamed into place (or, without overwrite, hard-linked
+    into place, which fails atomically when the key exists), so a failed put leaves nothing
     behind. Metadata and content type live next to the object in `<key>.meta`."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -23,12 +24,8 @@ class LocalObjectStore:
     def _path(self, bucket: str, key: str) -> Path:
         path = (self.root / bucket / key).resolve()
         if self.root / bucket not in path.parents:
-            raise DomainError(
-                ErrorType.VALIDATION,
-                ErrorCode.INVALID_S3_KEY,
-                "key escapes its bucket",
-                {"bucket": bucket, "key": key},
-            )
+            raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "key escapes its bucket",
+                              {"field": "s3_key", "constraint": "inside_bucket", "actual": key})
         return path
 
     def put(
@@ -38,28 +35,22 @@ class LocalObjectStore:
         data: bytes,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
+        *,
+        overwrite: bool = False,
     ) -> StoredObject:
         path = self._path(bucket, key)
+        meta = json.dumps({"content_type": content_type, "metadata": dict(metadata or {})}).encode()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            for target, payload in (
-                (path.with_name(path.name + ".meta"),
-                 json.dumps({"content_type": content_type, "metadata": dict(metadata or {})}).encode()),
-                (path, data),
-            ):
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(payload)
-                    os.replace(tmp, target)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+            self._write(path, data, overwrite)
+            self._write(path.with_name(path.name + ".meta"), meta, overwrite=True)
+        except FileExistsError:
+            raise object_exists(bucket, key) from None
         except OSError as exc:
             raise DomainError(
                 ErrorType.S3_UPLOAD,
                 ErrorCode.S3_UPLOAD_FAILED,
-                f"could not write {path}: {exc.strerror or exc}",
+                f"could not write {bucket}/{key}: {exc.strerror or type(exc).__name__}",
                 {"bucket": bucket, "key": key},
             ) from exc
         return StoredObject(
@@ -70,6 +61,19 @@ class LocalObjectStore:
             size=len(data),
             etag=hashlib.md5(data).hexdigest(),
         )
+
+    @staticmethod
+    def _write(target: Path, payload: bytes, overwrite: bool) -> None:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            if overwrite:
+                os.replace(tmp, target)
+            else:
+                os.link(tmp, target)  # FileExistsError when the key is taken
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def get(self, bucket: str, key: str) -> bytes:
         return self._path(bucket, key).read_bytes()

@@ -31,7 +31,7 @@ from adapters.runpod.schema import (
     traceparent_of,
 )
 from core.domain.audio import pcm16_bytes
-from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import (
     AudioChunk,
     AudioStored,
@@ -88,6 +88,7 @@ class RunpodWorker:
         received = time.monotonic()
         try:
             request = self._request(job)
+            self._refuse_if_it_cannot_come_back(request)
         except DomainError as error:
             return self._failed(error, received)
         completed = stored = None
@@ -141,12 +142,14 @@ class RunpodWorker:
                         sent += len(data)
                         if sent > self._options.stream_output_limit:
                             cancel.set()
-                            raise DomainError(
-                                ErrorType.VALIDATION, ErrorCode.PAYLOAD_TOO_LARGE,
+                            raise DomainError(  # work was done: not a validation error
+                                ErrorType.SYSTEM, ErrorCode.PAYLOAD_TOO_LARGE,
                                 f"the streamed audio passed {self._options.stream_output_limit} "
-                                "bytes, the most a streaming job may return; split the text into "
-                                "several jobs",
-                                {"stream_output_limit_bytes": self._options.stream_output_limit},
+                                "bytes, the most a streaming job may return; generation stopped there: "
+                                "split the text into several jobs",
+                                {"stream_output_limit_bytes": self._options.stream_output_limit,
+                                 "streamed_bytes": sent, "audio_seconds_streamed":
+                                     round((event.frame_index + len(event.samples) / 960) / 25.0, 2)},
                             )
                         yield {"type": "audio", "sequence": event.sequence,
                                "frame_index": event.frame_index, "samples": len(event.samples),
@@ -172,6 +175,22 @@ class RunpodWorker:
         except Exception as exc:
             log.exception("job %s failed", job.get("id"))
             yield self._result(self._failed(_internal(exc), received))
+
+    def _refuse_if_it_cannot_come_back(self, request: SpeechRequest) -> None:
+        """Before any work: audio that is returned inline and whose bound (the request's stop
+        bounds) passes the payload limit is refused now, not after generating it."""
+        bound = getattr(self._generate, "inline_bound", None)
+        size = bound(request) if bound is not None else None
+        limit = self._options.inline_audio_limit
+        if size is not None and size > limit:
+            raise validation_error(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"this request can produce up to {size} bytes of {request.output_format.value}, over the "
+                f"{limit}-byte limit for returning audio inline (RunPod caps a job's payload): give s3_bucket "
+                "(or set S3_BUCKET) to receive a URL, lower max_new_tokens, split the text into several jobs "
+                "or use the streaming worker",
+                field="s3_bucket", constraint=f"inline_audio_max_bytes={limit}", actual_max_bytes=size,
+            )
 
     def concurrency(self, current: int) -> int:
         """runpod's concurrency_modifier: the engine generates one request at a time."""
@@ -260,5 +279,7 @@ def _parent_context(job_input: Any):
 
 
 def _internal(exc: Exception) -> DomainError:
-    return DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"internal error: {exc}",
+    """The log has the traceback; the caller gets the kind of failure, no internals."""
+    return DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
+                       f"internal error ({type(exc).__name__}); the worker's log has the details",
                        {"exception": type(exc).__name__})

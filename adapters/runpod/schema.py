@@ -182,13 +182,16 @@ def success_response(
     else:
         size = len(completed.audio.data)
         if size > inline_limit:
-            raise DomainError(
-                ErrorType.VALIDATION,
+            raise DomainError(  # the audio was generated: a system limit, not a validation error
+                ErrorType.SYSTEM,
                 ErrorCode.PAYLOAD_TOO_LARGE,
-                f"the audio is {size} bytes, over the {inline_limit}-byte limit for returning it "
-                "inline (RunPod caps a job's payload); give s3_bucket (or set S3_BUCKET) to "
-                "receive a URL, or use the streaming worker",
-                {"audio_bytes": size, "inline_limit_bytes": inline_limit},
+                f"the audio ({completed.duration_seconds:.1f} s, {size} bytes) is over the {inline_limit}-byte "
+                "limit for returning it inline (RunPod caps a job's payload); give s3_bucket (or set "
+                "S3_BUCKET) to receive a URL, or use the streaming worker",
+                {"audio_bytes": size, "inline_limit_bytes": inline_limit,
+                 "duration_seconds": round(completed.duration_seconds, 3), "frames": completed.frames,
+                 "stop_reason": completed.stop_reason,
+                 "chunk_stop_reasons": completed.metadata.get("chunk_stop_reasons")},
             )
         response["audio_base64"] = base64.b64encode(completed.audio.data).decode("ascii")
         metadata.update(audio_delivery="inline", inline_limit_bytes=inline_limit)

@@ -24,7 +24,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.errors import DomainError, ErrorCode, ErrorType, object_exists
 from core.ports.object_store import StoredObject
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ def to_domain_error(exc: BaseException, bucket: str, key: str | None, action: st
             return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_ACCESS_DENIED,
                                f"access denied to {where} ({code}): check the credentials and the "
                                "bucket policy", details)
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
+            return object_exists(bucket, key or "")
         if code == "NoSuchBucket":
             return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_NO_SUCH_BUCKET,
                                f"bucket {bucket} does not exist", details)
@@ -149,13 +151,22 @@ class S3ObjectStore:
         data: bytes,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
+        *,
+        overwrite: bool = False,
     ) -> StoredObject:
+        """Without `overwrite` the write is conditional (`If-None-Match: *`, on the single PUT or
+        on CompleteMultipartUpload): S3 and the stores that implement conditional writes refuse
+        it atomically with 412, which becomes OBJECT_EXISTS. A store that ignores the header
+        writes anyway; the use case checks for the key before generating, which leaves only
+        the race between that check and this write open on such stores."""
         extra = {"ContentType": content_type, "Metadata": {k: str(v) for k, v in (metadata or {}).items()}}
+        condition = {} if overwrite else {"IfNoneMatch": "*"}
         try:
             if len(data) >= self.config.multipart_threshold:
-                etag = self._put_multipart(bucket, key, data, extra)
+                etag = self._put_multipart(bucket, key, data, extra, condition)
             else:
-                etag = self._call(self.client.put_object, Bucket=bucket, Key=key, Body=data, **extra)["ETag"]
+                etag = self._call(self.client.put_object, Bucket=bucket, Key=key, Body=data, **extra,
+                                  **condition)["ETag"]
         except DomainError:
             raise
         except (ClientError, BotoCoreError) as exc:
@@ -163,7 +174,7 @@ class S3ObjectStore:
         return StoredObject(bucket, key, self.url_for(bucket, key), f"s3://{bucket}/{key}",
                             len(data), etag.strip('"') if etag else None)
 
-    def _put_multipart(self, bucket: str, key: str, data: bytes, extra: dict) -> str:
+    def _put_multipart(self, bucket: str, key: str, data: bytes, extra: dict, condition: dict) -> str:
         upload_id = self._call(self.client.create_multipart_upload, Bucket=bucket, Key=key, **extra)["UploadId"]
         size = self.config.part_size
         offsets = range(0, len(data), size)
@@ -178,7 +189,7 @@ class S3ObjectStore:
             with ThreadPoolExecutor(max_workers=self.config.max_concurrency, thread_name_prefix="s3-part") as pool:
                 parts = list(pool.map(upload, enumerate(offsets, start=1)))
             return self._call(self.client.complete_multipart_upload, Bucket=bucket, Key=key,
-                              UploadId=upload_id, MultipartUpload={"Parts": parts})["ETag"]
+                              UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition)["ETag"]
         except BaseException:
             try:
                 self._call(self.client.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id)

@@ -75,6 +75,14 @@ def wav_header(data_bytes: int, sample_rate: int) -> bytes:
     )
 
 
+def max_encoded_bytes(seconds: float, sample_rate: int, fmt: str) -> int:
+    """An upper bound of the encoded size of `seconds` of mono audio: 16-bit PCM for WAV and
+    FLAC (FLAC never needs more than PCM plus framing); a quarter of it (96 kbit/s at 24 kHz)
+    for the lossy formats at their default quality."""
+    pcm = int(seconds * sample_rate) * 2
+    return 44 + pcm if fmt in ("wav", "flac") else 4096 + pcm // 4
+
+
 @dataclass(frozen=True, repr=False)
 class EncodedAudio:
     data: bytes

@@ -103,6 +103,13 @@ def validation_error(
     return DomainError(ErrorType.VALIDATION, code, message, {"field": field, "constraint": constraint, **actual})
 
 
+def object_exists(bucket: str, key: str) -> DomainError:
+    """The output key already holds an object (found at the write: work was done)."""
+    return DomainError(ErrorType.S3_UPLOAD, ErrorCode.OBJECT_EXISTS,
+                       f"s3://{bucket}/{key} already exists; choose another s3_key or set overwrite",
+                       {"bucket": bucket, "key": key})
+
+
 def safe_text(text: str, limit: int = ECHO_CHARS) -> str:
     """Valid Unicode (lone surrogates escaped), at most `limit` characters (the rest counted)."""
     text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

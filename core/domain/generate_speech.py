@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from core.domain.audio import EncodedAudio
+from core.domain.audio import FRAME_RATE, EncodedAudio, max_encoded_bytes
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import (
     AudioChunk,
@@ -76,6 +76,14 @@ class GenerateSpeech:
         self._key_prefix = key_prefix
         self._clock = clock
         self._now = now
+
+    def inline_bound(self, request: SpeechRequest) -> int | None:
+        """When the request's audio will come back inline (no output target, no default
+        bucket): the most bytes it can be, from the engine's stop bounds. None when stored."""
+        if request.output is not None or self._default_bucket is not None:
+            return None
+        seconds = self._engine.max_frames(request) / FRAME_RATE
+        return max_encoded_bytes(seconds, self._engine.sample_rate, request.output_format.value)
 
     def __call__(
         self,
@@ -176,12 +184,10 @@ class GenerateSpeech:
         audio_url = None
         if target is not None:
             bucket, key = target
-            upload_started = self._clock()
             with self._tracer.span("speech.store", {"s3.bucket": bucket, "s3.key": key}):
-                stored = self._store_audio(
-                    request, bucket, key, audio, duration, sample_rate, done, timings, rtf, metadata
+                stored, timings = self._store_audio(
+                    request, bucket, key, audio, duration, sample_rate, done, timings, rtf, metadata, started_at
                 )
-            timings = _replace(timings, upload=self._clock() - upload_started)
             audio_url = stored.url
             metadata["audio_uri"] = stored.uri
             yield stored
@@ -221,7 +227,26 @@ class GenerateSpeech:
             )
         fmt = request.output_format.value
         key = output.key if output and output.key else None
+        if key and not output.overwrite:
+            self._refuse_taken_key(bucket, key)
         return bucket, key or default_key(self._key_prefix, request.request_id, fmt, self._now())
+
+    def _refuse_taken_key(self, bucket: str, key: str) -> None:
+        """Before any GPU work: a caller-chosen key that already holds audio (or its record) is
+        refused unless overwrite was asked for. The write itself is conditional too."""
+        try:
+            taken = self._store.exists(bucket, key) or self._store.exists(bucket, record_key(key))
+        except DomainError:
+            raise
+        except Exception:  # the store is unreachable or forbids HEAD: the write will tell
+            log.warning("could not check whether %s/%s exists", bucket, key, exc_info=True)
+            return
+        if taken:
+            raise validation_error(
+                ErrorCode.OBJECT_EXISTS,
+                f"s3://{bucket}/{key} already exists; choose another s3_key or set overwrite",
+                field="s3_key", constraint="absent_unless_overwrite", actual=key,
+            )
 
     def _resolve(self, voice: NamedVoice | InlineVoice) -> VoicePrompt:
         if isinstance(voice, InlineVoice):
@@ -230,11 +255,12 @@ class GenerateSpeech:
             return self._voices.get(voice.name)
         except DomainError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the log has the exception; the caller gets no internals
+            log.exception("voice library failed to read voice %r", voice.name)
             raise DomainError(
                 ErrorType.SYSTEM,
                 ErrorCode.INTERNAL_ERROR,
-                f"voice library failed to read voice {voice.name!r}: {exc}",
+                f"the voice library could not read voice {voice.name!r} ({type(exc).__name__})",
                 {"voice": voice.name},
             ) from exc
 
@@ -247,11 +273,12 @@ class GenerateSpeech:
             raise DomainError(
                 ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY, "out of memory during generation"
             ) from exc
-        except Exception as exc:
+        except Exception as exc:  # the log has the exception; the caller gets no internals
+            log.exception("generation of %s failed", request.request_id)
             raise DomainError(
                 ErrorType.INFERENCE,
                 ErrorCode.INFERENCE_FAILED,
-                f"generation failed: {exc}",
+                f"generation failed ({type(exc).__name__}); the worker's log has the details",
                 {"exception": type(exc).__name__},
             ) from exc
 
@@ -259,13 +286,16 @@ class GenerateSpeech:
         try:
             return self._encoder.encode(samples, sample_rate, fmt)
         except Exception as exc:
+            log.exception("could not encode %s", fmt)
             raise DomainError(
-                ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"could not encode {fmt}: {exc}"
+                ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"could not encode {fmt} ({type(exc).__name__})"
             ) from exc
 
     def _store_audio(
-        self, request, bucket, key, audio, duration, sample_rate, done, timings, rtf, metadata
-    ) -> AudioStored:
+        self, request, bucket, key, audio, duration, sample_rate, done, timings, rtf, metadata, started_at
+    ) -> tuple[AudioStored, Timings]:
+        """The audio, then its event record, whose timings are the real ones up to the record
+        (upload: the audio's; total: from the start to the record's write)."""
         store = self._store
         assert store is not None
         user_metadata = {
@@ -276,7 +306,11 @@ class GenerateSpeech:
             "model-revision": str(metadata["model"].get("revision") or "unknown"),
             "trace-id": metadata.get("trace_id") or "",
         }
-        stored = _put(store, bucket, key, audio.data, audio.content_type, user_metadata)
+        upload_started = self._clock()
+        overwrite = bool(request.output and request.output.overwrite)
+        stored = _put(store, bucket, key, audio.data, audio.content_type, user_metadata, overwrite)
+        timings = _replace(timings, upload=self._clock() - upload_started)
+        timings = _replace(timings, total=self._clock() - started_at)
         record = {
             "event": "speech.completed",
             "created_at": self._now().isoformat(),
@@ -309,6 +343,7 @@ class GenerateSpeech:
                 json.dumps(record, sort_keys=True).encode("utf-8"),
                 "application/json",
                 {"request-id": request.request_id},
+                overwrite,
             )
         except DomainError:
             # the event record is what consumers subscribe to: audio without it is half-stored
@@ -319,12 +354,12 @@ class GenerateSpeech:
             raise
         return AudioStored(
             request.request_id, stored.url, stored.uri, bucket, key, stored.size, stored.etag, rkey
-        )
+        ), timings
 
 
-def _put(store: ObjectStore, bucket, key, data, content_type, metadata):
+def _put(store: ObjectStore, bucket, key, data, content_type, metadata, overwrite: bool):
     try:
-        return store.put(bucket, key, data, content_type, metadata)
+        return store.put(bucket, key, data, content_type, metadata, overwrite=overwrite)
     except DomainError:
         raise
     except Exception as exc:

@@ -26,7 +26,12 @@ class ObjectStore(Protocol):
         data: bytes,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
-    ) -> StoredObject: ...
+        *,
+        overwrite: bool = False,
+    ) -> StoredObject:
+        """Without `overwrite`, an existing object at `key` is left as it is and the put
+        raises DomainError OBJECT_EXISTS (atomically where the store can do it)."""
+        ...
 
     def get(self, bucket: str, key: str) -> bytes: ...
 

@@ -59,6 +59,11 @@ class SpeechEngine(Protocol):
         cancel: threading.Event,
     ) -> Iterator[EngineEvent]: ...
 
+    def max_frames(self, request: SpeechRequest) -> int:
+        """The most audio frames the request can produce (all its stop bounds), known before
+        generating and without the model."""
+        ...
+
     def warm_up(self) -> None:
         """Load and warm the model now instead of on the first request."""
 

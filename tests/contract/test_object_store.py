@@ -2,6 +2,7 @@
 Later adapters join by adding a fixture param (see `STORES`)."""
 
 import urllib.request
+import uuid
 
 import pytest
 
@@ -52,10 +53,31 @@ def test_put_then_get_returns_the_bytes(store):
     assert store.exists(BUCKET, "a/b/c.wav")
 
 
-def test_overwrite_replaces(store):
-    store.put(BUCKET, "k.json", b"one", "application/json")
-    store.put(BUCKET, "k.json", b"two", "application/json")
-    assert store.get(BUCKET, "k.json") == b"two"
+def test_an_existing_object_is_kept_unless_overwrite_is_asked(store):
+    key = f"k-{uuid.uuid4().hex}.json"
+    store.put(BUCKET, key, b"one", "application/json")
+    with pytest.raises(DomainError) as refused:
+        store.put(BUCKET, key, b"two", "application/json")
+    assert refused.value.code == "OBJECT_EXISTS" and refused.value.type.value == "s3_upload_error"
+    assert store.get(BUCKET, key) == b"one"
+    store.put(BUCKET, key, b"three", "application/json", overwrite=True)
+    assert store.get(BUCKET, key) == b"three"
+
+
+def test_a_large_existing_object_is_kept_too(store):
+    """The multipart path (S3: conditional CompleteMultipartUpload) refuses the same way."""
+    if hasattr(store, "config"):
+        from adapters.s3 import S3Config, S3ObjectStore
+
+        store = S3ObjectStore(S3Config(**{**store.config.__dict__, "multipart_threshold": 5 * 2**20,
+                                          "part_size": 5 * 2**20}), store.client)
+    key = f"big-{uuid.uuid4().hex}.wav"
+    big = bytes(6 * 2**20)
+    store.put(BUCKET, key, big, "audio/wav")
+    with pytest.raises(DomainError) as refused:
+        store.put(BUCKET, key, b"x" + big, "audio/wav")
+    assert refused.value.code == "OBJECT_EXISTS"
+    assert store.get(BUCKET, key) == big
 
 
 def test_delete_removes_and_is_idempotent(store):

@@ -45,13 +45,14 @@ def test_lazy_load_then_warm_up(demo_bundle):
     assert not engine.is_ready()
 
 
-def test_missing_weights_are_a_model_error_naming_the_path(tmp_path):
+def test_missing_weights_are_a_model_error_whose_path_only_the_log_names(tmp_path, caplog):
     engine = HiggsSpeechEngine(ModelPaths.under(tmp_path / "empty"), device="cpu")
     with pytest.raises(DomainError) as info:
         list(engine.stream(SpeechRequest("Hi."), [], threading.Event()))
     error = info.value
     assert error.type.value == "model_error" and error.code == "MODEL_NOT_FOUND"
-    assert str(tmp_path / "empty") in error.message
+    assert str(tmp_path) not in json.dumps(error.to_dict())  # callers never see the worker's filesystem
+    assert str(tmp_path / "empty") in caplog.text
 
 
 def test_corrupt_weights_are_a_model_error(tmp_path, demo_bundle):
@@ -139,7 +140,7 @@ def test_cli_without_weights_or_fallback_explains_the_volume(tmp_path):
                        env={"MODEL_PATH": str(tmp_path / "nothing")})
     assert result.returncode == 1
     error = json.loads(result.stdout)["error"]
-    assert error["code"] == "MODEL_NOT_FOUND" and str(tmp_path / "nothing") in error["message"]
+    assert error["code"] == "MODEL_NOT_FOUND" and str(tmp_path / "nothing") in result.stderr
 
 
 def test_cli_demo_model_writes_a_small_bundle(tmp_path):

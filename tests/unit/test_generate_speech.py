@@ -130,7 +130,7 @@ def test_engine_failure_becomes_inference_error_and_nothing_is_stored():
     assert isinstance(failed, SpeechFailed)
     assert failed.error.type is ErrorType.INFERENCE
     assert failed.error.code == "INFERENCE_FAILED"
-    assert "device-side assert" in failed.error.message
+    assert "RuntimeError" in failed.error.message and "device-side" not in failed.error.message  # no internals
     assert store.objects == {}
 
 
@@ -215,3 +215,44 @@ def test_abandoned_stream_stops_the_engine():
             break
     stream.close()
     assert engine.steps == 10
+
+
+def test_an_existing_key_is_refused_before_any_work_unless_overwrite():
+    use_case, engine, store = make()
+    first = list(use_case(SpeechRequest(TEXT, output=OutputTarget("bucket-a", "x/weather.wav"))))
+    assert isinstance(first[-1], SpeechCompleted)
+    record = store.get("bucket-a", "x/weather.wav.json")
+    steps = engine.steps
+    again = list(use_case(SpeechRequest("Other words.", output=OutputTarget("bucket-a", "x/weather.wav"))))
+    assert kinds(again) == ["SpeechFailed"] and again[0].error.code == "OBJECT_EXISTS"
+    assert again[0].error.type is ErrorType.VALIDATION and engine.steps == steps  # nothing generated
+    assert store.get("bucket-a", "x/weather.wav.json") == record
+    replaced = list(use_case(SpeechRequest("Other words.", output=OutputTarget("bucket-a", "x/weather.wav",
+                                                                               overwrite=True))))
+    assert isinstance(replaced[-1], SpeechCompleted)
+    assert json.loads(store.get("bucket-a", "x/weather.wav.json"))["request"]["text"] == "Other words."
+
+
+def test_a_key_taken_between_the_check_and_the_write_is_not_replaced():
+    class Racing(InMemoryObjectStore):
+        def exists(self, bucket, key):
+            return False  # the check saw nothing; another writer got there first
+
+    store = Racing()
+    store.put("bucket-a", "race.wav", b"theirs", "audio/wav")
+    use_case, _, _ = make(store=store)
+    events = list(use_case(SpeechRequest(TEXT, output=OutputTarget("bucket-a", "race.wav"))))
+    assert events[-1].error.code == "OBJECT_EXISTS" and events[-1].error.type is ErrorType.S3_UPLOAD
+    assert store.get("bucket-a", "race.wav") == b"theirs" and ("bucket-a", "race.wav.json") not in store.objects
+
+
+def test_the_event_record_carries_real_upload_and_total_timings():
+    ticks = iter(range(10_000))
+    use_case, _, store = make(clock=lambda: float(next(ticks)))
+    events = list(use_case(SpeechRequest(TEXT, output=OutputTarget("bucket-a", "timed.wav"))))
+    record = json.loads(store.get("bucket-a", "timed.wav.json"))
+    assert record["timings"]["upload"] > 0 and record["timings"]["total"] > record["timings"]["upload"]
+    assert "model_path" not in json.dumps(record)
+    completed = events[-1]
+    assert completed.timings.upload == record["timings"]["upload"]
+    assert completed.timings.total >= record["timings"]["total"]

@@ -137,12 +137,29 @@ def test_a_good_request_answers_the_design_response_with_audio_inline():
     assert "higgs_tts_requests_total{outcome=\"success\"} 1.0" in metrics.render().decode()
 
 
-def test_audio_over_the_inline_limit_is_refused_clearly():
-    worker, _ = make_worker(inline_audio_limit=1000)
+def test_audio_that_cannot_fit_inline_is_refused_before_any_work():
+    engine = FakeSpeechEngine()
+    worker, _ = make_worker(engine=engine, inline_audio_limit=1000)
     output = run(worker, GOOD)["output"]
-    assert output["success"] is False and output["error"]["code"] == "PAYLOAD_TOO_LARGE"
-    assert output["error"]["details"]["inline_limit_bytes"] == 1000
-    assert "s3_bucket" in output["error"]["message"]
+    error = output["error"]
+    assert output["success"] is False and error["code"] == "PAYLOAD_TOO_LARGE" and error["type"] == "validation_error"
+    assert error["details"]["field"] == "s3_bucket" and error["details"]["actual_max_bytes"] > 1000
+    assert "s3_bucket" in error["message"]
+    assert engine.requests == 0  # nothing was generated
+    assert run(worker, {**GOOD, "s3_bucket": "out-bucket"})["output"]["success"] is True  # stored: no limit
+
+
+def test_audio_over_the_limit_after_generation_says_what_was_made():
+    class Underestimating(FakeSpeechEngine):
+        def max_frames(self, request):
+            return 1
+
+    worker, _ = make_worker(engine=Underestimating(), inline_audio_limit=5000)
+    error = run(worker, GOOD)["output"]["error"]
+    assert error["code"] == "PAYLOAD_TOO_LARGE" and error["type"] == "system_error"
+    details = error["details"]
+    assert details["inline_limit_bytes"] == 5000 and details["audio_bytes"] > 5000
+    assert details["duration_seconds"] > 0 and details["stop_reason"] == "end_token"
 
 
 def test_a_stored_result_gives_its_url_and_no_inline_audio():
