@@ -52,6 +52,10 @@ def _event(name: str, **fields: Any) -> None:
 def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
     settings = container.settings()
     stream = args.stream or settings.runpod_stream
+    if args.api_concurrency != 1:
+        print("error: the local test API runs the handler in this process: --rp_api_concurrency must be 1",
+              file=sys.stderr)
+        return 2
     try:
         validate_storage(container)
     except DomainError as error:
@@ -102,6 +106,11 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
         rp_args += ["--rp_serve_api", "--rp_api_host", args.api_host, "--rp_api_port", str(args.api_port)]
     if args.test_input:
         rp_args += ["--test_input", args.test_input]
+    if args.rp_debugger:
+        rp_args += ["--rp_debugger"]
+    if args.rp_log_level:
+        os.environ["RUNPOD_LOG_LEVEL"] = args.rp_log_level
+        rp_args += ["--rp_log_level", args.rp_log_level]
     _event("worker", mode="stream" if stream else "sync",
            api=f"{args.api_host}:{args.api_port}" if args.api else None)
     # the SDK logs every job's whole output at DEBUG, its default: base64 audio in the logs
@@ -128,9 +137,18 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve.add_argument("--stream", action="store_true",
                        help="generator handler: audio chunks and progress as they are made "
                             "(env RUNPOD_STREAM=true)")
-    serve.add_argument("--api", action="store_true",
+    # each option also under the runpod SDK's own name, so its documented commands work as they are
+    serve.add_argument("--api", "--rp_serve_api", dest="api", action="store_true",
                        help="serve runpod's local test API (/run, /runsync, /stream, /status)")
-    serve.add_argument("--api-host", default="127.0.0.1")
-    serve.add_argument("--api-port", type=int, default=8000)
-    serve.add_argument("--test-input", help='run one job locally and exit, e.g. \'{"input": {...}}\'')
+    serve.add_argument("--api-host", "--rp_api_host", dest="api_host", default="127.0.0.1")
+    serve.add_argument("--api-port", "--rp_api_port", dest="api_port", type=int, default=8000)
+    serve.add_argument("--api-concurrency", "--rp_api_concurrency", dest="api_concurrency", type=int, default=1,
+                       help="worker processes of the local test API (runpod's option; 1 here)")
+    serve.add_argument("--log-level", "--rp_log_level", dest="rp_log_level",
+                       choices=["ERROR", "WARN", "INFO", "DEBUG"], type=str.upper,
+                       help="the runpod SDK's log level (env RUNPOD_LOG_LEVEL; DEBUG logs whole outputs)")
+    serve.add_argument("--debugger", "--rp_debugger", dest="rp_debugger", action="store_true",
+                       help="the runpod SDK's debugger output in each job's result")
+    serve.add_argument("--test-input", "--test_input", dest="test_input",
+                       help='run one job locally and exit, e.g. \'{"input": {...}}\'')
     serve.set_defaults(handler=cmd_serve_runpod)

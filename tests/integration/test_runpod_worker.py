@@ -244,3 +244,34 @@ def test_production_loop_streams_chunks_and_returns_the_aggregate(demo_bundle, t
         worker.stop()
         platform.close()
     assert worker.violations() == "", worker.violations()
+
+
+def test_the_runpod_sdks_own_flags_are_accepted(tmp_path):
+    """`--rp_serve_api --rp_api_host --rp_api_port --rp_log_level`, as runpod documents them."""
+    env = guarded_env(tmp_path, HIGGS_ENGINE="fake", HIGGS_STORE="none")
+    port = free_port()
+    worker = WorkerProcess(tmp_path, env, ("--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port",
+                                           str(port), "--rp_log_level", "WARN"), api=False)
+    worker.api_port = port
+    try:
+        worker.wait_api()
+        output = worker.runsync({"transcript": "Flags as runpod spells them.", "seed": 1})["output"]
+        assert output["success"] is True and output["audio_base64"]
+    finally:
+        worker.stop()
+    assert worker.violations() == ""
+
+
+def test_runpod_test_input_flag_runs_one_job(tmp_path):
+    env = guarded_env(tmp_path, HIGGS_ENGINE="fake", HIGGS_STORE="none")
+    job = json.dumps({"input": {"transcript": "One local job.", "seed": 2}})
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve", "runpod",
+         "--test_input", job], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    assert "Job local_test completed successfully" in log and "{'output': {'success': True" in log
+    refused = subprocess.run(
+        [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve", "runpod",
+         "--rp_api_concurrency", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "rp_api_concurrency" in refused.stderr
