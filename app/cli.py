@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from app.container import Container, build_container
+from app.settings import limit_cpu_threads
 from core.domain.errors import DomainError, ErrorType
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechFailed
 from core.domain.request import (
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None, container: Container | None = None) -> i
     except ValueError as error:  # a bad environment variable
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    limit_cpu_threads(settings)  # before anything imports torch
     logging.basicConfig(
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -69,10 +70,18 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
     while not stop.wait(0.5):
         pass
     finished = server.stop()
-    if finished:
+    loaded = server.join_warm_up(timeout=max(10.0, options.grace))
+    if finished and loaded:
         container.engine().close()
-    print(json.dumps({"event": "stopped", "clean": finished}), flush=True)
-    return EXIT_OK if finished else EXIT_FAILED
+    print(json.dumps({"event": "stopped", "clean": finished and loaded}), flush=True)
+    code = EXIT_OK if finished else EXIT_FAILED
+    if not loaded:  # a load still runs in native code: leave without tearing it down under it
+        log.warning("the model was still loading at shutdown; exiting without waiting for it")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_stream(args: argparse.Namespace, container: Container) -> int:

@@ -28,6 +28,7 @@ class Settings:
     bucket_access_key_id: str | None = None
     bucket_secret_access_key: str | None = None
     device: str | None = None  # cuda | cpu; default: cuda when available
+    cpu_threads: int | None = None  # torch's intra-op threads; None: the usable cores less one
     max_cache_len: int = 8192  # KV-cache positions: prompt + generated frames of one chunk
     demo_fallback: bool = False  # no weights at MODEL_PATH: use (and write) the demo bundle
     demo_model_dir: Path = Path(".cache/demo-model")
@@ -70,6 +71,7 @@ class Settings:
             bucket_access_key_id=env.get("BUCKET_ACCESS_KEY_ID") or None,
             bucket_secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY") or None,
             device=env.get("HIGGS_DEVICE") or None,
+            cpu_threads=_positive(env, "HIGGS_CPU_THREADS"),
             max_cache_len=int(env.get("HIGGS_MAX_CACHE_LEN") or 8192),
             demo_fallback=_flag(env.get("HIGGS_DEMO_FALLBACK")),
             demo_model_dir=Path(env.get("HIGGS_DEMO_MODEL_DIR") or ".cache/demo-model"),
@@ -109,6 +111,40 @@ class Settings:
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive(env: Mapping[str, str], name: str) -> int | None:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on: its affinity, and the cgroup's CPU quota (containers)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def limit_cpu_threads(settings: Settings, env: dict | None = None) -> int:
+    """Size torch's intra-op (OpenMP) pool before torch is imported: the usable cores less one,
+    which stays free for the server's own threads (gRPC and HTTP I/O, audio encoding). With
+    as many OpenMP threads as cores, every parallel region waits at its barrier for a thread
+    that a busy neighbour descheduled: under CPU contention a gRPC request took 21 s instead
+    of 0.4 s (bench/paths.py --hog). OMP_NUM_THREADS set by the operator wins."""
+    env = os.environ if env is None else env
+    threads = settings.cpu_threads or max(1, usable_cpus() - 1)
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
+    return int(env["OMP_NUM_THREADS"])
 
 
 def _port(env: Mapping[str, str], name: str) -> int | None:

@@ -58,6 +58,7 @@ class SpeechServer:
         self.health = health.HealthServicer()
         self.ready = threading.Event()
         self.warm_up_error: BaseException | None = None
+        self._warm_up_thread: threading.Thread | None = None
         # every admitted call holds a thread while it streams; the rest are spare
         threads = 1 + options.max_queue + options.spare_threads
         self._server = grpc.server(
@@ -86,7 +87,8 @@ class SpeechServer:
         self._server.start()
         log.info("gRPC %s listening on %s", SERVICE_NAME, self.address)
         if warm_up:
-            threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+            self._warm_up_thread = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
+            self._warm_up_thread.start()
 
     def _warm_up(self) -> None:
         try:
@@ -114,6 +116,15 @@ class SpeechServer:
         if not finished:
             log.warning("generation did not stop after the grace period")
         return finished
+
+    def join_warm_up(self, timeout: float | None = None) -> bool:
+        """Wait for a model load still in progress. True when none is running: a process must
+        not exit while a thread is inside torch or safetensors (its native state is torn down
+        under it: 'terminate called without an active exception')."""
+        thread = self._warm_up_thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout)

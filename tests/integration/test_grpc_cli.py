@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.grpc import SERVICE_NAME
@@ -102,6 +104,34 @@ def test_serve_grpc_finishes_in_flight_calls_on_sigterm(tmp_path):
         assert error is None and kinds(messages)[-1] == "completed"
         assert proc.wait(timeout=30) == 0
         assert next_line() == {"event": "stopped", "clean": True}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5, 0.8, 1.1, 1.4, 1.8, 2.3, 3.0])
+def test_sigint_while_the_model_loads_stops_cleanly(tmp_path, demo_bundle, delay):
+    """SIGINT at any point of the model load (the real loader on the demo bundle): the server
+    says it stopped and exits with a status, never an abort from native threads torn down under
+    a load ('terminate called without an active exception', -6)."""
+    env = {**os.environ, "MODEL_PATH": str(demo_bundle.root), "HIGGS_STORE": "none", "HIGGS_DEVICE": "cpu",
+           "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none"}
+    with open(tmp_path / "stderr.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())",
+             "serve", "grpc", "--host", "127.0.0.1", "--port", "0", "--grace", "1"],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=tmp_path,
+        )
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "listening"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        stderr = (tmp_path / "stderr.log").read_text()
+        assert proc.returncode in (0, 1), (proc.returncode, stderr[-2000:])
+        assert json.loads(out.strip().splitlines()[-1])["event"] == "stopped"
+        assert "terminate called" not in stderr
     finally:
         if proc.poll() is None:
             proc.kill()
