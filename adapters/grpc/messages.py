@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import DecodeError
 
-from core.domain.errors import ErrorCode, validation_error
+from core.domain.errors import DomainError, ErrorCode, validation_error
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechEvent, SpeechStarted
 from core.domain.request import (
     ChunkMethod,
@@ -49,6 +50,89 @@ _ENCODINGS = {pb.AUDIO_ENCODING_UNSPECIFIED: PCM_S16LE, PCM_S16LE: PCM_S16LE, PC
 _SAMPLING_FIELDS = (
     "temperature", "top_k", "top_p", "max_new_tokens", "seed", "ras_win_len", "ras_win_max_num_repeat"
 )
+
+
+# a text field that is not valid UTF-8 -> the code of the domain field it would have filled
+_TEXT_FIELD_CODES = {
+    "text": ErrorCode.INVALID_TRANSCRIPT,
+    "scene_prompt": ErrorCode.INVALID_SCENE_PROMPT,
+    "voices.name": ErrorCode.INVALID_VOICE_NAME,
+    "voices.reference.name": ErrorCode.INVALID_VOICE_NAME,
+    "voices.reference.transcript": ErrorCode.INVALID_REFERENCE_AUDIO,
+    "output.s3_bucket": ErrorCode.INVALID_S3_BUCKET,
+    "output.s3_key": ErrorCode.INVALID_S3_KEY,
+    "request_id": ErrorCode.INVALID_REQUEST_ID,
+}
+
+
+class Undecodable:
+    """A request whose bytes protobuf refused; `error` says which field and why."""
+
+    def __init__(self, error: DomainError) -> None:
+        self.error = error
+
+
+def parse_speech_request(data: bytes) -> pb.SpeechRequest | Undecodable:
+    """The request deserializer: protobuf refuses a string field that is not valid UTF-8 (a
+    lone surrogate, say), and gRPC would answer INTERNAL "Exception deserializing request!".
+    Such a request is refused like any bad value instead: INVALID_ARGUMENT with the field's
+    own stable code."""
+    try:
+        return pb.SpeechRequest.FromString(data)
+    except DecodeError:
+        path = _first_invalid_text(data, pb.SpeechRequest.DESCRIPTOR)
+        if path is None:
+            return Undecodable(validation_error(
+                ErrorCode.INVALID_INPUT, "the request is not a valid SpeechRequest message",
+                field="request", constraint="protobuf"))
+        name = ".".join(path)
+        return Undecodable(validation_error(
+            _TEXT_FIELD_CODES.get(name, ErrorCode.INVALID_INPUT), f"{name} is not valid Unicode text (UTF-8)",
+            field=name, constraint="valid_unicode"))
+
+
+def _first_invalid_text(data: bytes, descriptor, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """Walks the wire format: the path of the first string field holding invalid UTF-8."""
+    i = 0
+    try:
+        while i < len(data):
+            key, i = _varint(data, i)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                _, i = _varint(data, i)
+            elif wire in (1, 5):
+                i += 8 if wire == 1 else 4
+            elif wire == 2:
+                size, i = _varint(data, i)
+                chunk, i = data[i:i + size], i + size
+                field = descriptor.fields_by_number.get(number)
+                if field is None:
+                    continue
+                if field.type == field.TYPE_STRING:
+                    try:
+                        chunk.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return path + (field.name,)
+                elif field.type == field.TYPE_MESSAGE:
+                    inner = _first_invalid_text(chunk, field.message_type, path + (field.name,))
+                    if inner is not None:
+                        return inner
+            else:
+                return None
+    except IndexError:
+        return None
+    return None
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80 or shift > 63:
+            return value, i
+        shift += 7
 
 
 def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:

@@ -16,13 +16,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters.grpc.generation import GenerationQueue
+from adapters.grpc.messages import parse_speech_request
 from adapters.grpc.servicer import SpeechServicer
 from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES
 from core.ports.speech_engine import SpeechEngine
 from core.ports.voice_library import VoiceLibrary
 from higgs_tts.v1 import speech_pb2 as pb
-from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,24 @@ class ServerOptions:
     max_receive_bytes: int = 2 * MAX_REFERENCE_AUDIO_BYTES + 4 * MiB
     max_send_bytes: int = 256 * MiB  # a Synthesize result holds the whole file
     spare_threads: int = 8  # for health checks, reflection, ListVoices and refusals
+
+
+def _add_servicer(servicer: SpeechServicer, server: grpc.Server) -> None:
+    """As the generated `add_SpeechServiceServicer_to_server`, with a request deserializer that
+    turns an undecodable request into a domain error instead of gRPC's bare INTERNAL."""
+    handlers = {
+        "StreamSpeech": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamSpeech, request_deserializer=parse_speech_request,
+            response_serializer=pb.SpeechEvent.SerializeToString),
+        "Synthesize": grpc.unary_unary_rpc_method_handler(
+            servicer.Synthesize, request_deserializer=parse_speech_request,
+            response_serializer=pb.SpeechResult.SerializeToString),
+        "ListVoices": grpc.unary_unary_rpc_method_handler(
+            servicer.ListVoices, request_deserializer=pb.ListVoicesRequest.FromString,
+            response_serializer=pb.ListVoicesResponse.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 class SpeechServer:
@@ -70,7 +88,7 @@ class SpeechServer:
                 ("grpc.so_reuseport", 0),  # a busy port is an error, not a shared one
             ],
         )
-        pb_grpc.add_SpeechServiceServicer_to_server(self.servicer, self._server)
+        _add_servicer(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server

@@ -14,6 +14,7 @@ import grpc
 
 from adapters.grpc.generation import GenerationQueue
 from adapters.grpc.messages import (
+    Undecodable,
     encoding_of,
     event_message,
     request_from_message,
@@ -152,7 +153,9 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
             events.put(_END)
 
 
-def _parse(message: pb.SpeechRequest, context: grpc.ServicerContext) -> tuple[SpeechRequest, int]:
+def _parse(message: pb.SpeechRequest | Undecodable, context: grpc.ServicerContext) -> tuple[SpeechRequest, int]:
+    if isinstance(message, Undecodable):
+        abort(context, message.error)
     try:
         return request_from_message(message), encoding_of(message)
     except DomainError as error:
