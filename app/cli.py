@@ -55,6 +55,7 @@ def _add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=[f.value for f in OutputFormat], default="wav")
     p.add_argument("--bucket", help="also store the audio and its event record in this bucket")
     p.add_argument("--key", help="object key (default: {prefix}/{yyyy}/{mm}/{dd}/{request_id}.wav)")
+    p.add_argument("--overwrite", action="store_true", help="replace an object already at --key")
 
 
 def request_from_args(args: argparse.Namespace) -> SpeechRequest:
@@ -64,7 +65,7 @@ def request_from_args(args: argparse.Namespace) -> SpeechRequest:
         voices = parse_voice_list(args.voice)
     if args.ref_audio:
         voices = voices + (InlineVoice(args.ref_audio.read_bytes(), args.ref_text or ""),)
-    output = OutputTarget(args.bucket, args.key) if (args.bucket or args.key) else None
+    output = OutputTarget(args.bucket, args.key, args.overwrite) if (args.bucket or args.key) else None
     return SpeechRequest(
         text=text,
         voices=voices,

@@ -40,6 +40,14 @@ def test_synth_stores_in_a_bucket_when_asked(tmp_path):
     assert summary["audio_url"] == stored.as_uri()
     assert stored.read_bytes() == out.read_bytes()
     assert json.loads((stored.parent / "y.wav.json").read_text())["request_id"] == summary["request_id"]
+    again = higgs_tts("synth", "--text", "Other words", "--out", str(out), "--bucket", "tts-out",
+                      "--key", "a/y.wav", tmp_path=tmp_path)
+    assert again.returncode == 2 and json.loads(again.stdout)["error"]["code"] == "OBJECT_EXISTS"
+    assert json.loads((stored.parent / "y.wav.json").read_text())["request_id"] == summary["request_id"]
+    replaced = higgs_tts("synth", "--text", "Other words", "--out", str(out), "--bucket", "tts-out",
+                         "--key", "a/y.wav", "--overwrite", tmp_path=tmp_path)
+    assert replaced.returncode == 0
+    assert json.loads((stored.parent / "y.wav.json").read_text())["request"]["text"] == "Other words"
 
 
 def test_bad_input_gives_a_structured_error_and_exit_2(tmp_path):
