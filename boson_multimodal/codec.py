@@ -27,10 +27,10 @@ def read_clip(data: bytes, max_seconds: float = 30.0, min_seconds: float = 0.2) 
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate = int(f.samplerate)
-            limit = int(max_seconds * rate) + 1 if rate > 0 else 0
             if rate <= 0:
                 raise AudioInputError("reference audio has no sample rate")
-            if f.frames > limit - 1 and f.frames < (1 << 62):
+            limit = int(max_seconds * rate) + 1  # one sample past the limit tells a longer clip
+            if limit <= f.frames < (1 << 62):  # libsndfile reports unknown lengths as huge
                 raise AudioInputError(
                     f"reference audio is {f.frames / rate:.1f}s long; the limit is {max_seconds:g}s")
             wave = f.read(frames=limit, dtype="float32", always_2d=True)

@@ -86,11 +86,16 @@ def duration_bound_frames(text: str) -> int:
     return math.ceil(FRAME_RATE * (3.0 + 0.8 * units))
 
 
+def text_chunks(text: str, chunk_method: str = "none", max_words: int = 100, max_turns: int = 1) -> list[str]:
+    """The normalised text, in the chunks that are generated one after another."""
+    return chunk_text(normalize_transcript(text), chunk_method, max_words, max_turns)
+
+
 def max_audio_frames(text: str, max_new_tokens: int, chunk_method: str = "none", max_words: int = 100,
                      max_turns: int = 1, num_codebooks: int = 8) -> int:
     """The most audio frames a request can produce: per text chunk, the smaller of its decode
     steps less the BOS frame, the delay and the dropped last step, and its duration bound."""
-    chunks = chunk_text(normalize_transcript(text), chunk_method, max_words, max_turns)
+    chunks = text_chunks(text, chunk_method, max_words, max_turns)
     per_step = max(0, max_new_tokens - num_codebooks - 1)
     return sum(min(per_step, duration_bound_frames(chunk)) for chunk in chunks)
 
@@ -138,8 +143,8 @@ class HiggsAudio:
         return conversation(request.scene, references, request.text)
 
     def chunks(self, request: Synthesis) -> list[str]:
-        return chunk_text(normalize_transcript(request.text), request.chunk_method,
-                          request.chunk_max_word_num, request.chunk_max_num_turns)
+        return text_chunks(request.text, request.chunk_method, request.chunk_max_word_num,
+                           request.chunk_max_num_turns)
 
     def frame_budget(self, prompt_length: int, chunk: str, max_new_tokens: int) -> tuple[int, str]:
         """Delayed frames this chunk may take (BOS frame included), and the bound that sets it."""

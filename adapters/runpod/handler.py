@@ -30,7 +30,7 @@ from adapters.runpod.schema import (
     success_response,
     traceparent_of,
 )
-from core.domain.audio import pcm16_bytes
+from core.domain.audio import FRAME_RATE, pcm16_bytes
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import (
     AudioChunk,
@@ -148,8 +148,8 @@ class RunpodWorker:
                                 "bytes, the most a streaming job may return; generation stopped there: "
                                 "split the text into several jobs",
                                 {"stream_output_limit_bytes": self._options.stream_output_limit,
-                                 "streamed_bytes": sent, "audio_seconds_streamed":
-                                     round((event.frame_index + len(event.samples) / 960) / 25.0, 2)},
+                                 "streamed_bytes": sent, "audio_seconds_streamed": round(
+                                     event.frame_index / FRAME_RATE + len(event.samples) / event.sample_rate, 2)},
                             )
                         yield {"type": "audio", "sequence": event.sequence,
                                "frame_index": event.frame_index, "samples": len(event.samples),
