@@ -309,8 +309,8 @@ class GenerateSpeech:
         upload_started = self._clock()
         overwrite = bool(request.output and request.output.overwrite)
         stored = _put(store, bucket, key, audio.data, audio.content_type, user_metadata, overwrite)
-        timings = _replace(timings, upload=self._clock() - upload_started)
-        timings = _replace(timings, total=self._clock() - started_at)
+        now = self._clock()
+        timings = _replace(timings, upload=now - upload_started, total=now - started_at)
         record = {
             "event": "speech.completed",
             "created_at": self._now().isoformat(),
