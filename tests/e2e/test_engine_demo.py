@@ -266,3 +266,35 @@ def test_a_long_stream_across_the_default_buckets_equals_one_bucket(demo_runtime
     assert stats.bucket_switches == 3
     assert torch.equal(many, one)
     assert max((many_logits[s] - one_logits[s]).abs().max().item() for s in one_logits) < 1e-5
+
+
+def test_the_benchmark_baseline_runs_every_step_whatever_the_stop_logit(demo_runtime, demo_bundle):
+    """bench/engine.py masks the stop logit of transformers' `generate` with a forward hook:
+    with EOS made likely (it ends in a few frames unmasked), the masked baseline runs them all."""
+    import importlib.util
+
+    from boson_multimodal.loader import load_bundle
+
+    path = __import__("pathlib").Path(__file__).resolve().parents[2] / "bench" / "engine.py"
+    spec = importlib.util.spec_from_file_location("bench_engine", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = load_bundle(demo_bundle, device="cpu").model
+    with torch.no_grad():
+        head = model.audio_lm_head.weight.view(8, 1026, -1)
+        head[:, 1025] = head[:, 3] * 3.0  # EOS wins early in every codebook
+    prompt = voice_prompt(demo_runtime, demo_bundle)
+    n = prompt.audio_frames.shape[0]
+
+    def frames():
+        out = model.generate(input_ids=prompt.input_ids, audio_input_ids=prompt.audio_frames[None],
+                             audio_input_ids_mask=torch.ones(1, n, dtype=torch.bool), max_new_tokens=60,
+                             do_sample=False, ras_win_len=None, ras_win_max_num_repeat=None)
+        return out.shape[1] - n
+
+    assert frames() < 40
+    handle = bench.mask_stop_token(model)
+    try:
+        assert frames() == 60
+    finally:
+        handle.remove()
