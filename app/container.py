@@ -13,8 +13,8 @@ from adapters.local import LocalObjectStore
 from adapters.otel import OtelTracer
 from adapters.soundfile import SoundfileEncoder
 from adapters.voices import VolumeVoiceLibrary
-from app.settings import Settings
-from boson_multimodal.layout import ModelPaths
+from app.settings import HUB_SCHEME, Settings
+from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, from_hub_cache, hub_caches
 from app.telemetry import make_tracer_provider
 from core.domain.generate_speech import GenerateSpeech
 
@@ -22,12 +22,30 @@ log = logging.getLogger(__name__)
 
 
 def resolve_model_paths(settings: Settings) -> ModelPaths:
-    """MODEL_PATH's layout; with HIGGS_DEMO_FALLBACK and no weights there, the demo bundle
-    (written on first use)."""
+    """Where the weights are: a hub repo named by MODEL_PATH=hf://... (from a hub cache, no
+    network); else MODEL_PATH's volume layout; else, when the volume has none, the published
+    repos in a hub cache (RunPod cached models); else, with HIGGS_DEMO_FALLBACK, the demo
+    bundle (written on first use)."""
     paths = ModelPaths.under(
         settings.model_path, settings.generation_subdir, settings.tokenizer_subdir, settings.voices_subdir
     )
-    if paths.has_weights() or not settings.demo_fallback:
+    if settings.hub_repo:
+        cached = from_hub_cache(settings.hub_repo, settings.tokenizer_repo, paths.voices, settings.hub_revision,
+                                settings.tokenizer_revision)
+        if cached is not None:
+            return cached
+        log.error("%s%s is not in any hub cache (%s)", HUB_SCHEME, settings.hub_repo,
+                  ", ".join(str(c) for c in hub_caches()))
+        return ModelPaths(hub_caches()[0], hub_caches()[0] / settings.hub_repo,
+                          hub_caches()[0] / settings.tokenizer_repo, paths.voices)
+    if paths.has_weights():
+        return paths
+    cached = from_hub_cache(GENERATION_SUBDIR, settings.tokenizer_repo, paths.voices,
+                            tokenizer_revision=settings.tokenizer_revision)
+    if cached is not None:
+        log.info("no weights at %s: using the hub cache at %s", settings.model_path, cached.root)
+        return cached
+    if not settings.demo_fallback:
         return paths
     demo = ModelPaths.under(settings.demo_model_dir)
     if not demo.has_weights():

@@ -8,11 +8,18 @@ from pathlib import Path
 from typing import Mapping
 
 DEFAULT_MODEL_PATH = "/runpod-volume/higgs_audio"
+HUB_SCHEME = "hf://"
 
 
 @dataclass(frozen=True)
 class Settings:
     model_path: Path = Path(DEFAULT_MODEL_PATH)
+    # MODEL_PATH=hf://ORG/NAME[@REVISION]: the generation model from a hub cache (RunPod cached
+    # models, HF_HUB_CACHE, HF_HOME); the audio tokenizer repo beside it
+    hub_repo: str | None = None
+    hub_revision: str | None = None
+    tokenizer_repo: str = "bosonai/higgs-audio-v2-tokenizer"
+    tokenizer_revision: str | None = None
     engine: str = "higgs"  # higgs | fake
     output_dir: Path = Path("out")
     store: str = "auto"  # auto | s3 | local | none
@@ -55,8 +62,19 @@ class Settings:
         store = env.get("HIGGS_STORE", "auto").strip().lower()
         if store not in ("auto", "s3", "local", "none"):
             raise ValueError(f"HIGGS_STORE must be auto, s3, local or none, not {store!r}")
+        model_path = env.get("MODEL_PATH") or DEFAULT_MODEL_PATH
+        hub_repo = hub_revision = None
+        if model_path.startswith(HUB_SCHEME):
+            hub_repo, _, hub_revision = model_path[len(HUB_SCHEME):].partition("@")
+            if hub_repo.count("/") != 1 or not all(hub_repo.split("/")):
+                raise ValueError(f"MODEL_PATH {model_path!r}: a hub model is hf://ORG/NAME[@REVISION]")
+            model_path = DEFAULT_MODEL_PATH  # voice prompts stay on the volume
         return cls(
-            model_path=Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH),
+            model_path=Path(model_path),
+            hub_repo=hub_repo,
+            hub_revision=hub_revision or None,
+            tokenizer_repo=env.get("HIGGS_TOKENIZER_REPO") or "bosonai/higgs-audio-v2-tokenizer",
+            tokenizer_revision=env.get("HIGGS_TOKENIZER_REVISION") or None,
             engine=engine,
             output_dir=Path(env.get("OUTPUT_DIR") or "out"),
             store=store,

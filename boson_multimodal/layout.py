@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,8 @@ GENERATION_SUBDIR = "bosonai/higgs-audio-v2-generation-3B-base"
 TOKENIZER_SUBDIR = "bosonai/higgs-audio-v2-tokenizer"
 VOICES_SUBDIR = "voice_prompts"
 DEMO_MARKER = "DEMO_BUNDLE.txt"
+# RunPod "cached models" put hub repos here (with HF_HUB_OFFLINE=1)
+RUNPOD_HUB_CACHE = "/runpod-volume/huggingface-cache/hub"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,44 @@ class ModelPaths:
         return _has_weights(self.generation) and _has_weights(self.tokenizer)
 
 
+def hub_caches() -> list[Path]:
+    """Hugging Face hub caches to look in, in order: HF_HUB_CACHE, HF_HOME/hub, RunPod's cached
+    models, the default (~/.cache/huggingface/hub)."""
+    candidates = [os.environ.get("HF_HUB_CACHE"),
+                  os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None,
+                  RUNPOD_HUB_CACHE, os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")]
+    return list(dict.fromkeys(Path(c) for c in candidates if c))
+
+
+def from_hub_cache(
+    generation_repo: str,
+    tokenizer_repo: str,
+    voices: Path,
+    generation_revision: str | None = None,
+    tokenizer_revision: str | None = None,
+    caches: list[Path] | None = None,
+) -> ModelPaths | None:
+    """Both repos' snapshots from the first hub cache that holds them, with no network (the
+    cache's refs resolve a branch name; a commit names its snapshot). None when none does."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    for cache in caches if caches is not None else hub_caches():
+        if not cache.is_dir():
+            continue
+        try:
+            generation = snapshot_download(generation_repo, revision=generation_revision, cache_dir=cache,
+                                           local_files_only=True)
+            tokenizer = snapshot_download(tokenizer_repo, revision=tokenizer_revision, cache_dir=cache,
+                                          local_files_only=True)
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            continue
+        paths = ModelPaths(root=cache, generation=Path(generation), tokenizer=Path(tokenizer), voices=voices)
+        if paths.has_weights():
+            return paths
+    return None
+
+
 def _has_weights(directory: Path) -> bool:
     return (directory / "config.json").is_file() and any(
         directory.glob(pattern) for pattern in ("*.safetensors", "*.bin", "*.pth")
@@ -50,7 +91,10 @@ def _has_weights(directory: Path) -> bool:
 
 
 def read_revision(directory: Path) -> str | None:
-    """The hub commit a snapshot came from, when the download tool left a record of it."""
+    """The hub commit a snapshot came from, when the download tool left a record of it (a hub
+    cache's snapshot is named after its commit)."""
+    if directory.parent.name == "snapshots" and directory.parent.parent.name.startswith("models--"):
+        return directory.name
     for candidate in (
         directory / ".cache" / "huggingface" / "download" / "config.json.metadata",
         directory / "REVISION",
