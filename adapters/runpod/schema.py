@@ -95,7 +95,7 @@ def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechR
         raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript is required", field="transcript",
                                constraint="required")
 
-    voices: tuple = parse_voice_list(given["ref_audio"]) if given.get("ref_audio") != "" and "ref_audio" in given else ()
+    voices: tuple = parse_voice_list(given["ref_audio"]) if given.get("ref_audio") else ()  # "": no voice
     if "ref_audio_base64" in given:
         voices = voices + (InlineVoice(_b64(given["ref_audio_base64"]),
                                        given.get("ref_audio_transcript", "")),)
