@@ -149,11 +149,13 @@ class HiggsSpeechEngine:
                             },
                         )
             except AudioInputError as exc:
-                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc)) from exc
+                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc),
+                                  {"field": "ref_audio", "constraint": "audio_clip"}) from exc
             except NumericalError as exc:
                 raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
             except PromptTooLong as exc:
-                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc)) from exc
+                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc),
+                                  {"field": "transcript", "constraint": "prompt_fits_kv_cache"}) from exc
             except RuntimeError as exc:
                 if _is_out_of_memory(exc):
                     _empty_cuda_cache()

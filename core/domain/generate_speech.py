@@ -363,10 +363,11 @@ def _put(store: ObjectStore, bucket, key, data, content_type, metadata, overwrit
     except DomainError:
         raise
     except Exception as exc:
+        log.exception("could not store %s in %s", key, bucket)
         raise DomainError(
             ErrorType.S3_UPLOAD,
             ErrorCode.S3_UPLOAD_FAILED,
-            f"could not store {key} in {bucket}: {exc}",
+            f"could not store {key} in {bucket} ({type(exc).__name__})",
             {"bucket": bucket, "key": key},
         ) from exc
 
