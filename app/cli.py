@@ -196,6 +196,37 @@ def cmd_convert(args: argparse.Namespace, container: Container) -> int:
     return EXIT_OK
 
 
+def cmd_download(args: argparse.Namespace, container: Container) -> int:
+    """The generation model and the audio tokenizer from the hub, into the MODEL_PATH layout
+    (or --to DIR), or into a hub cache (--cache). Says what it will fetch before it starts."""
+    from boson_multimodal.hub import DownloadError, download, plan
+    from boson_multimodal.layout import ModelPaths
+
+    settings = container.settings()
+    revisions = {"generation": args.revision or settings.hub_revision,
+                 "tokenizer": args.tokenizer_revision or settings.tokenizer_revision}
+    started = time.monotonic()
+    try:
+        plans = plan(revisions)
+        for p in plans:
+            print(f"{p.repo}@{p.revision[:12]}: {p.files} files, {p.bytes / 1e9:.2f} GB", file=sys.stderr, flush=True)
+        if args.cache is not None:
+            cache = Path(args.cache) if args.cache else None
+            where = download(plans, cache_dir=cache)
+        else:
+            root = args.to or settings.model_path
+            volume = ModelPaths.under(root, settings.generation_subdir, settings.tokenizer_subdir,
+                                      settings.voices_subdir)
+            where = download(plans, volume=volume)
+    except DownloadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT if error.refused else EXIT_FAILED
+    print(json.dumps({p.component: {"repo": p.repo, "revision": p.revision, "path": str(where[p.component]),
+                                    "bytes": p.bytes} for p in plans}
+                     | {"seconds": round(time.monotonic() - started, 2)}))
+    return EXIT_OK
+
+
 def warn_if_demo(container: Container) -> None:
     settings = container.settings()
     if settings.engine != "higgs":
@@ -249,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src", type=Path, help="a MODEL_PATH in either layout")
     convert.add_argument("dst", type=Path, help="a new directory: the converted MODEL_PATH")
     convert.set_defaults(handler=cmd_convert)
+
+    fetch = sub.add_parser("download", help="fetch the weights from the Hugging Face hub (HF_TOKEN, HF_ENDPOINT)")
+    fetch.add_argument("--to", type=Path, help="volume to fill (default: MODEL_PATH)")
+    fetch.add_argument("--cache", nargs="?", const="", default=None,
+                       help="into a hub cache instead (default: HF_HUB_CACHE / HF_HOME), for MODEL_PATH=hf://...")
+    fetch.add_argument("--revision", help="generation model revision (default: main, or MODEL_PATH's @REVISION)")
+    fetch.add_argument("--tokenizer-revision", help="audio tokenizer revision (default: main)")
+    fetch.set_defaults(handler=cmd_download)
 
     serve = sub.add_parser("serve", help="run a server")
     servers = serve.add_subparsers(dest="server", required=True)
