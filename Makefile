@@ -22,9 +22,10 @@ $(VENV)/.installed-test: pyproject.toml constraints-test.txt | $(PY)
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
-## run: synthesise a sentence on the embedded defaults into out/hello.wav
+## run: synthesise a sentence into out/hello.wav with the real weights (downloaded into
+## MODEL_PATH when missing; the demo bundle only when the hub cannot be reached)
 run: install
-	HIGGS_DEMO_FALLBACK=$${HIGGS_DEMO_FALLBACK:-1} $(VENV)/bin/higgs-tts synth --text "$(RUN_TEXT)" --voice belinda --seed 7 --out out/hello.wav
+	MODEL_PATH=$${MODEL_PATH:-$(CURDIR)/.cache/higgs_audio} $(VENV)/bin/higgs-tts quickstart --text "$(RUN_TEXT)" --voice belinda --seed 7 --out out/hello.wav
 
 ## test: the whole suite, as CI runs it
 test: install-test

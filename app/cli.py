@@ -227,6 +227,54 @@ def cmd_download(args: argparse.Namespace, container: Container) -> int:
     return EXIT_OK
 
 
+def cmd_quickstart(args: argparse.Namespace, container: Container) -> int:
+    """What `make run` does: synthesise with the real weights, downloading them first when
+    MODEL_PATH has none and the hub answers; the demo bundle only when the hub cannot be
+    reached (or HIGGS_DEMO_FALLBACK=1 asks for it), and it says why."""
+    from dataclasses import replace
+
+    from dependency_injector import providers
+
+    from app.container import resolve_model_paths
+    from boson_multimodal.hub import DownloadError, download, plan
+    from boson_multimodal.layout import ModelPaths
+
+    settings = container.settings()
+    paths = resolve_model_paths(replace(settings, demo_fallback=False))
+    if not paths.has_weights():
+        reason = "HIGGS_DEMO_FALLBACK=1" if settings.demo_fallback else None
+        if reason is None:
+            volume = ModelPaths.under(settings.model_path, settings.generation_subdir, settings.tokenizer_subdir,
+                                      settings.voices_subdir)
+            print(f"no weights at {settings.model_path}: downloading them (higgs-tts download)", file=sys.stderr)
+            try:
+                plans = plan({"generation": settings.hub_revision, "tokenizer": settings.tokenizer_revision})
+                for p in plans:
+                    print(f"{p.repo}@{p.revision[:12]}: {p.files} files, {p.bytes / 1e9:.2f} GB", file=sys.stderr)
+                download(plans, volume=volume)
+                paths = volume
+            except DownloadError as error:
+                if error.refused:
+                    print(f"error: {error}", file=sys.stderr)
+                    return EXIT_BAD_INPUT
+                reason = str(error)
+        if reason is not None:
+            print(f"falling back to the demo bundle: {reason}", file=sys.stderr)
+            paths = resolve_model_paths(replace(settings, demo_fallback=True))
+    container.model_paths.override(providers.Object(paths))
+    warn_if_demo(container)
+    if settings.engine == "higgs" and not paths.is_demo:
+        import torch
+
+        if (settings.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu":
+            print("no GPU: generating on the CPU in float32, which for the 5.8B-parameter model takes minutes "
+                  "per second of audio", file=sys.stderr)
+    if args.voice and not (paths.voices / f"{args.voice}.txt").is_file():
+        print(f"voice {args.voice!r} is not in {paths.voices}: the model picks a voice", file=sys.stderr)
+        args.voice = None
+    return cmd_synth(args, container)
+
+
 def warn_if_demo(container: Container) -> None:
     settings = container.settings()
     if settings.engine != "higgs":
@@ -280,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src", type=Path, help="a MODEL_PATH in either layout")
     convert.add_argument("dst", type=Path, help="a new directory: the converted MODEL_PATH")
     convert.set_defaults(handler=cmd_convert)
+
+    quick = sub.add_parser("quickstart", help="synth with the real weights, downloading them when missing "
+                                              "(the demo bundle only when the hub cannot be reached): `make run`")
+    _add_request_arguments(quick)
+    quick.add_argument("--out", type=Path, default=Path("out/hello.wav"))
+    quick.set_defaults(handler=cmd_quickstart)
 
     fetch = sub.add_parser("download", help="fetch the weights from the Hugging Face hub (HF_TOKEN, HF_ENDPOINT)")
     fetch.add_argument("--to", type=Path, help="volume to fill (default: MODEL_PATH)")

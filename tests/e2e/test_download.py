@@ -99,3 +99,34 @@ def test_an_unreachable_hub_is_named(tmp_path):
     result = higgs_tts("download", "--to", str(tmp_path / "v"), tmp_path=tmp_path,
                        HF_ENDPOINT=f"http://127.0.0.1:{port}")
     assert result.returncode == 1 and "cannot be reached" in result.stderr
+
+
+def test_quickstart_downloads_when_the_hub_answers_and_synthesises(hub, tmp_path):
+    volume = tmp_path / "fresh"
+    result = higgs_tts("quickstart", "--text", "Hello.", "--voice", "belinda", "--max-new-tokens", "30",
+                       "--out", str(tmp_path / "q.wav"), tmp_path=tmp_path, HF_ENDPOINT=hub.endpoint,
+                       MODEL_PATH=str(volume))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "downloading them" in result.stderr and "DEMO" not in result.stderr
+    assert "no GPU" in result.stderr  # says how slow before starting
+    assert "'belinda' is not in" in result.stderr  # a fresh volume has no voices yet
+    assert (volume / GENERATION / "REVISION").read_text().strip() == SHA[GENERATION]
+    assert json.loads(result.stdout)["metadata"]["model"]["revision"] == SHA[GENERATION]
+
+
+def test_quickstart_falls_back_to_the_demo_only_when_the_hub_cannot_be_reached(hub, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = higgs_tts("quickstart", "--text", "Hello.", "--max-new-tokens", "30", "--out", str(tmp_path / "d.wav"),
+                       tmp_path=tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{port}", MODEL_PATH=str(tmp_path / "none"),
+                       HIGGS_DEMO_MODEL_DIR=str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "falling back to the demo bundle: the hub cannot be reached" in result.stderr and "DEMO" in result.stderr
+    forced = higgs_tts("quickstart", "--text", "Hello.", "--max-new-tokens", "30", "--out", str(tmp_path / "f.wav"),
+                       tmp_path=tmp_path, HF_ENDPOINT=hub.endpoint, MODEL_PATH=str(tmp_path / "none"),
+                       HIGGS_DEMO_FALLBACK="1", HIGGS_DEMO_MODEL_DIR=str(tmp_path / "demo"))
+    assert forced.returncode == 0 and "HIGGS_DEMO_FALLBACK=1" in forced.stderr
+    assert hub.requests == []  # the demo was asked for: the hub was never called
