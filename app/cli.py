@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from app.container import Container, build_container
+from app.container import Container, build_container, resolve_model_paths, volume_paths
 from app.settings import limit_cpu_threads
 from core.domain.errors import DomainError, ErrorType
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechFailed
@@ -177,11 +177,9 @@ def cmd_demo_model(args: argparse.Namespace, container: Container) -> int:
 
 def cmd_convert(args: argparse.Namespace, container: Container) -> int:
     from boson_multimodal.convert import convert_bundle
-    from boson_multimodal.layout import ModelPaths
 
     settings = container.settings()
-    subdirs = (settings.generation_subdir, settings.tokenizer_subdir, settings.voices_subdir)
-    src, dst = ModelPaths.under(args.src, *subdirs), ModelPaths.under(args.dst, *subdirs)
+    src, dst = volume_paths(settings, args.src), volume_paths(settings, args.dst)
     if args.src.resolve() == args.dst.resolve():
         print("error: convert into a new directory (DST must differ from SRC)", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -196,28 +194,31 @@ def cmd_convert(args: argparse.Namespace, container: Container) -> int:
     return EXIT_OK
 
 
+def _fetch(revisions: dict[str, str | None], volume=None, cache: Path | None = None):
+    """Plan (printing what will be fetched), then download: the plans and where each went.
+    Raises DownloadError."""
+    from boson_multimodal.hub import download, plan
+
+    plans = plan(revisions)
+    for p in plans:
+        print(f"{p.repo}@{p.revision[:12]}: {p.files} files, {p.bytes / 1e9:.2f} GB", file=sys.stderr, flush=True)
+    return plans, download(plans, volume=volume, cache_dir=cache)
+
+
 def cmd_download(args: argparse.Namespace, container: Container) -> int:
     """The generation model and the audio tokenizer from the hub, into the MODEL_PATH layout
     (or --to DIR), or into a hub cache (--cache). Says what it will fetch before it starts."""
-    from boson_multimodal.hub import DownloadError, download, plan
-    from boson_multimodal.layout import ModelPaths
+    from boson_multimodal.hub import DownloadError
 
     settings = container.settings()
     revisions = {"generation": args.revision or settings.hub_revision,
                  "tokenizer": args.tokenizer_revision or settings.tokenizer_revision}
     started = time.monotonic()
     try:
-        plans = plan(revisions)
-        for p in plans:
-            print(f"{p.repo}@{p.revision[:12]}: {p.files} files, {p.bytes / 1e9:.2f} GB", file=sys.stderr, flush=True)
         if args.cache is not None:
-            cache = Path(args.cache) if args.cache else None
-            where = download(plans, cache_dir=cache)
+            plans, where = _fetch(revisions, cache=Path(args.cache) if args.cache else None)
         else:
-            root = args.to or settings.model_path
-            volume = ModelPaths.under(root, settings.generation_subdir, settings.tokenizer_subdir,
-                                      settings.voices_subdir)
-            where = download(plans, volume=volume)
+            plans, where = _fetch(revisions, volume=volume_paths(settings, args.to))
     except DownloadError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT if error.refused else EXIT_FAILED
@@ -235,23 +236,17 @@ def cmd_quickstart(args: argparse.Namespace, container: Container) -> int:
 
     from dependency_injector import providers
 
-    from app.container import resolve_model_paths
-    from boson_multimodal.hub import DownloadError, download, plan
-    from boson_multimodal.layout import ModelPaths
+    from boson_multimodal.hub import DownloadError
 
     settings = container.settings()
     paths = resolve_model_paths(replace(settings, demo_fallback=False))
     if not paths.has_weights():
         reason = "HIGGS_DEMO_FALLBACK=1" if settings.demo_fallback else None
         if reason is None:
-            volume = ModelPaths.under(settings.model_path, settings.generation_subdir, settings.tokenizer_subdir,
-                                      settings.voices_subdir)
             print(f"no weights at {settings.model_path}: downloading them (higgs-tts download)", file=sys.stderr)
             try:
-                plans = plan({"generation": settings.hub_revision, "tokenizer": settings.tokenizer_revision})
-                for p in plans:
-                    print(f"{p.repo}@{p.revision[:12]}: {p.files} files, {p.bytes / 1e9:.2f} GB", file=sys.stderr)
-                download(plans, volume=volume)
+                volume = volume_paths(settings)
+                _fetch({"generation": settings.hub_revision, "tokenizer": settings.tokenizer_revision}, volume=volume)
                 paths = volume
             except DownloadError as error:
                 if error.refused:

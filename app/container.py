@@ -5,6 +5,7 @@ Tests override providers (`container.engine.override(providers.Object(fake))`)."
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from dependency_injector import containers, providers
 
@@ -21,14 +22,18 @@ from core.domain.generate_speech import GenerateSpeech
 log = logging.getLogger(__name__)
 
 
+def volume_paths(settings: Settings, root: Path | None = None) -> ModelPaths:
+    """The volume layout under `root` (default MODEL_PATH), with the configured sub-paths."""
+    return ModelPaths.under(root or settings.model_path, settings.generation_subdir, settings.tokenizer_subdir,
+                            settings.voices_subdir)
+
+
 def resolve_model_paths(settings: Settings) -> ModelPaths:
     """Where the weights are: a hub repo named by MODEL_PATH=hf://... (from a hub cache, no
     network); else MODEL_PATH's volume layout; else, when the volume has none, the published
     repos in a hub cache (RunPod cached models); else, with HIGGS_DEMO_FALLBACK, the demo
     bundle (written on first use)."""
-    paths = ModelPaths.under(
-        settings.model_path, settings.generation_subdir, settings.tokenizer_subdir, settings.voices_subdir
-    )
+    paths = volume_paths(settings)
     if settings.hub_repo:
         cached = from_hub_cache(settings.hub_repo, settings.tokenizer_repo, paths.voices, settings.hub_revision,
                                 settings.tokenizer_revision)

@@ -30,6 +30,9 @@ class RepoPlan:
     files: int
     bytes: int
 
+    def target(self, volume: ModelPaths) -> Path:
+        return volume.generation if self.component == "generation" else volume.tokenizer
+
 
 def plan(revisions: dict[str, str], endpoint: str | None = None) -> list[RepoPlan]:
     """What a download will fetch: each repo's commit, file count and size."""
@@ -63,7 +66,7 @@ def download(plans: list[RepoPlan], volume: ModelPaths | None = None, cache_dir:
     where = {}
     if volume is not None:
         for p in plans:
-            target = volume.generation if p.component == "generation" else volume.tokenizer
+            target = p.target(volume)
             existing = read_revision(target) if target.exists() else None
             if target.exists() and any(target.iterdir()) and existing not in (None, p.revision):
                 raise DownloadError(f"{target} holds {p.repo} at {existing}, not {p.revision}: "
@@ -74,9 +77,9 @@ def download(plans: list[RepoPlan], volume: ModelPaths | None = None, cache_dir:
     for p in plans:
         try:
             if volume is not None:
-                target = volume.generation if p.component == "generation" else volume.tokenizer
-                path = Path(snapshot_download(p.repo, revision=p.revision, local_dir=target, endpoint=endpoint))
-                (target / "REVISION").write_text(p.revision + "\n")
+                path = Path(snapshot_download(p.repo, revision=p.revision, local_dir=p.target(volume),
+                                              endpoint=endpoint))
+                (path / "REVISION").write_text(p.revision + "\n")
             else:
                 path = Path(snapshot_download(p.repo, revision=p.revision, cache_dir=cache_dir, endpoint=endpoint))
                 if p.requested != p.revision:  # the cache's ref names the commit, as a download by name would

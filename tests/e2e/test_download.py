@@ -4,7 +4,6 @@ a download cut half-way resumed, a wrong revision refused, a different model nev
 an unreachable hub named; then `synth` loads what was downloaded, the cache one offline."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_hub import FakeHub
+from tests.integration.runpod_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATION = "bosonai/higgs-audio-v2-generation-3B-base"
@@ -91,11 +91,7 @@ def test_a_different_model_is_never_written_over(hub, demo_bundle, tmp_path):
 
 
 def test_an_unreachable_hub_is_named(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here
+    port = free_port()  # nothing listens here
     result = higgs_tts("download", "--to", str(tmp_path / "v"), tmp_path=tmp_path,
                        HF_ENDPOINT=f"http://127.0.0.1:{port}")
     assert result.returncode == 1 and "cannot be reached" in result.stderr
@@ -115,11 +111,7 @@ def test_quickstart_downloads_when_the_hub_answers_and_synthesises(hub, tmp_path
 
 
 def test_quickstart_falls_back_to_the_demo_only_when_the_hub_cannot_be_reached(hub, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = higgs_tts("quickstart", "--text", "Hello.", "--max-new-tokens", "30", "--out", str(tmp_path / "d.wav"),
                        tmp_path=tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{port}", MODEL_PATH=str(tmp_path / "none"),
                        HIGGS_DEMO_MODEL_DIR=str(tmp_path / "demo"))

@@ -13,7 +13,7 @@ import pytest
 
 from app.container import resolve_model_paths
 from app.settings import Settings
-from boson_multimodal.layout import ModelPaths, from_hub_cache, read_revision
+from boson_multimodal.layout import from_hub_cache, read_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATION = "bosonai/higgs-audio-v2-generation-3B-base"

@@ -23,9 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from boson_multimodal.codec import read_clip
 from boson_multimodal.convert import convert_bundle, detect_layout
-from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig
+from boson_multimodal.generate import FrameDecoder, SamplingConfig
 from boson_multimodal.layout import ModelPaths
-from boson_multimodal.prompt import Turn
 from boson_multimodal.runtime import AudioOut, Finished, HiggsAudio, Synthesis, VoiceClip
 from boson_multimodal.transcript import normalize_transcript
 
