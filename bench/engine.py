@@ -27,7 +27,8 @@ import torch  # noqa: E402
 
 from boson_multimodal.codec import AudioCodec  # noqa: E402
 from boson_multimodal.demo import voice_clip  # noqa: E402
-from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig  # noqa: E402
+from boson_multimodal.batch import BatchDecoder  # noqa: E402
+from boson_multimodal.generate import DecodeStats, SamplingConfig  # noqa: E402
 from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns  # noqa: E402
 
 TEXT_20_WORDS = ("The quick brown fox jumps over the lazy dog while the sun sets slowly "
@@ -109,33 +110,36 @@ def bytes_per_step(model, cache_positions: int) -> tuple[int, int]:
 
 
 def bench_engine(model, prompt, steps, device, warmup_graphs):
-    decoder = FrameDecoder(model, max_cache_len=max(2048, 1 << math.ceil(math.log2(prompt.length + steps + 16))))
-    decoder.suppress_eos = True
+    decoder = BatchDecoder(model, max_batch=1,
+                           max_cache_len=max(2048, 1 << math.ceil(math.log2(prompt.length + steps + 16))))
     started = time.perf_counter()
     if warmup_graphs:
         decoder.warm_up()
     capture_s = time.perf_counter() - started
     sampling = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95, seed=0)
-    for _ in decoder.generate(prompt, sampling, max_frames=12):  # warm caches and allocator
+    for _ in decoder.generate(prompt, sampling, max_frames=12, suppress_eos=True):  # warm caches and allocator
         pass
     sync(device)
     stats = DecodeStats()
     t0 = time.perf_counter()
     first_block = None
     frames = 0
-    for block in decoder.generate(prompt, sampling, max_frames=steps + 1, sync_every=steps + 1, stats=stats):
+    for block in decoder.generate(prompt, sampling, max_frames=steps + 1, sync_every=steps + 1, stats=stats,
+                                  suppress_eos=True):
         frames += block.shape[0]
         first_block = first_block or time.perf_counter() - t0
     sync(device)
     total = time.perf_counter() - t0
     decode_s = total - stats.prefill_s
-    return {
+    result = {
         "prefill_ms": stats.prefill_s * 1000,
         "decode_ms_per_step": decode_s / stats.steps * 1000,
         "steps": stats.steps,
         "graph_capture_s": capture_s,
         "cuda_graphs": decoder.use_cuda_graphs,
     }
+    decoder.close()
+    return result
 
 
 def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
@@ -143,8 +147,7 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
     chunk needs (10 + 8 right context + 8 delay), its vocoding."""
     from boson_multimodal.streaming import StreamingVocoder
 
-    decoder = FrameDecoder(model)
-    decoder.suppress_eos = True
+    decoder = BatchDecoder(model, max_batch=1)
     decoder.warm_up()
     codec = AudioCodec(codec_model, device)
     prompt = PromptBuilder(tokenizer, model.config).build(prompt_turns)
@@ -154,11 +157,13 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
         stats = DecodeStats()
         sync(device)
         t0 = time.perf_counter()
-        for block in decoder.generate(prompt, SamplingConfig(seed=1), max_frames=200, sync_every=8, stats=stats):
+        for block in decoder.generate(prompt, SamplingConfig(seed=1), max_frames=200, sync_every=8, stats=stats,
+                                      suppress_eos=True):
             if vocoder.push(block):
                 sync(device)
                 results.append((time.perf_counter() - t0, stats.prefill_s))
                 break
+    decoder.close()
     first, prefill = min(results)
     return {"ttfa_ms": first * 1000, "ttfa_after_prefill_ms": (first - prefill) * 1000}
 

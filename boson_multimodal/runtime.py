@@ -1,7 +1,8 @@
 """Text in, audio out, streaming: the Higgs Audio runtime that the service drives.
 
-One `HiggsAudio` owns a loaded bundle, a `FrameDecoder` and a cache of reference codes. It is
-used by one request at a time (the decoder holds a lock)."""
+One `HiggsAudio` owns a loaded bundle, a `BatchDecoder` and a cache of reference codes. Many
+threads may stream at once: their requests decode together in the decoder's batch, and each
+thread turns its own frames into audio."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import torch
 
 from boson_multimodal.chunking import chunk_text
 from boson_multimodal.codec import AudioCodec, read_clip
-from boson_multimodal.generate import DecodeStats, FrameDecoder, SamplingConfig
+from boson_multimodal.batch import BatchDecoder
+from boson_multimodal.generate import DecodeStats, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.loader import LoadedBundle, load_bundle
 from boson_multimodal.prompt import PromptBuilder, Turn, conversation
@@ -101,20 +103,25 @@ def max_audio_frames(text: str, max_new_tokens: int, chunk_method: str = "none",
 
 
 class HiggsAudio:
-    def __init__(self, bundle: LoadedBundle, max_cache_len: int = 8192, reference_cache: int = 64) -> None:
+    def __init__(self, bundle: LoadedBundle, max_cache_len: int = 8192, reference_cache: int = 64,
+                 max_batch: int = 8) -> None:
         self.bundle = bundle
         self.config = bundle.model.config
         self.codec = AudioCodec(bundle.audio_tokenizer, bundle.device)
         self.prompts = PromptBuilder(bundle.tokenizer, self.config)
-        self.decoder = FrameDecoder(bundle.model, max_cache_len=max_cache_len)
+        self.decoder = BatchDecoder(bundle.model, max_batch=max_batch, max_cache_len=max_cache_len)
         self.sample_rate = self.codec.sample_rate
         self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._reference_limit = reference_cache
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = 8192) -> "HiggsAudio":
-        return cls(load_bundle(paths, device, dtype), max_cache_len=max_cache_len)
+    def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = 8192,
+             max_batch: int = 8) -> "HiggsAudio":
+        return cls(load_bundle(paths, device, dtype), max_cache_len=max_cache_len, max_batch=max_batch)
+
+    def close(self) -> None:
+        self.decoder.close()
 
     def warm_up(self) -> None:
         """Capture the decode graphs and run one short generation, so the first request
@@ -149,11 +156,11 @@ class HiggsAudio:
     def frame_budget(self, prompt_length: int, chunk: str, max_new_tokens: int) -> tuple[int, str]:
         """Delayed frames this chunk may take (BOS frame included), and the bound that sets it."""
         k = self.codec.num_codebooks
-        room = self.decoder.kv.sizes[-1] - prompt_length
+        room = self.decoder.max_cache_len - prompt_length
         if room < 16 + k + 2:
             raise PromptTooLong(
                 f"the prompt ({prompt_length} tokens) leaves no room in the KV cache "
-                f"({self.decoder.kv.sizes[-1]}); shorten the text, use chunking or a shorter voice clip"
+                f"({self.decoder.max_cache_len}); shorten the text, use chunking or a shorter voice clip"
             )
         bounds = {"max_new_tokens": max_new_tokens,
                   # audio time steps -> frames: the BOS frame, the delay, the dropped last step
@@ -169,7 +176,7 @@ class HiggsAudio:
         base = self.turns(request)
         history: list[Turn] = []
         frame_offset = 0
-        timings = {"prefill": 0.0, "decode": 0.0, "vocode": 0.0}
+        timings = {"queue": 0.0, "prefill": 0.0, "decode": 0.0, "vocode": 0.0}
         first_audio = None
         stop_reasons: list[str] = []
         chunk_codes: list[torch.Tensor] = []
@@ -215,6 +222,7 @@ class HiggsAudio:
             codes = vocoder.codes()
             chunk_codes.append(codes)
             frame_offset += codes.shape[0]
+            timings["queue"] += stats.queue_wait_s
             timings["prefill"] += stats.prefill_s
             timings["decode"] += stats.decode_s
             timings["vocode"] += vocoder.decode_seconds

@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from boson_multimodal.codec import read_clip
 from boson_multimodal.convert import convert_bundle, detect_layout
-from boson_multimodal.generate import FrameDecoder, SamplingConfig
+from boson_multimodal.batch import BatchDecoder
+from boson_multimodal.generate import SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.runtime import AudioOut, Finished, HiggsAudio, Synthesis, VoiceClip
 from boson_multimodal.transcript import normalize_transcript
@@ -70,7 +71,8 @@ def runtimes(tmp_path_factory):
     for model in ("base", "eos_first", "eos_later"):
         paths = original_volume(tmp_path_factory.mktemp(model), model)
         runtime = HiggsAudio.load(paths, device="cpu", max_cache_len=2048)
-        runtime.decoder = FrameDecoder(runtime.bundle.model, max_cache_len=2048, smallest_bucket=64)
+        runtime.decoder.close()
+        runtime.decoder = BatchDecoder(runtime.bundle.model, max_cache_len=2048, smallest_bucket=64)
         loaded[model] = (runtime, paths)
     return loaded
 

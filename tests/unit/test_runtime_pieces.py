@@ -8,7 +8,8 @@ import torch
 
 from boson_multimodal.chunking import chunk_text
 from boson_multimodal.codec import AudioInputError, delay_frames, read_clip, undelay
-from boson_multimodal.generate import BIG, CodeIds, sample_frame
+from boson_multimodal.generate import BIG, CodeIds
+from tests.unit.slots import one_slot, sample
 from boson_multimodal.resample import resample
 from boson_multimodal.runtime import _SilenceWatch, duration_bound_frames
 
@@ -74,12 +75,9 @@ def test_chunking(method, text, kwargs, expected):
 
 
 def _sample(logits, step, eos_base=BIG, window=None, greedy=True, top_k=0, top_p=1.0, ras=(0, 2), seed=0):
-    window = window if window is not None else torch.full((256, 8), 1024)
-    return sample_frame(
-        logits, torch.tensor(step), torch.tensor(eos_base), window, Ids(), torch.tensor(1.0),
-        torch.tensor(top_k), torch.tensor(1 - top_p), torch.tensor(ras[0]), torch.tensor(ras[1]),
-        greedy, torch.Generator().manual_seed(seed),
-    )
+    state = one_slot(Ids(), step=step, eos_base=eos_base, window=window, greedy=greedy, top_k=top_k, top_p=top_p,
+                     ras=ras, seed=seed)
+    return sample(logits, state, Ids())
 
 
 def test_delay_pattern_forces_bos_then_eos():

@@ -9,10 +9,12 @@ import pytest
 import torch
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from boson_multimodal.generate import BIG, CodeIds, end_of_stream, sample_frame, warp
+from boson_multimodal.generate import CodeIds, warp
 from boson_multimodal.streaming import StreamingVocoder
+from tests.unit.slots import one_slot, sample, sample_and_end
 
 K, SIZE, BOS, EOS = 8, 1026, 1024, 1025
+BIG = 1 << 30
 
 
 class Ids(CodeIds):
@@ -57,14 +59,12 @@ def test_the_drawable_set_equals_transformers_warpers(seed):
 
 def test_draws_stay_inside_the_reference_support():
     """The defect this guards: top-p over all 1026 scores drew tokens that top-k had removed."""
-    g = torch.Generator().manual_seed(0)
     for seed in range(6):
         logits = logit_rows(seed)
         support = reference_support(logits, 0.7, 50, 0.95)
-        for _ in range(200):
-            frame = sample_frame(logits, torch.tensor(99), torch.tensor(BIG), torch.full((256, K), BOS), Ids(),
-                                 torch.tensor(0.7), torch.tensor(50), torch.tensor(1 - 0.95), torch.tensor(0),
-                                 torch.tensor(2), False, g)
+        for draw in range(200):
+            state = one_slot(Ids(), step=99, temperature=0.7, top_k=50, top_p=0.95, seed=draw)
+            frame = sample(logits, state, Ids())
             assert support[torch.arange(K), frame].all()
 
 
@@ -99,17 +99,14 @@ def upstream_stream(rows: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def our_stream(rows: list[torch.Tensor]) -> list[torch.Tensor]:
-    step, eos_base, done_at = torch.tensor(0), torch.tensor(BIG), torch.tensor(BIG)
+    state = one_slot(Ids(), greedy=True)
     frames = []
-    window = torch.full((256, K), BOS)
     for logits in [torch.zeros(K, SIZE)] + rows:  # step 0 is the BOS frame
-        frame = sample_frame(logits, step, eos_base, window, Ids(), torch.tensor(1.0), torch.tensor(0),
-                             torch.tensor(0.0), torch.tensor(0), torch.tensor(2), True, None)
-        frames.append(end_of_stream(frame, step, eos_base, done_at, Ids()))
-        if int(done_at) < BIG:
-            assert int(done_at) == int(step)
+        frames.append(sample_and_end(logits, state, Ids()))
+        if int(state.done_at) < BIG:
+            assert int(state.done_at) == int(state.step)
             break
-        step += 1
+        state.step.add_(1)
     return frames
 
 

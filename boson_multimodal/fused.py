@@ -1,0 +1,213 @@
+"""The batched decode forward, gpt-fast style, over the transformers model's own weights.
+
+A decode step feeds one frame of audio codes per row and runs every layer's audio path (audio
+layernorms and audio MLP: with no text token in the step, that is the path the model takes).
+transformers' forward launches about 48 operators per layer (separate q/k/v and gate/up
+projections, a 7-op RMSNorm, a 12-op rotary embedding) and its `StaticCache` keeps one position
+for the whole batch. Here q/k/v and gate/up are fused at load (the model's parameters become
+views of the fused tensors, so no weight is held twice), RMSNorm is one kernel, rotary reads a
+precomputed float32 table, and every row writes and reads its own KV positions.
+
+`SlotKV` is one KV buffer, `max_batch x max_cache_len`: row r of it is slot r. The prompt of a
+slot is prefilled by the transformers model itself through a `StaticCache` whose layers are views
+of that row, so both forwards share one cache layout (keys after rotary, [heads, position, dim])."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def bucket_sizes(max_cache_len: int, smallest: int = 1024, linear: bool = False) -> list[int]:
+    """KV lengths that attention reads through: doubling from `smallest` up to the whole cache
+    (each is a CUDA graph), or every multiple of `smallest` (`linear`, where nothing is
+    captured and reading less is all that counts)."""
+    sizes, size = [], smallest
+    while size < max_cache_len:
+        sizes.append(size)
+        size = size + smallest if linear else size * 2
+    sizes.append(max_cache_len)
+    return sizes
+
+
+class SlotKV:
+    """The KV cache of every slot: per layer one [max_batch, kv_heads, max_cache_len, head_dim]
+    tensor for keys and one for values."""
+
+    def __init__(self, config, max_batch: int, max_cache_len: int, device, dtype) -> None:
+        self.config = config
+        self.max_batch, self.max_cache_len = max_batch, max_cache_len
+        shape = (max_batch, config.num_key_value_heads, max_cache_len, config.head_dim)
+        layers = config.num_hidden_layers
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+    def static_cache(self, slot: int, size: int):
+        """A transformers StaticCache over slot `slot`'s first `size` positions (for prefill)."""
+        from transformers import StaticCache
+
+        cache = StaticCache(config=self.config, max_cache_len=size)
+        heads, head_dim = self.config.num_key_value_heads, self.config.head_dim
+        for layer, k, v in zip(cache.layers, self.keys, self.values):
+            layer.device = k.device
+            layer.batch_size, layer.num_heads = 1, heads
+            layer.k_head_dim = layer.v_head_dim = head_dim
+            layer.keys, layer.values = k[slot:slot + 1, :, :size], v[slot:slot + 1, :, :size]
+            layer.cumulative_length = torch.zeros((), dtype=torch.long, device=k.device)
+            layer.is_initialized = True
+        return cache
+
+
+# on the CPU, weights up to this size are also kept in oneDNN's packed layout: for the few rows
+# of a decode step its kernels run 2-4x faster than MKL's GEMM (measured on 2 AVX-512 cores);
+# past it (the real model on a CPU) the extra copy would cost more memory than it is worth
+PACKED_CPU_BUDGET = 1 << 30
+
+
+class Projection:
+    """x @ weight.T for a [out, in] weight: one GEMM (cuBLAS, MKL) or, on the CPU when packed,
+    oneDNN's linear over a copy of the weight in its blocked layout."""
+
+    def __init__(self, weight: torch.Tensor, pack_rows: int = 0) -> None:
+        self.weight_t = weight.t()
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), pack_rows) if pack_rows else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        return torch.mm(x, self.weight_t)
+
+    def add(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """residual + x @ weight.T, in one kernel."""
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.packed, None, "add")
+        return torch.addmm(residual, x, self.weight_t)
+
+
+@dataclass
+class _Layer:
+    norm_attn: torch.Tensor
+    qkv: Projection  # q, k and v in one weight
+    o: Projection
+    norm_mlp: torch.Tensor
+    gate_up: Projection  # gate and up in one weight
+    down: Projection
+
+
+def _fuse(linears: list[torch.nn.Linear]) -> torch.Tensor:
+    """One weight for several projections of the same input; each Linear keeps a view of it."""
+    if any(linear.bias is not None for linear in linears):
+        raise ValueError("fused projections with bias are not supported")
+    fused = torch.cat([linear.weight.detach() for linear in linears], dim=0)
+    offset = 0
+    for linear in linears:
+        rows = linear.weight.shape[0]
+        linear.weight = torch.nn.Parameter(fused[offset:offset + rows], requires_grad=False)
+        offset += rows
+    return fused
+
+
+class DecodeModel:
+    """The model's decode step for a batch of slots, each at its own position."""
+
+    def __init__(self, model, max_positions: int, max_batch: int = 8, cpu_kernels: bool | None = None) -> None:
+        """`cpu_kernels`: oneDNN-packed weights (within PACKED_CPU_BUDGET) and attention as
+        batched matmuls, the faster choices on a CPU; default: on when the model is on the CPU.
+        Off, the step is the one CUDA runs (GEMMs and SDPA)."""
+        config = model.config
+        inner = model.model
+        self.config = config
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim, self.hidden = config.head_dim, config.hidden_size
+        self.eps = config.rms_norm_eps
+        self.num_codebooks, self.codebook_size = int(config.num_codebooks), int(config.codebook_size)
+        self.scaling = self.head_dim ** -0.5
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        self.cpu_kernels = on_cpu if cpu_kernels is None else cpu_kernels
+        audio_bytes = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
+                          if "self_attn" in name or "audio_mlp" in name or "audio_lm_head" in name)
+        pack = max_batch if (self.cpu_kernels and on_cpu and torch.backends.mkldnn.is_available()
+                             and audio_bytes <= PACKED_CPU_BUDGET) else 0
+        self.packed = bool(pack)
+        self.layers = []
+        for layer in inner.layers:
+            attn, mlp = layer.self_attn, layer.audio_mlp
+            if config.hidden_act != "silu":
+                raise ValueError(f"activation {config.hidden_act!r} is not supported by the fused decode step")
+            self.layers.append(_Layer(
+                norm_attn=layer.audio_input_layernorm.weight.detach(),
+                qkv=Projection(_fuse([attn.q_proj, attn.k_proj, attn.v_proj]), pack),
+                o=Projection(attn.o_proj.weight.detach(), pack),
+                norm_mlp=layer.audio_post_attention_layernorm.weight.detach(),
+                gate_up=Projection(_fuse([mlp.gate_proj, mlp.up_proj]), pack),
+                down=Projection(mlp.down_proj.weight.detach(), pack),
+            ))
+        self.norm = inner.norm.weight.detach()
+        self.embed = inner.embed_audio_tokens.embed_audio_tokens.weight.detach()
+        self.offsets = inner.embed_audio_tokens.audio_tokens_offsets.detach().clone()
+        self.head = Projection(model.audio_lm_head.weight.detach(), pack)
+        self.cos, self.sin = self._rotary_table(inner.rotary_emb, max_positions)
+        self.use_sdpa = not self.cpu_kernels
+
+    @staticmethod
+    def _rotary_table(rotary, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate-half RoPE as x * cos + flip_halves(x) * sin, so the tables hold, in float32
+        and per position, [cos, cos] and [-sin, sin] as [2, head_dim / 2]."""
+        inv_freq = rotary.inv_freq.float()
+        angles = torch.arange(positions, device=inv_freq.device, dtype=torch.float32)[:, None] * inv_freq[None]
+        scale = float(rotary.attention_scaling)
+        cos, sin = angles.cos() * scale, angles.sin() * scale
+        return torch.stack((cos, cos), dim=1), torch.stack((-sin, sin), dim=1)
+
+    def forward(self, kv: SlotKV, codes: torch.Tensor, position: torch.Tensor, length: int) -> torch.Tensor:
+        """Logits [B, codebooks, codebook_size] (float32) for frames `codes` [B, codebooks] at
+        `position` [B]; each row writes its keys and values at its position, then attends to
+        its positions 0..position within the first `length` of the cache."""
+        batch = codes.shape[0]
+        rows = torch.arange(batch, device=codes.device)
+        x = self.embed[codes + self.offsets].sum(dim=1)
+        cos, sin = self.cos[position][:, None], self.sin[position][:, None]  # [B, 1, 2, dim/2]
+        # additive mask, shared by every layer: [B, 1, 1, length] for SDPA, or one row per
+        # (row, KV head, query head of its group) for the batched matmuls
+        visible = torch.arange(length, device=codes.device)[None] <= position[:, None]
+        mask = torch.zeros(visible.shape, dtype=x.dtype, device=x.device).masked_fill_(~visible, float("-inf"))
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        group = heads // kv_heads
+        if self.use_sdpa:
+            mask = mask[:, None, None]
+        else:
+            mask = mask[:, None, None].expand(batch, kv_heads, group, length).reshape(batch * kv_heads, group, length)
+        for i, layer in enumerate(self.layers):
+            h = torch.ops.aten._fused_rms_norm(x, [self.hidden], layer.norm_attn, self.eps)[0]
+            qkv = layer.qkv(h).view(batch, heads + 2 * kv_heads, dim)
+            qk = _rotate(qkv[:, : heads + kv_heads], cos, sin)
+            q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads:]
+            keys, values = kv.keys[i], kv.values[i]
+            keys[rows, :, position] = k
+            values[rows, :, position] = v
+            keys, values = keys[:batch, :, :length], values[:batch, :, :length]
+            if self.use_sdpa:
+                attended = torch.nn.functional.scaled_dot_product_attention(
+                    q[:, :, None], keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=group > 1)
+            else:  # on the CPU, plain batched matmuls beat SDPA's kernel for one query per row
+                scores = torch.baddbmm(mask, q.reshape(batch * kv_heads, group, dim),
+                                       keys.reshape(batch * kv_heads, length, dim).transpose(1, 2), alpha=self.scaling)
+                attended = torch.bmm(scores.softmax(dim=-1), values.reshape(batch * kv_heads, length, dim))
+            x = layer.o.add(x, attended.reshape(batch, heads * dim))
+            h = torch.ops.aten._fused_rms_norm(x, [self.hidden], layer.norm_mlp, self.eps)[0]
+            gate, up = layer.gate_up(h).chunk(2, dim=-1)
+            x = layer.down.add(x, torch.nn.functional.silu(gate) * up)
+        x = torch.ops.aten._fused_rms_norm(x, [self.hidden], self.norm, self.eps)[0]
+        return self.head(x).view(batch, self.num_codebooks, self.codebook_size).float()
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE on [B, heads, dim], in float32: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin),
+    the same products and sums as transformers' q * cos + rotate_half(q) * sin."""
+    halves = x.float().unflatten(-1, (2, -1))
+    return (halves * cos + halves.flip(-2) * sin).flatten(-2).to(x.dtype)
