@@ -90,7 +90,8 @@ def validate_storage(container: "Container") -> None:
 def _higgs_engine(paths: ModelPaths, settings: Settings):
     from adapters.higgs import HiggsSpeechEngine
 
-    return HiggsSpeechEngine(paths, device=settings.device, max_cache_len=settings.max_cache_len)
+    return HiggsSpeechEngine(paths, device=settings.device, max_cache_len=settings.max_cache_len,
+                             max_batch=settings.max_batch)
 
 
 class Container(containers.DeclarativeContainer):

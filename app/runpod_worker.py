@@ -64,7 +64,7 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
     warn_if_demo(container)
 
     engine = container.engine()
-    metrics = WorkerMetrics(gpu_memory=gpu_memory)
+    metrics = WorkerMetrics(gpu_memory=gpu_memory, engine_load=engine.load)
     servers = []
     for port in dict.fromkeys(p for p in (settings.health_port, settings.ping_port) if p is not None):
         try:
@@ -94,6 +94,7 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
         ),
         progress=runpod_progress,
         tracer=container.tracer(),
+        capacity=engine.load().capacity,
     )
     config: dict[str, Any] = {
         "handler": worker.handle_stream if stream else worker.handle,

@@ -36,7 +36,8 @@ class Settings:
     bucket_secret_access_key: str | None = None
     device: str | None = None  # cuda | cpu; default: cuda when available
     cpu_threads: int | None = None  # torch's intra-op threads; None: the usable cores less one
-    max_cache_len: int = 8192  # KV-cache positions: prompt + generated frames of one chunk
+    max_cache_len: int = 8192  # KV-cache positions per slot: prompt + generated frames of one chunk
+    max_batch: int = 8  # requests that decode together (slots of the KV cache)
     demo_fallback: bool = False  # no weights at MODEL_PATH: use (and write) the demo bundle
     demo_model_dir: Path = Path(".cache/demo-model")
     generation_subdir: str | None = None
@@ -90,7 +91,8 @@ class Settings:
             bucket_secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY") or None,
             device=env.get("HIGGS_DEVICE") or None,
             cpu_threads=_positive(env, "HIGGS_CPU_THREADS"),
-            max_cache_len=int(env.get("HIGGS_MAX_CACHE_LEN") or 8192),
+            max_cache_len=_positive(env, "HIGGS_MAX_CACHE_LEN") or 8192,
+            max_batch=_positive(env, "HIGGS_MAX_BATCH") or 8,
             demo_fallback=_flag(env.get("HIGGS_DEMO_FALLBACK")),
             demo_model_dir=Path(env.get("HIGGS_DEMO_MODEL_DIR") or ".cache/demo-model"),
             generation_subdir=env.get("HIGGS_GENERATION_SUBDIR") or None,

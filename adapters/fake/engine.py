@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 from core.domain.audio import FRAME_RATE, SAMPLE_RATE
 from core.domain.request import SpeechRequest
 from core.domain.voice import VoicePrompt
-from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineProgress
+from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineLoad, EngineProgress
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAME_RATE
 CHARS_PER_SECOND = 14.0
@@ -23,7 +23,8 @@ class FakeSpeechEngine:
     seed gives the same samples and another seed different ones.
 
     Knobs for tests: `step_delay` slows every frame, `fail` raises mid-stream,
-    `warm_up_delay` makes warm-up slow; `steps` counts frames generated so far."""
+    `warm_up_delay` makes warm-up slow; `steps` counts frames generated so far; `capacity`
+    is the number of streams it says may run at once, `peak_active` the most that did."""
 
     sample_rate = SAMPLE_RATE
 
@@ -34,7 +35,11 @@ class FakeSpeechEngine:
         fail: BaseException | None = None,
         first_chunk_frames: int = 10,
         chunk_frames: int = 25,
+        capacity: int = 1,
     ) -> None:
+        self.capacity = capacity
+        self.active = 0
+        self.peak_active = 0  # the most streams that ran at once
         self.step_delay = step_delay
         self.warm_up_delay = warm_up_delay
         self.fail = fail
@@ -44,6 +49,7 @@ class FakeSpeechEngine:
         self.requests = 0
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._counting = threading.Lock()
 
     def warm_up(self) -> None:
         with self._lock:
@@ -53,6 +59,9 @@ class FakeSpeechEngine:
 
     def is_ready(self) -> bool:
         return self._ready.is_set()
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(self.capacity, self.active)
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "fake", "model": "tone", "layout": None, "revision": None, "device": "cpu"}
@@ -64,6 +73,18 @@ class FakeSpeechEngine:
         return _frames(request)
 
     def stream(
+        self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+    ) -> Iterator[EngineEvent]:
+        with self._counting:
+            self.active += 1
+            self.peak_active = max(self.peak_active, self.active)
+        try:
+            yield from self._stream(request, voices, cancel)
+        finally:
+            with self._counting:
+                self.active -= 1
+
+    def _stream(
         self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         started = time.perf_counter()

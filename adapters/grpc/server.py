@@ -34,7 +34,7 @@ MiB = 1024 * 1024
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 50051  # 0: any free port (see SpeechServer.port)
-    max_queue: int = 8  # requests waiting behind the one generating
+    max_queue: int = 8  # requests waiting behind the ones generating
     grace: float = 30.0  # seconds in-flight calls get to finish on shutdown
     # a request carries inline reference clips (each at most 12 MiB): two fit with room to spare
     max_receive_bytes: int = 2 * MAX_REFERENCE_AUDIO_BYTES + 4 * MiB
@@ -71,14 +71,14 @@ class SpeechServer:
     ) -> None:
         self.options = options
         self.engine = engine
-        self.generation = GenerationQueue(options.max_queue)
+        self.generation = GenerationQueue(options.max_queue, workers=engine.load().capacity)
         self.servicer = SpeechServicer(generate, voices, engine, self.generation)
         self.health = health.HealthServicer()
         self.ready = threading.Event()
         self.warm_up_error: BaseException | None = None
         self._warm_up_thread: threading.Thread | None = None
         # every admitted call holds a thread while it streams; the rest are spare
-        threads = 1 + options.max_queue + options.spare_threads
+        threads = self.generation.workers + options.max_queue + options.spare_threads
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
             interceptors=list(interceptors),

@@ -10,6 +10,7 @@ import time
 from array import array
 from typing import Any, Callable, Iterator, Sequence
 
+from boson_multimodal.batch import DecoderClosed
 from boson_multimodal.codec import AudioInputError
 from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.layout import ModelPaths
@@ -27,14 +28,14 @@ from boson_multimodal.runtime import (
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import SpeechRequest
 from core.domain.voice import VoicePrompt
-from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineProgress
+from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineLoad, EngineProgress
 
 log = logging.getLogger(__name__)
 
 
 class HiggsSpeechEngine:
-    """Loads lazily on the first request, or at `warm_up()`. One request generates at a time;
-    a failed request leaves the engine usable."""
+    """Loads lazily on the first request, or at `warm_up()`. Up to `max_batch` requests decode
+    together (the runtime's batch decoder); a failed request leaves the engine usable."""
 
     sample_rate = 24_000
 
@@ -43,18 +44,20 @@ class HiggsSpeechEngine:
         paths: ModelPaths,
         device: str | None = None,
         max_cache_len: int = 8192,
+        max_batch: int = 8,
         max_reference_seconds: float = 30.0,
         loader: Callable[..., HiggsAudio] = HiggsAudio.load,
     ) -> None:
         self.paths = paths
         self.device = device
         self.max_cache_len = max_cache_len
+        self.max_batch = max_batch
         self.max_reference_seconds = max_reference_seconds
         self._loader = loader
         self._runtime: HiggsAudio | None = None
         self._warm = False
         self._lock = threading.Lock()
-        self._generating = threading.Lock()
+        self._warming = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -67,7 +70,8 @@ class HiggsSpeechEngine:
                 log.warning("MODEL_PATH=%s holds the DEMO bundle: random weights, the audio is noise. "
                             "Put the real Higgs Audio V2 weights on the volume for speech.", self.paths.root)
             try:
-                self._runtime = self._loader(self.paths, device=self.device, max_cache_len=self.max_cache_len)
+                self._runtime = self._loader(self.paths, device=self.device, max_cache_len=self.max_cache_len,
+                                             max_batch=self.max_batch)
             except ModelLoadError as exc:  # the log names the paths; callers get no filesystem layout
                 log.error("could not load the model from %s: %s", self.paths.root, exc)
                 code = ErrorCode.MODEL_NOT_FOUND if exc.missing else ErrorCode.MODEL_LOAD_FAILED
@@ -77,12 +81,15 @@ class HiggsSpeechEngine:
                     {"missing": [Path(m).name for m in exc.missing]},
                 ) from exc
             seconds = time.perf_counter() - started
-            log.info("loaded %s in %.1fs (%s)", self.paths.root, seconds, self._runtime.bundle.info)
+            decoder = self._runtime.decoder
+            log.info("loaded %s in %.1fs (%s); KV cache %d slots x %d positions = %.0f MiB",
+                     self.paths.root, seconds, self._runtime.bundle.info, decoder.max_batch,
+                     decoder.max_cache_len, decoder.kv_bytes / 2**20)
             return self._runtime, seconds
 
     def warm_up(self) -> None:
         runtime, _ = self._load()
-        with self._generating:
+        with self._warming:
             if not self._warm:
                 runtime.warm_up()
                 self._warm = True
@@ -90,15 +97,26 @@ class HiggsSpeechEngine:
     def is_ready(self) -> bool:
         return self._runtime is not None and self._warm
 
+    def load(self) -> EngineLoad:
+        runtime = self._runtime
+        if runtime is None:
+            return EngineLoad(self.max_batch)
+        occupancy = runtime.decoder.occupancy
+        return EngineLoad(self.max_batch, occupancy.active, occupancy.waiting)
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"engine": "higgs", "loaded": False}
         if self._runtime is not None:
-            info.update(self._runtime.bundle.info, loaded=True)
+            decoder = self._runtime.decoder
+            info.update(self._runtime.bundle.info, loaded=True, max_batch=decoder.max_batch,
+                        max_cache_len=decoder.max_cache_len, kv_cache_mib=round(decoder.kv_bytes / 2**20))
         info.pop("model_path", None)  # a worker's filesystem is nobody's business
         return info
 
     def close(self) -> None:
-        with self._generating, self._lock:
+        with self._warming, self._lock:
+            if self._runtime is not None:
+                self._runtime.close()  # requests still running fail with DecoderClosed
             self._runtime = None
             self._warm = False
             gc.collect()
@@ -127,41 +145,43 @@ class HiggsSpeechEngine:
             chunk_max_word_num=request.chunking.max_word_num,
             chunk_max_num_turns=request.chunking.max_num_turns,
         )
-        with self._generating:
-            try:
-                for event in runtime.stream(synthesis, cancel):
-                    if isinstance(event, AudioOut):
-                        samples = array("f")
-                        samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
-                        yield EngineAudio(samples, event.frame_index)
-                    elif isinstance(event, ProgressOut):
-                        yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total)
-                    elif isinstance(event, Finished):
-                        yield EngineDone(
-                            frames=event.frames,
-                            stop_reason=event.stop_reason,
-                            timings={**event.timings, "load": load_seconds},
-                            text_output=request.text,
-                            metadata={
-                                "chunk_stop_reasons": event.chunk_stop_reasons,
-                                "prompt_tokens": event.prompt_tokens,
-                                "decode_steps": event.steps,
-                            },
-                        )
-            except AudioInputError as exc:
-                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc),
-                                  {"field": "ref_audio", "constraint": "audio_clip"}) from exc
-            except NumericalError as exc:
-                raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
-            except PromptTooLong as exc:
-                raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc),
-                                  {"field": "transcript", "constraint": "prompt_fits_kv_cache"}) from exc
-            except RuntimeError as exc:
-                if _is_out_of_memory(exc):
-                    _empty_cuda_cache()
-                    raise DomainError(ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY,
-                                      "the GPU ran out of memory; try a shorter text or chunking") from exc
-                raise
+        try:
+            for event in runtime.stream(synthesis, cancel):
+                if isinstance(event, AudioOut):
+                    samples = array("f")
+                    samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
+                    yield EngineAudio(samples, event.frame_index)
+                elif isinstance(event, ProgressOut):
+                    yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total)
+                elif isinstance(event, Finished):
+                    yield EngineDone(
+                        frames=event.frames,
+                        stop_reason=event.stop_reason,
+                        timings={**event.timings, "load": load_seconds},
+                        text_output=request.text,
+                        metadata={
+                            "chunk_stop_reasons": event.chunk_stop_reasons,
+                            "prompt_tokens": event.prompt_tokens,
+                            "decode_steps": event.steps,
+                        },
+                    )
+        except AudioInputError as exc:
+            raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc),
+                              {"field": "ref_audio", "constraint": "audio_clip"}) from exc
+        except NumericalError as exc:
+            raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
+        except PromptTooLong as exc:
+            raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc),
+                              {"field": "transcript", "constraint": "prompt_fits_kv_cache"}) from exc
+        except DecoderClosed as exc:
+            raise DomainError(ErrorType.MODEL, ErrorCode.MODEL_NOT_READY,
+                              "the engine is shutting down; retry on another worker") from exc
+        except RuntimeError as exc:
+            if _is_out_of_memory(exc):
+                _empty_cuda_cache()
+                raise DomainError(ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY,
+                                  "the GPU ran out of memory; try a shorter text or chunking") from exc
+            raise
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -3,9 +3,9 @@ mode, audio chunks and progress, then that response).
 
 The use case is a blocking generator that must be consumed on one thread, so each job runs it
 on a worker thread and hands its events to the event loop; the loop stays free for the SDK's
-heartbeats, progress updates and the local API. The engine generates one request at a time:
-a job waits its turn (the queue depth metric counts the waiting ones) and `concurrency`
-tells the SDK to take one job at a time.
+heartbeats, progress updates and the local API. The engine decodes up to `capacity` requests
+together (its batch); `concurrency` tells the SDK to take that many jobs at once, and a job
+over it waits its turn (the queue depth metric counts the waiting ones).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import base64
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
@@ -73,13 +74,19 @@ class RunpodWorker:
         options: WorkerOptions = WorkerOptions(),
         progress: ProgressReporter = _no_progress,
         tracer: Tracer | None = None,
+        capacity: int = 1,
     ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
         self._generate = generate
+        self.capacity = capacity
         self._metrics = metrics
         self._options = options
         self._progress = progress
         self._tracer = tracer or NoopTracer()
-        self._engine_slot = threading.Lock()
+        self._engine_slots = threading.BoundedSemaphore(capacity)
+        # each job's generator runs on its own thread for the whole job
+        self._threads = ThreadPoolExecutor(max_workers=capacity + 4, thread_name_prefix="job")
 
     # -- the two handler shapes runpod accepts ----------------------------------------------
 
@@ -193,8 +200,8 @@ class RunpodWorker:
             )
 
     def concurrency(self, current: int) -> int:
-        """runpod's concurrency_modifier: the engine generates one request at a time."""
-        return 1
+        """runpod's concurrency_modifier: as many jobs as the engine decodes together."""
+        return self.capacity
 
     # -- one job ----------------------------------------------------------------------------
 
@@ -221,7 +228,7 @@ class RunpodWorker:
             token = otel_context.attach(parent) if parent is not None else None
             try:
                 self._metrics.queue_depth.inc()
-                with self._engine_slot:
+                with self._engine_slots:
                     self._metrics.queue_depth.dec()
                     self._metrics.in_flight.inc()
                     try:
@@ -238,7 +245,7 @@ class RunpodWorker:
                     otel_context.detach(token)
                 loop.call_soon_threadsafe(queue.put_nowait, end)
 
-        worker = loop.run_in_executor(None, produce)
+        worker = loop.run_in_executor(self._threads, produce)
         try:
             while (item := await queue.get()) is not end:
                 if isinstance(item, BaseException):

@@ -1,8 +1,12 @@
 """What the worker has done, in Prometheus text: requests and errors, real-time factor and
-time to first audio, queue depth, GPU memory."""
+time to first audio, queue wait, the engine's batch occupancy, audio-seconds per second, GPU
+memory."""
 
 from __future__ import annotations
 
+import collections
+import threading
+import time
 from typing import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -10,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from core.domain.errors import DomainError
 from core.domain.events import SpeechCompleted
+from core.ports.speech_engine import EngineLoad
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -35,8 +40,55 @@ class _MemoryCollector:
         yield family
 
 
+class _LoadCollector:
+    """The engine's batch: capacity, busy slots, requests waiting for one."""
+
+    def __init__(self, read: Callable[[], EngineLoad]) -> None:
+        self._read = read
+
+    def collect(self):
+        try:
+            load = self._read()
+        except Exception:  # a scrape never fails because the engine could not be asked
+            return
+        for name, value, text in (
+            ("higgs_tts_batch_capacity", load.capacity, "Requests the engine decodes together"),
+            ("higgs_tts_batch_occupancy", load.active, "Requests decoding now (busy slots of the batch)"),
+            ("higgs_tts_engine_waiting", load.waiting, "Requests waiting for a free slot"),
+        ):
+            family = GaugeMetricFamily(name, text)
+            family.add_metric([], float(value))
+            yield family
+
+
+class _Throughput:
+    """Seconds of audio finished per second of wall time over the last `window` seconds."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self._done: collections.deque[tuple[float, float]] = collections.deque()
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._done.append((time.monotonic(), seconds))
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            while self._done and self._done[0][0] < now - self.window:
+                self._done.popleft()
+            total = sum(seconds for _, seconds in self._done)
+        return total / max(1e-9, min(self.window, now - self._started))
+
+
 class WorkerMetrics:
-    def __init__(self, gpu_memory: Callable[[], Mapping[str, int]] | None = None) -> None:
+    def __init__(
+        self,
+        gpu_memory: Callable[[], Mapping[str, int]] | None = None,
+        engine_load: Callable[[], EngineLoad] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -62,6 +114,13 @@ class WorkerMetrics:
         self.audio_seconds = Counter(
             "higgs_tts_audio_seconds", "Seconds of audio generated", registry=r
         )
+        self.queue_wait = Histogram(
+            "higgs_tts_queue_wait_seconds", "From arrival until the request's prefill began",
+            buckets=_TTFA_BUCKETS, registry=r,
+        )
+        self.throughput = _Throughput()
+        Gauge("higgs_tts_audio_seconds_per_second", "Audio finished per second over the last minute",
+              registry=r).set_function(self.throughput.rate)
         self.queue_depth = Gauge(
             "higgs_tts_queue_depth", "Jobs waiting for the engine", registry=r
         )
@@ -69,6 +128,8 @@ class WorkerMetrics:
         self.ready = Gauge("higgs_tts_ready", "1 when the model is loaded and warmed", registry=r)
         if gpu_memory is not None:
             r.register(_MemoryCollector(gpu_memory))
+        if engine_load is not None:
+            r.register(_LoadCollector(engine_load))
 
     def completed(self, event: SpeechCompleted, seconds: float) -> None:
         self.requests.labels("success").inc()
@@ -76,6 +137,8 @@ class WorkerMetrics:
         if event.timings.first_audio is not None:
             self.ttfa.observe(event.timings.first_audio)
         self.audio_seconds.inc(event.duration_seconds)
+        self.throughput.add(event.duration_seconds)
+        self.queue_wait.observe(event.timings.queue)
         self.duration.observe(seconds)
 
     def failed(self, error: DomainError, seconds: float) -> None:

@@ -164,7 +164,8 @@ class GenerateSpeech:
 
         t = done.timings
         timings = Timings(
-            queue=max(0.0, started_at - received_at) if received_at is not None else 0.0,
+            # waiting for the use case, then for a free slot in the engine's batch
+            queue=(max(0.0, started_at - received_at) if received_at is not None else 0.0) + t.get("queue", 0.0),
             load=t.get("load", 0.0),
             prefill=t.get("prefill", 0.0),
             decode=t.get("decode", 0.0),

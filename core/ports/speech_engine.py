@@ -40,12 +40,22 @@ class EngineDone:
 EngineEvent = EngineAudio | EngineProgress | EngineDone
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """How busy the engine is: `capacity` requests generate at once, more wait in order."""
+
+    capacity: int
+    active: int = 0
+    waiting: int = 0
+
+
 @runtime_checkable
 class SpeechEngine(Protocol):
     """Turns text into audio, streaming it as frames are decoded.
 
     `stream` yields EngineAudio and EngineProgress events and ends with exactly one EngineDone.
-    It checks `cancel` between decode steps and stops early once it is set. It raises
+    It checks `cancel` between decode steps and stops early once it is set. Up to
+    `load().capacity` streams may run at once, each on its own thread. It raises
     DomainError for failures it can name (model_error, inference_error); anything else it
     raises is treated as an inference error. One failed request leaves the engine usable.
     """
@@ -62,6 +72,10 @@ class SpeechEngine(Protocol):
     def max_frames(self, request: SpeechRequest) -> int:
         """The most audio frames the request can produce (all its stop bounds), known before
         generating and without the model."""
+        ...
+
+    def load(self) -> EngineLoad:
+        """Capacity and occupancy now; known before the model is loaded."""
         ...
 
     def warm_up(self) -> None:

@@ -134,12 +134,15 @@ def stream_samples(items: list[dict]) -> np.ndarray:
 
 class FakePlatform:
     """The RunPod platform's side of a worker's production loop, on loopback: hands out the
-    queued jobs at /job-take, records what comes back at /job-done and /job-stream."""
+    queued jobs at /job-take (one) and /job-take-batch (up to `batch_size`, as a list: the SDK
+    asks there when its concurrency is above 1), records what comes back at /job-done and
+    /job-stream."""
 
     def __init__(self, jobs: list[dict]) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.jobs = list(jobs)
+        self.takes: list[str] = []  # every job-take request's path
         self.done: list[dict] = []
         self.streamed: list[dict] = []
         self.lock = threading.Lock()
@@ -147,13 +150,22 @@ class FakePlatform:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
+                from urllib.parse import parse_qs, urlsplit
+
+                query = parse_qs(urlsplit(self.path).query)
                 with owner.lock:
-                    job = owner.jobs.pop(0) if self.path.startswith("/job-take/") and owner.jobs else None
-                if job is None:
+                    owner.takes.append(self.path)
+                    if self.path.startswith("/job-take-batch/"):
+                        size = int(query.get("batch_size", ["1"])[0])
+                        taken, owner.jobs = owner.jobs[:size], owner.jobs[size:]
+                        payload = taken or None
+                    else:
+                        payload = owner.jobs.pop(0) if self.path.startswith("/job-take/") and owner.jobs else None
+                if payload is None:
                     self.send_response(204)
                     self.end_headers()
                     return
-                data = json.dumps(job).encode()
+                data = json.dumps(payload).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -118,3 +118,32 @@ def test_queue_full_is_resource_exhausted_and_the_queued_call_runs_after(start_s
         assert messages[-1].completed.timings.queue > 0
     finally:
         channel.close()
+
+
+def test_calls_generate_together_up_to_the_engines_capacity(start_server, engine):
+    """An engine that decodes 3 requests together: 3 calls stream at once over a real channel,
+    max_queue more wait, the next is refused; the waiting ones run when a slot frees."""
+    engine.capacity = 3
+    engine.step_delay = 0.01
+    server = start_server(max_queue=1)
+    assert server.ready.wait(10)
+    channel = grpc.insecure_channel(server.address)
+    stub = pb_grpc.SpeechServiceStub(channel)
+    try:
+        running = [stub.StreamSpeech(speech_request(text="word " * 200), timeout=30) for _ in range(3)]
+        for call in running:
+            assert next(call).WhichOneof("event") == "started"
+        wait_for(lambda: engine.active == 3)
+        queued = stub.StreamSpeech(speech_request(), timeout=30)
+        wait_for(lambda: server.generation.admitted == 4)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Synthesize(speech_request(), timeout=10)
+        assert domain_code(raised.value) == "QUEUE_FULL"
+        running[0].cancel()
+        messages, error = collect(queued)
+        assert error is None and kinds(messages)[-1] == "completed"
+        for call in running[1:]:
+            call.cancel()
+        assert engine.peak_active == 3
+    finally:
+        channel.close()

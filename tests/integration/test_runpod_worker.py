@@ -191,6 +191,8 @@ def test_production_loop_takes_jobs_and_reports_progress(demo_bundle, tmp_path):
         assert bad["output"]["success"] is False and bad["output"]["error"]["code"] == "UNKNOWN_VOICE"
         progress = platform.progress("job-ok")
         assert progress and progress[-1]["output"]["frames_done"] > 0
+        # concurrency follows the engine's batch (8 by default): the SDK takes jobs in batches
+        assert any(path.startswith("/job-take-batch/") and "batch_size=8" in path for path in platform.takes)
     finally:
         worker.stop()
         platform.close()

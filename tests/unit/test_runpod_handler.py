@@ -335,3 +335,34 @@ def test_health_ready_ping_and_metrics():
         assert get(f"{base}/nope")[0] == 404
     finally:
         server.stop()
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+def test_the_worker_takes_as_many_jobs_as_the_engine_decodes_together():
+    engine = FakeSpeechEngine(step_delay=0.004, capacity=3)
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
+    metrics = WorkerMetrics(engine_load=engine.load)
+    worker = RunpodWorker(use_case, metrics, capacity=engine.load().capacity)
+    assert worker.concurrency(0) == 3
+
+    async def five_jobs():
+        jobs = [run_job(worker.handle, {"id": f"job-{i}", "input": {**GOOD, "transcript": "word " * 30}})
+                for i in range(5)]
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(five_jobs())
+    assert all(r["output"]["success"] for r in results)
+    assert engine.peak_active == 3  # three at once, never more
+    text = metrics.render().decode()
+    assert "higgs_tts_batch_capacity 3.0" in text and "higgs_tts_batch_occupancy 0.0" in text
+    assert "higgs_tts_queue_wait_seconds_count 5.0" in text
+    rate = float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("higgs_tts_audio_seconds_per_second ")))
+    assert rate > 0
+
+
+def test_a_worker_without_an_engine_slot_refuses_to_start():
+    with pytest.raises(ValueError):
+        RunpodWorker(lambda *a, **k: iter(()), WorkerMetrics(), capacity=0)
