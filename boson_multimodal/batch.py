@@ -105,8 +105,8 @@ class BatchDecoder:
         self.ids = CodeIds(model.config)
         self.max_batch, self.max_cache_len = max_batch, max_cache_len
         self.use_cuda_graphs = (self.device.type == "cuda") if use_cuda_graphs is None else use_cuda_graphs
-        if self.use_cuda_graphs and self.device.type != "cuda":
-            raise ValueError("CUDA graphs need a CUDA device")
+        # on the CPU, "graphs" replay the same step eagerly: tests check the capture bookkeeping
+        self.graph_type = CudaGraphStep if self.device.type == "cuda" else EagerStep
         # KV buckets: by default, with graphs few (doubling from 1024, one graph each), without
         # fine ones (every 128 positions: attention reads less); else doubling from the one given
         if smallest_bucket is None and not self.use_cuda_graphs:
@@ -118,7 +118,7 @@ class BatchDecoder:
         self.net = DecodeModel(model, max_cache_len, max_batch, cpu_kernels)
         self.state = SlotState.allocate(max_batch, max_cache_len, self.ids, self.device)
         self._views = {b: self.state.rows(b) for b in self.batch_sizes}
-        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[tuple[int, int], CudaGraphStep | EagerStep] = {}
         self._pool = None
         self.logits_hook: Callable[[int, torch.Tensor], None] | None = None  # eager only: (frame, logits[K, C])
         self.occupancy = Occupancy(max_batch)
@@ -281,7 +281,7 @@ class BatchDecoder:
         )
         logits = out.logits.view(1, self.ids.num_codebooks, self.ids.codebook_size).float()
         row.start(job.sampling, prompt.audio_frames, self.ids, job.suppress_eos)
-        row.active.fill_(True)
+        row.active.fill_(1)
         if self.logits_hook:
             self.logits_hook(0, logits[0])
         advance(logits, row, self.ids)
@@ -338,7 +338,7 @@ class BatchDecoder:
         rows = self._views[batch]
         logits = self.net.forward(self.kv, rows.codes, rows.position, length)
         advance(logits, rows, self.ids)
-        rows.position.add_(rows.active.long())
+        rows.position.add_(rows.active)
         return logits
 
     def _hand_back(self) -> None:
@@ -374,7 +374,7 @@ class BatchDecoder:
     def _release(self, job: _Job) -> None:
         if 0 <= job.slot < self.max_batch and self._slots[job.slot] is job:
             self._slots[job.slot] = None
-            self.state.active[job.slot] = False
+            self.state.active[job.slot] = 0
         self.occupancy.active = sum(j is not None for j in self._slots)
 
     # -- CUDA graphs ------------------------------------------------------------------------
@@ -384,28 +384,53 @@ class BatchDecoder:
             for size in self.sizes:
                 if (batch, size) not in self.graphs:
                     self._capture(batch, size)
-        torch.cuda.synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _capture(self, batch: int, length: int):
-        """Record the step for (batch, length). The warm-up runs write state and KV positions
-        that the next real step writes again; the state is saved first and restored after, so
-        a capture between two steps of running requests leaves their output unchanged."""
+        """Record the step for (batch, length). Its warm-up runs write state and KV positions
+        that the next real step writes again (a busy row's next position; past it, positions
+        no row reads before writing them); the state is saved first and restored after, so a
+        capture between two steps of running requests leaves their output unchanged."""
         saved = [t.clone() for t in self.state.tensors()]
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # lazy inits, allocator, autotuning: outside the graph
-                self._step_fn(batch, length)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        if self._pool is None:
+        if self._pool is None and self.device.type == "cuda":
             self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            self._step_fn(batch, length)
+        graph = self.graph_type(lambda: self._step_fn(batch, length), self.device, self._pool)
         for t, s in zip(self.state.tensors(), saved):
             t.copy_(s)
         self.graphs[(batch, length)] = graph
         return graph
+
+
+class CudaGraphStep:
+    """A decode step captured once in a CUDA graph (in the decoder's shared memory pool);
+    `replay()` runs it with no launch overhead and no host work."""
+
+    def __init__(self, step: Callable[[], object], device, pool) -> None:
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # lazy inits, allocator, autotuning: outside the graph
+                step()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            step()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class EagerStep:
+    """The CPU stand-in with the same life cycle (two warm-up runs, then replays)."""
+
+    def __init__(self, step: Callable[[], object], device=None, pool=None) -> None:
+        for _ in range(2):
+            step()
+        self.step = step
+
+    def replay(self) -> None:
+        self.step()
 
 
 def _batch_buckets(max_batch: int) -> list[int]:

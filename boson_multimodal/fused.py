@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from boson_multimodal.generate import arange_once
+
 
 def bucket_sizes(max_cache_len: int, smallest: int = 1024, linear: bool = False) -> list[int]:
     """KV lengths that attention reads through: doubling from `smallest` up to the whole cache
@@ -32,20 +34,18 @@ def bucket_sizes(max_cache_len: int, smallest: int = 1024, linear: bool = False)
 
 
 class SlotKV:
-    """The KV cache of every slot: per layer one [max_batch, kv_heads, max_cache_len, head_dim]
-    tensor for keys and one for values."""
+    """The KV cache of every slot: per layer one [max_batch, 2, kv_heads, max_cache_len,
+    head_dim] tensor, keys then values, so a step writes both with one indexed copy."""
 
     def __init__(self, config, max_batch: int, max_cache_len: int, device, dtype) -> None:
         self.config = config
         self.max_batch, self.max_cache_len = max_batch, max_cache_len
-        shape = (max_batch, config.num_key_value_heads, max_cache_len, config.head_dim)
-        layers = config.num_hidden_layers
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
+        shape = (max_batch, 2, config.num_key_value_heads, max_cache_len, config.head_dim)
+        self.layers = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+        return sum(t.numel() * t.element_size() for t in self.layers)
 
     def static_cache(self, slot: int, size: int):
         """A transformers StaticCache over slot `slot`'s first `size` positions (for prefill)."""
@@ -53,12 +53,12 @@ class SlotKV:
 
         cache = StaticCache(config=self.config, max_cache_len=size)
         heads, head_dim = self.config.num_key_value_heads, self.config.head_dim
-        for layer, k, v in zip(cache.layers, self.keys, self.values):
-            layer.device = k.device
+        for layer, both in zip(cache.layers, self.layers):
+            layer.device = both.device
             layer.batch_size, layer.num_heads = 1, heads
             layer.k_head_dim = layer.v_head_dim = head_dim
-            layer.keys, layer.values = k[slot:slot + 1, :, :size], v[slot:slot + 1, :, :size]
-            layer.cumulative_length = torch.zeros((), dtype=torch.long, device=k.device)
+            layer.keys, layer.values = both[slot:slot + 1, 0, :, :size], both[slot:slot + 1, 1, :, :size]
+            layer.cumulative_length = torch.zeros((), dtype=torch.long, device=both.device)
             layer.is_initialized = True
         return cache
 
@@ -152,6 +152,9 @@ class DecodeModel:
         self.offsets = inner.embed_audio_tokens.audio_tokens_offsets.detach().clone()
         self.head = Projection(model.audio_lm_head.weight.detach(), pack)
         self.cos, self.sin = self._rotary_table(inner.rotary_emb, max_positions)
+        shape = (max_batch, self.kv_heads, 2, self.head_dim // 2)
+        self.ones = torch.ones(shape, device=self.cos.device)  # the value heads' "rotation"
+        self.zeros = torch.zeros(shape, device=self.cos.device)
         self.use_sdpa = not self.cpu_kernels
 
     @staticmethod
@@ -169,28 +172,30 @@ class DecodeModel:
         `position` [B]; each row writes its keys and values at its position, then attends to
         its positions 0..position within the first `length` of the cache."""
         batch = codes.shape[0]
-        rows = torch.arange(batch, device=codes.device)
-        x = self.embed[codes + self.offsets].sum(dim=1)
-        cos, sin = self.cos[position][:, None], self.sin[position][:, None]  # [B, 1, 2, dim/2]
-        # additive mask, shared by every layer: [B, 1, 1, length] for SDPA, or one row per
-        # (row, KV head, query head of its group) for the batched matmuls
-        visible = torch.arange(length, device=codes.device)[None] <= position[:, None]
-        mask = torch.zeros(visible.shape, dtype=x.dtype, device=x.device).masked_fill_(~visible, float("-inf"))
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         group = heads // kv_heads
+        rows = arange_once(batch, codes.device)
+        x = self.embed[codes + self.offsets].sum(dim=1)
+        # rotary for q and k, identity for v (cos 1, sin 0): one rotation over all of qkv,
+        # whose k and v then go into the cache with one indexed copy; [B, heads + 2 kv_heads, 2, dim/2]
+        cos = torch.cat((self.cos[position][:, None].expand(batch, heads + kv_heads, 2, dim // 2),
+                         self.ones[:batch]), dim=1)
+        sin = torch.cat((self.sin[position][:, None].expand(batch, heads + kv_heads, 2, dim // 2),
+                         self.zeros[:batch]), dim=1)
+        # additive mask, shared by every layer: [B, 1, 1, length] for SDPA, or one row per
+        # (row, KV head, query head of its group) for the batched matmuls
+        mask = torch.where(arange_once(length, codes.device)[None] <= position[:, None], 0.0, float("-inf")).to(x.dtype)
         if self.use_sdpa:
             mask = mask[:, None, None]
         else:
             mask = mask[:, None, None].expand(batch, kv_heads, group, length).reshape(batch * kv_heads, group, length)
         for i, layer in enumerate(self.layers):
             h = torch.ops.aten._fused_rms_norm(x, [self.hidden], layer.norm_attn, self.eps)[0]
-            qkv = layer.qkv(h).view(batch, heads + 2 * kv_heads, dim)
-            qk = _rotate(qkv[:, : heads + kv_heads], cos, sin)
-            q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads:]
-            keys, values = kv.keys[i], kv.values[i]
-            keys[rows, :, position] = k
-            values[rows, :, position] = v
-            keys, values = keys[:batch, :, :length], values[:batch, :, :length]
+            qkv = _rotate(layer.qkv(h).view(batch, heads + 2 * kv_heads, 2, dim // 2), cos, sin)
+            cache = kv.layers[i]
+            cache[rows, :, :, position] = qkv[:, heads:].view(batch, 2, kv_heads, dim)
+            q = qkv[:, :heads]
+            keys, values = cache[:batch, 0, :, :length], cache[:batch, 1, :, :length]
             if self.use_sdpa:
                 attended = torch.nn.functional.scaled_dot_product_attention(
                     q[:, :, None], keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=group > 1)
@@ -207,7 +212,7 @@ class DecodeModel:
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate-half RoPE on [B, heads, dim], in float32: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin),
-    the same products and sums as transformers' q * cos + rotate_half(q) * sin."""
-    halves = x.float().unflatten(-1, (2, -1))
-    return (halves * cos + halves.flip(-2) * sin).flatten(-2).to(x.dtype)
+    """Rotate-half RoPE on [B, heads, 2, dim/2] halves, in float32, back in x's dtype as
+    [B, heads, dim]: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), transformers' q * cos +
+    rotate_half(q) * sin."""
+    return torch.addcmul(x * cos, x.flip(-2), sin).flatten(-2).to(x.dtype)

@@ -91,7 +91,7 @@ class SlotState:
     greedy: torch.Tensor  # [S] bool: argmax instead of a draw (parity tests)
     suppress_eos: torch.Tensor  # [S] bool: never end (benchmarks run a fixed number of steps)
     key: torch.Tensor  # [S] the request's random stream (from its seed), 32 bits
-    active: torch.Tensor  # [S] bool: the slot holds a running request (its step and position advance)
+    active: torch.Tensor  # [S] 1 when the slot holds a running request (its step and position advance), else 0
 
     @classmethod
     def allocate(cls, slots: int, max_frames: int, ids: CodeIds, device) -> "SlotState":
@@ -109,7 +109,7 @@ class SlotState:
             window=longs(slots, RAS_WINDOW_MAX, n, fill=ids.bos), frames=longs(slots, max_frames, n, fill=ids.bos),
             temperature=torch.ones(slots, device=device), top_k=longs(slots),
             top_p_floor=torch.zeros(slots, device=device), ras_len=longs(slots), ras_max=longs(slots, fill=1),
-            greedy=flags(slots), suppress_eos=flags(slots), key=longs(slots), active=flags(slots),
+            greedy=flags(slots), suppress_eos=flags(slots), key=longs(slots), active=longs(slots),
         )
 
     def tensors(self) -> list[torch.Tensor]:
@@ -145,17 +145,30 @@ class SlotState:
             self.window[0, : tail.shape[0]].copy_(tail.to(self.window.device))
 
 
+_ARANGES: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def arange_once(n: int, device) -> torch.Tensor:
+    """arange(n), made once per size and device: a constant of the step, not an operator in it
+    (the first call happens in a warm-up run, before any graph is captured)."""
+    key = (n, str(device))
+    if key not in _ARANGES:
+        _ARANGES[key] = torch.arange(n, device=device)
+    return _ARANGES[key]
+
+
 def advance(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> None:
     """Sample each row's next frame from `logits` [B, K, C] and update the rows' state, all on
     the device (no host sync, no branch on a tensor's value: safe inside a captured graph)."""
-    state.nonfinite.copy_(state.nonfinite | ~torch.isfinite(logits).flatten(1).all(dim=1))
+    # a sum is finite only when every term is (logits are far from float32's overflow)
+    state.nonfinite |= ~torch.isfinite(logits.sum(dim=(1, 2)))
     frame = end_of_stream(sample_frame(logits, state, ids), state, ids)
     state.window.copy_(torch.roll(state.window, 1, 1))
     state.window[:, 0].copy_(frame)
     state.codes.copy_(frame)
-    rows = torch.arange(frame.shape[0], device=frame.device)
+    rows = arange_once(frame.shape[0], frame.device)
     state.frames[rows, state.step.clamp(max=state.frames.shape[1] - 1)] = frame
-    state.step.add_(state.active.long())
+    state.step.add_(state.active)
 
 
 def sample_frame(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.Tensor:
@@ -163,8 +176,8 @@ def sample_frame(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.
     EOS where they apply; the rest is drawn from the warped distribution (or taken greedily);
     a code repeated too often in the recent window is redrawn from the unwarped distribution."""
     batch, n, size = logits.shape
-    codebook = torch.arange(n, device=logits.device)[None]
-    vocab = torch.arange(size, device=logits.device)
+    codebook = arange_once(n, logits.device)[None]
+    vocab = arange_once(size, logits.device)
     step = state.step[:, None]
     bos_forced = codebook >= step
     eos_forced = codebook < (step - state.eos_base[:, None])
@@ -181,7 +194,7 @@ def sample_frame(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.
     choice = torch.where(state.greedy[:, None], logits.argmax(dim=-1), drawn)
 
     window = state.window
-    recent = torch.arange(window.shape[1], device=logits.device)[None, :, None] < state.ras_len[:, None, None]
+    recent = arange_once(window.shape[1], logits.device)[None, :, None] < state.ras_len[:, None, None]
     counted = recent & (window < ids.bos)
     repeats = ((window == choice[:, None]) & counted).sum(dim=1)
     redraw = (repeats >= state.ras_max[:, None]) & (state.ras_len[:, None] > 0) & ~forced
@@ -212,7 +225,7 @@ def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, t
 def end_of_stream(frame: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.Tensor:
     """Applies the end-of-stream rule (module docstring) to sampled frames [B, K] and updates
     the rows' `eos_base` and `done_at` in place."""
-    codebook = torch.arange(frame.shape[1], device=frame.device)[None]
+    codebook = arange_once(frame.shape[1], frame.device)[None]
     step, eos_base, done_at = state.step, state.eos_base, state.done_at
     is_eos = frame == ids.eos
     first = (eos_base == BIG) & is_eos.any(dim=1)
@@ -255,6 +268,6 @@ def uniforms(key: torch.Tensor, step: torch.Tensor, count: int) -> torch.Tensor:
     golden-ratio constant); counter i then gives mix32(base ^ i), distinct for distinct i, with
     24 bits of resolution."""
     base = _mix32(key ^ ((step * 0x9E3779B1) & _M32))  # step < 2**31: the product fits
-    counter = torch.arange(2 * count, device=key.device)
+    counter = arange_once(2 * count, key.device)
     bits = _mix32(base[:, None] ^ counter[None])
     return ((bits >> 8).float() + 0.5) * (1.0 / (1 << 24))

@@ -283,3 +283,24 @@ def test_the_batched_step_runs_in_bfloat16(demo_bundle, prompts):
     f32, bf16 = step_logits[torch.float32], step_logits[torch.bfloat16]
     assert torch.isfinite(bf16).all()
     assert (f32 - bf16).abs().max().item() < 0.1 * f32.abs().max().item()
+
+
+def test_graph_bookkeeping_on_the_cpu_gives_the_eager_frames(demo_runtime, prompts):
+    """The CUDA-graph path's logic with the CPU stand-in (replays run the step eagerly): one
+    graph per (batch, KV length) bucket, captured when first needed while other requests are
+    mid-stream (their state saved and restored around the capture's warm-up runs), replayed
+    for every step; the frames equal the plain eager path's."""
+    model = demo_runtime.bundle.model
+    frames = 50
+    eager = _alone(model, prompts[:6], frames)
+    graphed, _ = _together(model, prompts[:6], frames, 8, 1, use_cuda_graphs=True, smallest_bucket=64,
+                           max_cache_len=2048)
+    for a, b in zip(eager, graphed):
+        assert torch.equal(a, b)
+    decoder = BatchDecoder(model, max_batch=4, use_cuda_graphs=True, smallest_bucket=256, max_cache_len=1024)
+    decoder.warm_up()
+    assert set(decoder.graphs) == {(b, s) for b in (1, 2, 4) for s in (256, 512, 1024)}
+    stats = DecodeStats()
+    out = torch.cat(list(decoder.generate(prompts[0], SETTINGS[0], frames, stats=stats, suppress_eos=True)))
+    decoder.close()
+    assert torch.equal(out, eager[0]) and stats.graph_replays == frames - 1

@@ -12,7 +12,7 @@ def one_slot(ids, *, step=0, eos_base=BIG, window=None, temperature=1.0, top_k=0
                                ras_win_len=ras[0], ras_win_max_num_repeat=ras[1], seed=seed),
                 torch.zeros((0, ids.num_codebooks), dtype=torch.long), ids)
     state.temperature.fill_(temperature)
-    state.active.fill_(True)
+    state.active.fill_(1)
     state.step.fill_(step)
     state.eos_base.fill_(eos_base)
     if window is not None:
