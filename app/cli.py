@@ -349,7 +349,7 @@ Handler = Callable[[argparse.Namespace, Container], int]
 
 # Modules that add subcommands: each has `register(commands, serve_commands)` that adds
 # argparse parsers whose `handler` default is a Handler.
-COMMAND_MODULES: tuple[str, ...] = ("app.grpc_api", "app.runpod_worker")
+COMMAND_MODULES: tuple[str, ...] = ("app.grpc_api", "app.runpod_worker", "app.http_api")
 
 
 def main(argv: list[str] | None = None, container: Container | None = None) -> int:

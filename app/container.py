@@ -87,6 +87,30 @@ def validate_storage(container: "Container") -> None:
         store.validate_bucket_access(settings.s3_bucket)
 
 
+def _voices(settings: Settings, paths: ModelPaths | None):
+    """The voice library: under an S3 prefix when HIGGS_VOICES_S3_URI is set (every worker of
+    an endpoint shares it), else the volume's voice_prompts/, else (fake engine) in memory."""
+    if settings.voices_s3_uri:
+        import boto3
+        from botocore.config import Config
+
+        from adapters.voices.s3 import S3VoiceLibrary, parse_s3_uri
+
+        bucket, prefix = parse_s3_uri(settings.voices_s3_uri)
+        session_args = {}
+        if settings.bucket_access_key_id and settings.bucket_secret_access_key:
+            session_args = {"aws_access_key_id": settings.bucket_access_key_id,
+                            "aws_secret_access_key": settings.bucket_secret_access_key}
+        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
+                              config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"},
+                                            s3={"addressing_style": "path" if settings.s3_path_style else "auto"}),
+                              **session_args)
+        return S3VoiceLibrary(client, bucket, prefix)
+    if paths is None:
+        return InMemoryVoiceLibrary.with_demo_voices()
+    return VolumeVoiceLibrary(paths.voices)
+
+
 def _higgs_engine(paths: ModelPaths, settings: Settings):
     from adapters.higgs import HiggsSpeechEngine
 
@@ -109,8 +133,8 @@ class Container(containers.DeclarativeContainer):
     )
     voice_library = providers.Selector(
         providers.Callable(lambda s: s.engine, settings),
-        fake=providers.Singleton(InMemoryVoiceLibrary.with_demo_voices),
-        higgs=providers.Singleton(VolumeVoiceLibrary, providers.Callable(lambda p: p.voices, model_paths)),
+        fake=providers.Singleton(_voices, settings, None),
+        higgs=providers.Singleton(_voices, settings, model_paths),
     )
     encoder = providers.Singleton(SoundfileEncoder)
     object_store = providers.Selector(

@@ -53,6 +53,10 @@ class Settings:
     health_host: str = "0.0.0.0"
     inline_audio_max_mb: float = 7.0  # audio returned inline (base64) when no store is configured
     progress_interval: float = 2.0  # seconds between progress updates of a RunPod job
+    # HTTP API and shared voices
+    api_keys: tuple[str, ...] = ()  # HIGGS_API_KEYS: comma-separated, or a file of one key per line
+    voices_s3_uri: str | None = None  # HIGGS_VOICES_S3_URI=s3://bucket/prefix: the voice library in S3
+    http_port: int | None = None  # PORT: the HTTP server's port (RunPod load-balancing endpoints set it)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -107,10 +111,13 @@ class Settings:
             health_host=env.get("HEALTH_HOST") or "0.0.0.0",
             inline_audio_max_mb=float(env.get("RUNPOD_INLINE_AUDIO_MAX_MB") or 7.0),
             progress_interval=float(env.get("RUNPOD_PROGRESS_INTERVAL") or 2.0),
+            api_keys=read_api_keys(env.get("HIGGS_API_KEYS")),
+            voices_s3_uri=env.get("HIGGS_VOICES_S3_URI") or None,
+            http_port=_port(env, "PORT"),
         )
 
     def __repr__(self) -> str:  # never print a secret
-        hidden = {"bucket_secret_access_key"}
+        hidden = {"bucket_secret_access_key", "api_keys"}
         fields = ", ".join(f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.__dict__.items())
         return f"Settings({fields})"
 
@@ -127,6 +134,23 @@ class Settings:
         if self.store == "auto":
             return "s3" if self.uses_s3 else "local"
         return self.store
+
+
+def read_api_keys(value: str | None) -> tuple[str, ...]:
+    """Keys from `a,b,c`, or from a file (one key per line, # comments) when the value is the
+    path of one."""
+    value = (value or "").strip()
+    if not value:
+        return ()
+    path = Path(value)
+    if "," not in value and path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    else:
+        keys = [key.strip() for key in value.split(",") if key.strip()]
+    if not keys:
+        raise ValueError("HIGGS_API_KEYS is set but holds no key")
+    return tuple(keys)
 
 
 def _flag(value: str | None) -> bool:

@@ -4,7 +4,7 @@ import math
 from array import array
 
 from core.domain.audio import SAMPLE_RATE, wav_bytes
-from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.errors import ErrorCode, unknown_voice, validation_error, voice_exists
 from core.domain.voice import VoiceInfo, VoicePrompt
 
 
@@ -40,10 +40,33 @@ class InMemoryVoiceLibrary:
     def get(self, name: str) -> VoicePrompt:
         try:
             return self.voices[name]
-        except KeyError:
-            raise DomainError(
-                ErrorType.VALIDATION,
-                ErrorCode.UNKNOWN_VOICE,
-                f"unknown voice {name!r}",
-                {"voice": name, "available": sorted(self.voices)},
-            ) from None
+        except (KeyError, TypeError):
+            raise unknown_voice(name, sorted(self.voices)) from None
+
+    def add(self, voice: VoicePrompt) -> VoiceInfo:
+        if not _looks_like_audio(voice.audio):
+            raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "the clip is not WAV, FLAC or OGG",
+                                   field="file", constraint="format=wav|flac|ogg")
+        if voice.name in self.voices:
+            raise voice_exists(voice.name)
+        self.voices[voice.name] = VoicePrompt(voice.name, voice.transcript.strip(), voice.audio)
+        return VoiceInfo(voice.name, voice.transcript.strip())
+
+    def delete(self, name: str) -> None:
+        if self.voices.pop(name, None) is None:
+            raise unknown_voice(name, sorted(self.voices))
+
+
+def _looks_like_audio(data: bytes) -> bool:
+    """The fake decodes no audio: a WAV must parse (standard library) and hold frames; FLAC and
+    OGG must start with their magic."""
+    import io
+    import wave
+
+    if data[:4] == b"RIFF":
+        try:
+            with wave.open(io.BytesIO(data)) as clip:
+                return clip.getnframes() > 0
+        except (wave.Error, EOFError):
+            return False
+    return data[:4] in (b"fLaC", b"OggS") and len(data) > 64

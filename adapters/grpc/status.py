@@ -26,6 +26,7 @@ _BY_CODE = {
     ErrorCode.S3_ACCESS_DENIED.value: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.S3_NO_SUCH_BUCKET.value: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.OBJECT_EXISTS.value: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorCode.VOICE_EXISTS.value: grpc.StatusCode.ALREADY_EXISTS,
 }
 _BY_TYPE = {
     ErrorType.VALIDATION: grpc.StatusCode.INVALID_ARGUMENT,
@@ -34,6 +35,7 @@ _BY_TYPE = {
     ErrorType.S3_UPLOAD: grpc.StatusCode.UNAVAILABLE,
     ErrorType.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorType.SYSTEM: grpc.StatusCode.INTERNAL,
+    ErrorType.AUTHENTICATION: grpc.StatusCode.UNAUTHENTICATED,
 }
 
 

@@ -22,6 +22,7 @@ class ErrorType(str, Enum):
     S3_UPLOAD = "s3_upload_error"
     SYSTEM = "system_error"
     TIMEOUT = "timeout_error"
+    AUTHENTICATION = "authentication_error"
 
 
 class ErrorCode(str, Enum):
@@ -46,6 +47,8 @@ class ErrorCode(str, Enum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNKNOWN_VOICE = "UNKNOWN_VOICE"
     OBJECT_EXISTS = "OBJECT_EXISTS"  # the output key holds an object and overwrite was not asked
+    VOICE_EXISTS = "VOICE_EXISTS"  # a voice of that name is in the library
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # no API key, or not one of the configured ones
     # model_error: the weights or the engine cannot be used
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
     MODEL_LOAD_FAILED = "MODEL_LOAD_FAILED"
@@ -101,6 +104,17 @@ def validation_error(
     broke (`max_length=10000`, `type=string`, `range=[1,8192]`, ...) and what was found
     (`actual`, `actual_length`, `actual_type`, ... or the `allowed` values)."""
     return DomainError(ErrorType.VALIDATION, code, message, {"field": field, "constraint": constraint, **actual})
+
+
+def voice_exists(name: str) -> DomainError:
+    return DomainError(ErrorType.VALIDATION, ErrorCode.VOICE_EXISTS,
+                       f"a voice named {safe_text(name)!r} exists; delete it first or choose another name",
+                       {"field": "name", "constraint": "unique", "voice": name})
+
+
+def unknown_voice(name: str, available: list[str]) -> DomainError:
+    return DomainError(ErrorType.VALIDATION, ErrorCode.UNKNOWN_VOICE, f"unknown voice {safe_text(name)!r}",
+                       {"voice": name, "available": available[:100]})
 
 
 def object_exists(bucket: str, key: str) -> DomainError:

@@ -1,0 +1,148 @@
+"""OpenAI's `audio.speech` request, and this service's extensions, mapped onto a SpeechRequest;
+DomainErrors mapped onto OpenAI's error shape and HTTP statuses (the gRPC table's meanings)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from core.domain.errors import DomainError, ErrorCode, ErrorType, safe_text, validation_error
+from core.domain.request import (
+    Chunking,
+    NamedVoice,
+    OutputTarget,
+    Sampling,
+    SpeechRequest,
+    parse_voice_list,
+)
+
+MODEL_ID = "higgs-audio-v2"
+# what OpenAI clients and chat front-ends send as `model`; all mean this one
+MODEL_ALIASES = frozenset({MODEL_ID, "higgs-audio-v2-generation-3B-base", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
+OPENAI_FIELDS = {"model", "input", "voice", "instructions", "response_format", "speed", "stream_format"}
+SAMPLING_FIELDS = {"temperature", "top_k", "top_p", "max_new_tokens", "seed", "ras_win_len", "ras_win_max_num_repeat"}
+EXTENSIONS = SAMPLING_FIELDS | {"voices", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns", "s3_bucket",
+                                "s3_key", "overwrite"}
+FIELDS = OPENAI_FIELDS | EXTENSIONS
+RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+STORED_FORMAT = {"mp3": "mp3", "flac": "flac", "wav": "wav"}  # what goes to S3; the others store WAV
+
+
+def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequest, str, str]:
+    """(request, response_format, stream_format), or a DomainError naming the field."""
+    if not isinstance(body, Mapping):
+        raise validation_error(ErrorCode.INVALID_INPUT, "the body must be a JSON object", field="body",
+                               constraint="type=object", actual_type=type(body).__name__)
+    unknown = sorted(str(k) for k in body if k not in FIELDS)
+    if unknown:
+        raise validation_error(ErrorCode.UNKNOWN_FIELD, f"unknown field(s): {', '.join(safe_text(u, 40) for u in unknown[:5])}",
+                               field=unknown[0], constraint="known_field", actual=unknown, allowed=sorted(FIELDS))
+    given = {k: v for k, v in body.items() if v is not None}
+    model = given.get("model", MODEL_ID)
+    if not isinstance(model, str) or model not in MODEL_ALIASES:
+        raise validation_error(ErrorCode.INVALID_INPUT, f"unknown model; this server speaks {MODEL_ID!r}",
+                               field="model", constraint="one_of", actual=model, allowed=sorted(MODEL_ALIASES))
+    text = given.get("input")
+    if not isinstance(text, str):
+        raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "input (the text to speak) is required",
+                               field="input", constraint="type=string")
+    response_format = given.get("response_format", "mp3")
+    if response_format not in RESPONSE_FORMATS:
+        raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "unknown response_format", field="response_format",
+                               constraint="one_of", actual=response_format, allowed=list(RESPONSE_FORMATS))
+    stream_format = given.get("stream_format", "audio")
+    if stream_format not in ("audio", "sse"):
+        raise validation_error(ErrorCode.INVALID_INPUT, "stream_format is 'audio' or 'sse'", field="stream_format",
+                               constraint="one_of", actual=stream_format, allowed=["audio", "sse"])
+    speed = given.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed != 1.0:
+        raise validation_error(ErrorCode.INVALID_INPUT, "speed other than 1.0 is not supported: the model speaks "
+                               "at its own pace (ask for a pace in `instructions`)", field="speed",
+                               constraint="equals=1.0", actual=speed)
+    scene = given.get("instructions")
+    if scene is not None and not isinstance(scene, str):
+        raise validation_error(ErrorCode.INVALID_SCENE_PROMPT, "instructions must be a string", field="instructions",
+                               constraint="type=string")
+    output = None
+    if any(k in given for k in ("s3_bucket", "s3_key", "overwrite")):
+        output = OutputTarget(given.get("s3_bucket") or None, given.get("s3_key") or None, given.get("overwrite", False))
+    defaults = Chunking()
+    request = SpeechRequest(
+        text=text,
+        voices=_voices(given),
+        scene_prompt=scene or None,
+        sampling=Sampling(**{f: given[f] for f in SAMPLING_FIELDS if f in given}),
+        chunking=Chunking(given.get("chunk_method", defaults.method),
+                          given.get("chunk_max_word_num", defaults.max_word_num),
+                          given.get("chunk_max_num_turns", defaults.max_num_turns)),
+        output=output,
+        output_format=STORED_FORMAT.get(response_format, "wav"),
+        **({"request_id": request_id} if request_id else {}),
+    )
+    return request, response_format, stream_format
+
+
+def _voices(given: Mapping[str, Any]) -> tuple[NamedVoice, ...]:
+    """`voice`: a name or {"id": name} (OpenAI's two shapes); `voices`: names, one per
+    [SPEAKERn] of a dialogue. One or the other."""
+    if given.get("voice") not in (None, "") and "voices" in given:  # OpenAI clients always send a voice
+        raise validation_error(ErrorCode.INVALID_VOICE_NAME, "give `voice` or `voices`, not both", field="voices",
+                               constraint="exclusive_with=voice")
+    if "voices" in given:
+        names = given["voices"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise validation_error(ErrorCode.INVALID_VOICE_NAME, "voices is a list of voice names", field="voices",
+                                   constraint="type=list[string]")
+        return parse_voice_list(",".join(names)) if names else ()
+    voice = given.get("voice")
+    if isinstance(voice, Mapping):
+        voice = voice.get("id")
+    if voice is None or voice == "":
+        return ()
+    if not isinstance(voice, str):
+        raise validation_error(ErrorCode.INVALID_VOICE_NAME, "voice is a name or {\"id\": name}", field="voice",
+                               constraint="type=string")
+    return (NamedVoice(voice),)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+_STATUS_BY_CODE = {
+    ErrorCode.UNKNOWN_VOICE.value: 404,
+    ErrorCode.VOICE_EXISTS.value: 409,
+    ErrorCode.OBJECT_EXISTS.value: 409,
+    ErrorCode.QUEUE_FULL.value: 429,
+    ErrorCode.PAYLOAD_TOO_LARGE.value: 413,
+    ErrorCode.CANCELLED.value: 499,
+    ErrorCode.S3_ACCESS_DENIED.value: 403,
+    ErrorCode.S3_NO_SUCH_BUCKET.value: 400,
+    ErrorCode.UNAUTHENTICATED.value: 401,
+}
+_STATUS_BY_TYPE = {
+    ErrorType.VALIDATION: 400,
+    ErrorType.MODEL: 503,
+    ErrorType.INFERENCE: 500,
+    ErrorType.S3_UPLOAD: 503,
+    ErrorType.TIMEOUT: 504,
+    ErrorType.SYSTEM: 500,
+    ErrorType.AUTHENTICATION: 401,
+}
+# OpenAI's error types, by HTTP status class
+_OPENAI_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def http_status(error: DomainError) -> int:
+    return _STATUS_BY_CODE.get(error.code) or _STATUS_BY_TYPE[error.type]
+
+
+def error_body(error: DomainError) -> dict[str, Any]:
+    """OpenAI's shape; `code` is this project's stable code, `details` and `error_type` its own."""
+    status = http_status(error)
+    return {"error": {
+        "message": error.message,
+        "type": _OPENAI_TYPE.get(status, "server_error"),
+        "code": error.code,
+        "param": error.details.get("field"),
+        "error_type": error.type.value,
+        "details": error.details,
+    }}

@@ -1,0 +1,99 @@
+"""`higgs-tts serve http`: the HTTP API (OpenAI-compatible speech, voices, health, metrics, the
+playground) on uvicorn, wired to the container. The model loads and warms in the background:
+/ready and /ping say when it is done."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+
+from adapters.http import HttpService, create_app
+from adapters.runpod.metrics import WorkerMetrics
+from app.cli import EXIT_FAILED, EXIT_OK
+from app.container import Container, validate_storage
+from core.domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def build_http_service(container: Container, metrics: WorkerMetrics, max_queue: int = 8,
+                       routes: str = "all") -> HttpService:
+    settings = container.settings()
+    engine = container.engine()
+    return HttpService(
+        generate=container.generate_speech(),
+        voices=container.voice_library(),
+        engine=engine,
+        api_keys=settings.api_keys,
+        max_queue=max_queue,
+        completed=metrics.completed,
+        failed=metrics.failed,
+        metrics_text=metrics.render,
+        routes=routes,
+    )
+
+
+def announce_keys(settings) -> None:
+    if settings.api_keys:
+        log.info("API keys required (%d configured)", len(settings.api_keys))
+    else:
+        log.warning("HIGGS_API_KEYS is not set: the API is open to anyone who can reach it")
+
+
+def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
+    import uvicorn
+
+    settings = container.settings()
+    try:
+        validate_storage(container)
+    except DomainError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_FAILED
+    engine = container.engine()
+    metrics = WorkerMetrics(engine_load=engine.load)
+    metrics.ready.set_function(lambda: 1.0 if engine.is_ready() else 0.0)
+    app = create_app(build_http_service(container, metrics, args.max_queue))
+    announce_keys(settings)
+    port = args.port if args.port is not None else (settings.http_port or 8000)
+
+    def warm() -> None:
+        try:
+            engine.warm_up()
+            print(json.dumps({"event": "warm", "model": engine.describe()}), flush=True)
+        except DomainError as error:  # /ready stays 503 and says why; requests get the model_error
+            log.error("the model could not be loaded: %s: %s", error.code, error.message)
+
+    config = uvicorn.Config(app, host=args.host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=args.grace)
+    server = uvicorn.Server(config)
+    health = []
+    if settings.ping_port and settings.ping_port != port:  # RunPod load balancers probe /ping on PORT_HEALTH
+        health_app = create_app(build_http_service(container, metrics, routes="health"))
+        health_server = uvicorn.Server(uvicorn.Config(health_app, host=args.host, port=settings.ping_port,
+                                                      log_level="warning", access_log=False))
+        health.append(health_server)
+        threading.Thread(target=health_server.run, name="ping", daemon=True).start()
+    threading.Thread(target=warm, name="warm-up", daemon=True).start()
+    print(json.dumps({"event": "listening", "address": f"{args.host}:{port}",
+                      "ping": settings.ping_port or port, "auth": bool(settings.api_keys)}), flush=True)
+    try:
+        server.run()
+    finally:
+        for other in health:
+            other.should_exit = True
+    engine.close()
+    print(json.dumps({"event": "stopped"}), flush=True)
+    return EXIT_OK if server.started else EXIT_FAILED
+
+
+def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
+    serve = servers.add_parser("http", help="serve the HTTP API: OpenAI-compatible speech, voices, playground")
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve every interface (containers)")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
+    serve.add_argument("--max-queue", type=int, default=8,
+                       help="requests that may wait beyond the ones the engine decodes together")
+    serve.add_argument("--grace", type=int, default=30, help="seconds in-flight requests get after SIGTERM")
+    serve.set_defaults(handler=cmd_serve_http)
