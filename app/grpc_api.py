@@ -20,6 +20,7 @@ from opentelemetry.instrumentation.grpc import (
 )
 
 from adapters.grpc import SERVICE_NAME, ServerOptions, SpeechClient, SpeechServer
+from adapters.grpc.auth import ApiKeyInterceptor
 from adapters.grpc.server import MiB
 from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, request_from_args
 from app.container import Container, validate_storage
@@ -34,12 +35,18 @@ def build_server(container: Container, options: ServerOptions) -> SpeechServer:
     tracing = server_interceptor(
         tracer_provider=container.tracer_provider(), filter_=filters.service_name(SERVICE_NAME)
     )
+    keys = container.settings().api_keys
+    interceptors = [ApiKeyInterceptor(keys), tracing] if keys else [tracing]
+    if keys:
+        log.info("API keys required (%d configured)", len(keys))
+    else:
+        log.warning("HIGGS_API_KEYS is not set: the gRPC API is open to anyone who can reach it")
     return SpeechServer(
         container.generate_speech(),
         container.voice_library(),
         container.engine(),
         options,
-        interceptors=[tracing],
+        interceptors=interceptors,
     )
 
 
@@ -94,7 +101,9 @@ def cmd_stream(args: argparse.Namespace, container: Container) -> int:
         return EXIT_BAD_INPUT
     # the client's span is the root of the trace the server continues
     tracing = client_interceptor(tracer_provider=container.tracer_provider())
-    with SpeechClient(args.target, intercept=lambda channel: intercept_channel(channel, tracing)) as client:
+    key = args.api_key or os.environ.get("HIGGS_API_KEY")
+    with SpeechClient(args.target, intercept=lambda channel: intercept_channel(channel, tracing),
+                      api_key=key) as client:
         try:
             summary = client.stream_to_wav(request, args.out, timeout=args.timeout)
         except DomainError as error:
@@ -123,4 +132,5 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     _add_request_arguments(stream)
     stream.add_argument("--out", type=Path, required=True, help="the WAV file, written as chunks arrive")
     stream.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
+    stream.add_argument("--api-key", default=None, help="the server's API key (default: $HIGGS_API_KEY)")
     stream.set_defaults(handler=cmd_stream)

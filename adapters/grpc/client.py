@@ -57,6 +57,7 @@ class SpeechClient:
         intercept: Callable[[grpc.Channel], grpc.Channel] | None = None,
         max_receive_bytes: int = 256 * MiB,
         max_send_bytes: int = 64 * MiB,
+        api_key: str | None = None,
     ) -> None:
         """`intercept` wraps the channel (tracing: it puts the caller's trace context into the
         call metadata)."""
@@ -68,6 +69,7 @@ class SpeechClient:
             ],
         )
         self.stub = pb_grpc.SpeechServiceStub(intercept(self._channel) if intercept else self._channel)
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
     def __enter__(self) -> "SpeechClient":
         return self
@@ -89,7 +91,8 @@ class SpeechClient:
         sample_rate = 0
         completed = None
         wav = None
-        call = self.stub.StreamSpeech(message_from_request(request, PCM_S16LE), timeout=timeout)
+        call = self.stub.StreamSpeech(message_from_request(request, PCM_S16LE), timeout=timeout,
+                                      metadata=self.metadata)
         try:
             for message in call:
                 kind = message.WhichOneof("event")
