@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints-test.txt
 RUN_TEXT ?= Hello! This is Higgs Audio speaking, streamed as it is generated.
 
-.PHONY: run test install install-test clean protos
+.PHONY: run test install install-test browser clean protos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,15 @@ install-test: $(VENV)/.installed-test
 run: install
 	MODEL_PATH=$${MODEL_PATH:-$(CURDIR)/.cache/higgs_audio} $(VENV)/bin/higgs-tts quickstart --text "$(RUN_TEXT)" --voice belinda --seed 7 --out out/hello.wav
 
-## test: the whole suite, as CI runs it
-test: install-test
+## test: the whole suite, as CI runs it (the playground test needs Debian's chromium: installed
+## here when missing and run as root, as CI runs)
+test: install-test browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } || \
+	  echo "note: chromium is missing (apt-get install chromium): the playground test will fail"
 
 ## protos: regenerate higgs_tts/ (the gRPC stubs) from protos/
 protos: install-test

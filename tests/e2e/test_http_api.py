@@ -24,6 +24,7 @@ TEXT = "Hello from the HTTP face of the service."
 
 class HttpServer:
     def __init__(self, tmp_path, **env):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.log_path = tmp_path / f"http-{self.port}.log"
         self._log = open(self.log_path, "wb")
@@ -262,3 +263,36 @@ def test_api_keys_guard_every_route_but_health_and_ping(demo_bundle, tmp_path):
         srv.stop()
     assert secret not in srv.output() and "sk-other-key" not in srv.output()
     assert "API keys required" in srv.output()
+
+
+def test_voices_are_shared_by_every_instance_over_one_s3_prefix(seaweed, s3_bucket, tmp_path):
+    """Two servers (as two workers of an endpoint) with HIGGS_VOICES_S3_URI on one prefix of a
+    real S3 server: a voice added through one is listed and spoken by the other, and gone from
+    both once deleted."""
+    from tests.seaweed import ACCESS_KEY, SECRET_KEY
+
+    env = dict(HIGGS_ENGINE="fake", HIGGS_STORE="none", HIGGS_VOICES_S3_URI=f"s3://{s3_bucket}/team/voices",
+               S3_ENDPOINT_URL=seaweed.endpoint, S3_ADDRESSING_STYLE="path", AWS_ACCESS_KEY_ID=ACCESS_KEY,
+               AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1")
+    first, second = HttpServer(tmp_path / "a", **env), HttpServer(tmp_path / "b", **env)
+    try:
+        assert httpx.get(second.base + "/v1/audio/voices").json()["data"] == []
+        clip = io.BytesIO()
+        soundfile.write(clip, (0.2 * np.sin(np.arange(24000) / 9)).astype(np.float32), 24000, format="WAV")
+        created = httpx.post(first.base + "/v1/audio/voices", files={"file": ("v.wav", clip.getvalue())},
+                             data={"name": "shared_voice", "transcript": "Hello from the team."})
+        assert created.status_code == 201, created.text
+        listed = httpx.get(second.base + "/v1/audio/voices").json()["data"]
+        assert [(v["id"], v["transcript"]) for v in listed] == [("shared_voice", "Hello from the team.")]
+        audio = second.client().audio.speech.create(model="tts-1", voice="shared_voice", input=TEXT,
+                                                    response_format="wav")
+        assert soundfile.read(io.BytesIO(audio.content))[0].size > 0
+        keys = sorted(o["Key"] for o in seaweed.client().list_objects_v2(Bucket=s3_bucket)["Contents"])
+        assert keys == ["team/voices/shared_voice.txt", "team/voices/shared_voice.wav"]
+        assert httpx.delete(second.base + "/v1/audio/voices/shared_voice").status_code == 200
+        assert httpx.get(first.base + "/v1/audio/voices").json()["data"] == []
+        with pytest.raises(openai.NotFoundError):
+            first.client().audio.speech.create(model="tts-1", voice="shared_voice", input=TEXT)
+    finally:
+        first.stop()
+        second.stop()
