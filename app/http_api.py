@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import threading
+import time
 
 from adapters.http import HttpService, create_app
 from adapters.runpod.metrics import WorkerMetrics
@@ -34,6 +35,39 @@ def build_http_service(container: Container, metrics: WorkerMetrics, max_queue: 
         metrics_text=metrics.render,
         routes=routes,
     )
+
+
+class BackgroundServer:
+    """An ASGI app served by uvicorn on a thread of its own, on a socket bound now (so a taken
+    port is an error here, and port 0 picks one)."""
+
+    def __init__(self, app, host: str, port: int) -> None:
+        import socket
+
+        import uvicorn
+
+        self.socket = socket.create_server((host, port), reuse_port=False)
+        self.port = self.socket.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+                                        name=f"http-{self.port}", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> "BackgroundServer":
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(5)
+        self.socket.close()
+
+
+def health_server(container: Container, metrics: WorkerMetrics, host: str, port: int) -> BackgroundServer:
+    """/health, /ready, /metrics and /ping (the queue worker's probes, RunPod's PORT_HEALTH)."""
+    return BackgroundServer(create_app(build_http_service(container, metrics, routes="health")), host, port)
 
 
 def announce_keys(settings) -> None:
@@ -71,11 +105,11 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     server = uvicorn.Server(config)
     health = []
     if settings.ping_port and settings.ping_port != port:  # RunPod load balancers probe /ping on PORT_HEALTH
-        health_app = create_app(build_http_service(container, metrics, routes="health"))
-        health_server = uvicorn.Server(uvicorn.Config(health_app, host=args.host, port=settings.ping_port,
-                                                      log_level="warning", access_log=False))
-        health.append(health_server)
-        threading.Thread(target=health_server.run, name="ping", daemon=True).start()
+        try:
+            health.append(health_server(container, metrics, args.host, settings.ping_port).start())
+        except OSError as error:
+            print(f"error: cannot serve /ping on {args.host}:{settings.ping_port}: {error}", file=sys.stderr)
+            return EXIT_FAILED
     threading.Thread(target=warm, name="warm-up", daemon=True).start()
     print(json.dumps({"event": "listening", "address": f"{args.host}:{port}",
                       "ping": settings.ping_port or port, "auth": bool(settings.api_keys)}), flush=True)
@@ -83,7 +117,7 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
         server.run()
     finally:
         for other in health:
-            other.should_exit = True
+            other.stop()
     engine.close()
     print(json.dumps({"event": "stopped"}), flush=True)
     return EXIT_OK if server.started else EXIT_FAILED

@@ -15,8 +15,9 @@ import sys
 import time
 from typing import Any, Mapping
 
-from adapters.runpod import HealthServer, RunpodWorker, WorkerMetrics, WorkerOptions
+from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
 from app.cli import EXIT_FAILED, EXIT_OK, warn_if_demo
+from app.http_api import health_server
 from app.container import Container, validate_storage
 from core.domain.errors import DomainError
 
@@ -65,10 +66,11 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
 
     engine = container.engine()
     metrics = WorkerMetrics(gpu_memory=gpu_memory, engine_load=engine.load)
+    metrics.ready.set_function(lambda: 1.0 if engine.is_ready() else 0.0)
     servers = []
     for port in dict.fromkeys(p for p in (settings.health_port, settings.ping_port) if p is not None):
         try:
-            server = HealthServer(settings.health_host, port, engine.is_ready, engine.describe, metrics)
+            server = health_server(container, metrics, settings.health_host, port)
         except OSError as error:
             print(f"error: cannot serve health on {settings.health_host}:{port}: {error}", file=sys.stderr)
             return EXIT_FAILED

@@ -15,7 +15,7 @@ from runpod.serverless.modules.rp_job import run_job, run_job_generator
 
 from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLibrary
 from adapters.otel import OtelTracer
-from adapters.runpod import HealthServer, RunpodWorker, WorkerMetrics, WorkerOptions, request_from_input
+from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions, request_from_input
 from adapters.runpod.schema import FIELDS, REQUEST_FIELDS
 from app.settings import Settings
 from app.telemetry import make_tracer_provider
@@ -304,37 +304,6 @@ def test_jobs_take_turns_on_the_engine():
 
 
 # -- health server --------------------------------------------------------------------------
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def test_health_ready_ping_and_metrics():
-    ready = threading.Event()
-    metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 2048, "reserved": 4096})
-    server = HealthServer("127.0.0.1", 0, ready.is_set, lambda: {"layout": "transformers"}, metrics).start()
-    base = f"http://127.0.0.1:{server.port}"
-    try:
-        assert get(f"{base}/health")[0] == 200
-        status, body = get(f"{base}/ready")
-        assert status == 503 and json.loads(body) == {"ready": False, "model": {"layout": "transformers"}}
-        assert get(f"{base}/ping")[0] == 204
-        ready.set()
-        assert get(f"{base}/ready")[0] == 200
-        assert get(f"{base}/ping") == (200, '{"status": "healthy"}')
-        status, text = get(f"{base}/metrics")
-        assert status == 200
-        assert 'higgs_tts_gpu_memory_bytes{kind="reserved"} 4096.0' in text
-        assert "higgs_tts_ready 1.0" in text and "higgs_tts_queue_depth 0.0" in text
-        assert "higgs_tts_time_to_first_audio_seconds_bucket" in text
-        assert get(f"{base}/nope")[0] == 404
-    finally:
-        server.stop()
 
 
 # -- concurrency ---------------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""The health routes every worker serves (the queue worker on HEALTH_PORT and PORT_HEALTH,
+`serve http` on its own port), on a real socket: liveness, readiness, RunPod's /ping, metrics."""
+
+import json
+import urllib.error
+import urllib.request
+
+from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLibrary
+from adapters.http import HttpService, create_app
+from adapters.runpod import WorkerMetrics
+from app.http_api import BackgroundServer
+from core.domain.audio import WavEncoder
+from core.domain.generate_speech import GenerateSpeech
+
+
+def get(url, key=None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def serve(routes="health", keys=()):
+    engine = FakeSpeechEngine(capacity=4)
+    metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 2048, "reserved": 4096}, engine_load=engine.load)
+    metrics.ready.set_function(lambda: 1.0 if engine.is_ready() else 0.0)
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
+    service = HttpService(use_case, InMemoryVoiceLibrary.with_demo_voices(), engine, api_keys=keys,
+                          completed=metrics.completed, failed=metrics.failed, metrics_text=metrics.render,
+                          routes=routes)
+    return engine, BackgroundServer(create_app(service), "127.0.0.1", 0).start()
+
+
+def test_health_ready_ping_and_metrics():
+    engine, server = serve()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        assert get(f"{base}/health") == (200, '{"status":"ok"}')
+        status, body = get(f"{base}/ready")
+        assert status == 503 and json.loads(body) == {"ready": False, "model": engine.describe()}
+        assert get(f"{base}/ping")[0] == 204
+        engine.warm_up()
+        assert get(f"{base}/ready")[0] == 200
+        assert get(f"{base}/ping") == (200, '{"status":"healthy"}')
+        status, text = get(f"{base}/metrics")
+        assert status == 200
+        assert 'higgs_tts_gpu_memory_bytes{kind="reserved"} 4096.0' in text
+        assert "higgs_tts_ready 1.0" in text and "higgs_tts_queue_depth 0.0" in text
+        assert "higgs_tts_batch_capacity 4.0" in text and "higgs_tts_time_to_first_audio_seconds_bucket" in text
+        assert get(f"{base}/nope")[0] == 404
+        assert get(f"{base}/v1/audio/speech")[0] == 404  # the health app serves nothing else
+    finally:
+        server.stop()
+
+
+def test_with_keys_only_health_and_ping_are_open():
+    engine, server = serve(keys=("sk-health",))
+    engine.warm_up()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        assert get(f"{base}/health")[0] == 200 and get(f"{base}/ping")[0] == 200
+        assert get(f"{base}/ready")[0] == 401 and get(f"{base}/metrics")[0] == 401
+        assert get(f"{base}/ready", "sk-health")[0] == 200 and get(f"{base}/metrics", "sk-health")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_taken_port_is_an_error_at_once():
+    import pytest
+
+    _, server = serve()
+    try:
+        with pytest.raises(OSError):
+            BackgroundServer(create_app(HttpService(None, None, FakeSpeechEngine(), routes="health")),
+                             "127.0.0.1", server.port)
+    finally:
+        server.stop()
