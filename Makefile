@@ -25,7 +25,7 @@ install-test: $(VENV)/.installed-test
 ## run: synthesise a sentence into out/hello.wav with the real weights (downloaded into
 ## MODEL_PATH when missing; the demo bundle only when the hub cannot be reached)
 run: install
-	MODEL_PATH=$${MODEL_PATH:-$(CURDIR)/.cache/higgs_audio} $(VENV)/bin/higgs-tts quickstart --text "$(RUN_TEXT)" --voice belinda --seed 7 --out out/hello.wav
+	MODEL_PATH=$${MODEL_PATH:-$(CURDIR)/.cache/higgs_audio} $(VENV)/bin/higgs-tts quickstart --text "$(RUN_TEXT)" --voice sample_us_female --seed 7 --out out/hello.wav
 
 ## test: the whole suite, as CI runs it (the playground test needs Debian's chromium: installed
 ## here when missing and run as root, as CI runs)

@@ -199,10 +199,17 @@ def _fetch(revisions: dict[str, str | None], volume=None, cache: Path | None = N
     Raises DownloadError."""
     from boson_multimodal.hub import download, plan
 
+    from boson_multimodal.voices import install_sample_voices
+
     plans = plan(revisions)
     for p in plans:
         print(f"{p.repo}@{p.revision[:12]}: {p.files} files, {p.bytes / 1e9:.2f} GB", file=sys.stderr, flush=True)
-    return plans, download(plans, volume=volume, cache_dir=cache)
+    where = download(plans, volume=volume, cache_dir=cache)
+    if volume is not None:  # a fresh volume gets voices to clone (never over the ones it has)
+        written = install_sample_voices(volume.voices)
+        if written:
+            print(f"sample voices in {volume.voices}: {', '.join(written)}", file=sys.stderr, flush=True)
+    return plans, where
 
 
 def cmd_download(args: argparse.Namespace, container: Container) -> int:

@@ -111,11 +111,24 @@ def _voices(settings: Settings, paths: ModelPaths | None):
     return VolumeVoiceLibrary(paths.voices)
 
 
-def _higgs_engine(paths: ModelPaths, settings: Settings):
+def _result_cache(settings: Settings, store):
+    """HIGGS_RESULT_CACHE=on and a store with a default bucket: seeded repeats come from it."""
+    if not settings.result_cache:
+        return None
+    if store is None or not settings.s3_bucket and settings.store_kind != "local":
+        log.warning("HIGGS_RESULT_CACHE is on but no object store with a bucket is configured: it stays off")
+        return None
+    from core.domain.result_cache import ResultCache
+
+    return ResultCache(store, settings.s3_bucket or "result-cache", settings.s3_key_prefix)
+
+
+def _higgs_engine(paths: ModelPaths, settings: Settings, voices):
     from adapters.higgs import HiggsSpeechEngine
 
     return HiggsSpeechEngine(paths, device=settings.device, max_cache_len=settings.max_cache_len,
-                             max_batch=settings.max_batch)
+                             max_batch=settings.max_batch, prefix_cache_mb=settings.prefix_cache_mb,
+                             warm_voices=lambda: [voices.get(name) for name in settings.warm_voices])
 
 
 class Container(containers.DeclarativeContainer):
@@ -126,15 +139,16 @@ class Container(containers.DeclarativeContainer):
 
     model_paths = providers.Singleton(resolve_model_paths, settings)
 
-    engine = providers.Selector(
-        providers.Callable(lambda s: s.engine, settings),
-        fake=providers.Singleton(FakeSpeechEngine),
-        higgs=providers.Singleton(_higgs_engine, model_paths, settings),
-    )
     voice_library = providers.Selector(
         providers.Callable(lambda s: s.engine, settings),
         fake=providers.Singleton(_voices, settings, None),
         higgs=providers.Singleton(_voices, settings, model_paths),
+    )
+
+    engine = providers.Selector(
+        providers.Callable(lambda s: s.engine, settings),
+        fake=providers.Singleton(FakeSpeechEngine),
+        higgs=providers.Singleton(_higgs_engine, model_paths, settings, voice_library),
     )
     encoder = providers.Singleton(SoundfileEncoder)
     object_store = providers.Selector(
@@ -153,6 +167,7 @@ class Container(containers.DeclarativeContainer):
         tracer=tracer,
         default_bucket=providers.Callable(lambda s: s.s3_bucket, settings),
         key_prefix=providers.Callable(lambda s: s.s3_key_prefix, settings),
+        result_cache=providers.Singleton(_result_cache, settings, object_store),
     )
 
 

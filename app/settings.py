@@ -38,6 +38,9 @@ class Settings:
     cpu_threads: int | None = None  # torch's intra-op threads; None: the usable cores less one
     max_cache_len: int = 8192  # KV-cache positions per slot: prompt + generated frames of one chunk
     max_batch: int = 8  # requests that decode together (slots of the KV cache)
+    prefix_cache_mb: int = 512  # KV of prompt prefixes (system + voice turns) kept for reuse; 0: off
+    warm_voices: tuple[str, ...] = ()  # voices whose prefixes are cached at start
+    result_cache: bool = False  # HIGGS_RESULT_CACHE=on: seeded repeats answered from stored audio
     demo_fallback: bool = False  # no weights at MODEL_PATH: use (and write) the demo bundle
     demo_model_dir: Path = Path(".cache/demo-model")
     generation_subdir: str | None = None
@@ -97,6 +100,9 @@ class Settings:
             cpu_threads=_positive(env, "HIGGS_CPU_THREADS"),
             max_cache_len=_positive(env, "HIGGS_MAX_CACHE_LEN") or 8192,
             max_batch=_positive(env, "HIGGS_MAX_BATCH") or 8,
+            prefix_cache_mb=_non_negative(env, "HIGGS_PREFIX_CACHE_MB", 512),
+            warm_voices=tuple(v.strip() for v in (env.get("HIGGS_WARM_VOICES") or "").split(",") if v.strip()),
+            result_cache=_flag(env.get("HIGGS_RESULT_CACHE")),
             demo_fallback=_flag(env.get("HIGGS_DEMO_FALLBACK")),
             demo_model_dir=Path(env.get("HIGGS_DEMO_MODEL_DIR") or ".cache/demo-model"),
             generation_subdir=env.get("HIGGS_GENERATION_SUBDIR") or None,
@@ -155,6 +161,15 @@ def read_api_keys(value: str | None) -> tuple[str, ...]:
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _non_negative(env: Mapping[str, str], name: str, default: int) -> int:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    return int(value)
 
 
 def _positive(env: Mapping[str, str], name: str) -> int | None:

@@ -45,7 +45,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from boson_multimodal.batch import BatchDecoder  # noqa: E402
 from boson_multimodal.codec import AudioCodec  # noqa: E402
 from boson_multimodal.demo import voice_clip  # noqa: E402
-from boson_multimodal.generate import CodeIds, SamplingConfig, SlotState, advance  # noqa: E402
+from boson_multimodal.generate import CodeIds, DecodeStats, SamplingConfig, SlotState, advance  # noqa: E402
 from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns  # noqa: E402
 from boson_multimodal.streaming import StreamingVocoder  # noqa: E402
 
@@ -214,6 +214,7 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
     n = len(prompts)
     ttfa: list[float] = [0.0] * n
     audio_seconds: list[float] = [0.0] * n
+    prefill: list[float] = [0.0] * n
     turn = threading.Lock()
     start = threading.Barrier(n + 1)
     sync = lambda produced: 16  # noqa: E731
@@ -225,10 +226,12 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
             vocoder = StreamingVocoder(codec) if vocode else None
             first = None
             frames = 0
+            stats = DecodeStats()
             for block in decoder.generate(prompts[i], SamplingConfig(seed=i, temperature=0.7), steps + 1,
                                           sync_every=(lambda p: vocoder.frames_for_first_audio() - p
                                                       if vocoder and vocoder.emitted == 0 else 16) if vocode else sync,
-                                          suppress_eos=True):
+                                          suppress_eos=True, **({"stats": stats} if isinstance(decoder, BatchDecoder)
+                                                                else {})):
                 frames += block.shape[0]
                 out = vocoder.push(block) if vocoder else [block]
                 if out and first is None:
@@ -237,6 +240,7 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
                 vocoder.finish()
             ttfa[i] = first if first is not None else time.perf_counter() - t0
             audio_seconds[i] = max(0, frames - 9) / 25.0
+            prefill[i] = stats.prefill_s
 
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(n)]
     for t in threads:
@@ -252,6 +256,7 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
         "audio_seconds_per_second": round(sum(audio_seconds) / wall, 3),
         "ttfa_p50_ms": round(percentile(ttfa, 50) * 1000, 1),
         "ttfa_p95_ms": round(percentile(ttfa, 95) * 1000, 1),
+        "prefill_p50_ms": round(percentile(prefill, 50) * 1000, 1),
         "ms_per_step": round(wall / max(1, decoder_steps) * 1000, 3),
         "decode_steps_per_second": round(decoder_steps / wall, 1),
         "wall_s": round(wall, 3),
@@ -266,6 +271,9 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--voice-seconds", type=float, default=5.0)
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--voice-cache", choices=["on", "off"], default="off",
+                        help="on: also run the batched engine with the prompt-prefix cache, its voices cached "
+                             "by one earlier request each (lines say voice_cache on/off)")
     parser.add_argument("--json", action="store_true", help="JSON lines only (no header line)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -279,9 +287,11 @@ def main() -> int:
         reference = codec.encode(voice_clip(150.0 + 10 * i, seconds=args.voice_seconds, seed=i))
         turns = [system_turn("A quiet studio.")]
         turns += voice_turns([("This is the reference clip of the voice to clone.", reference)], False)
-        prompts.append(builder.build(turns + [Turn("user", TEXTS[i % len(TEXTS)])]))
+        prompts.append(builder.build(turns + [Turn("user", TEXTS[i % len(TEXTS)])], prefix_turns=len(turns)))
     cache_len = max(p.length for p in prompts) + args.steps + 64
     batched = BatchDecoder(model, max_batch=max(counts), max_cache_len=cache_len)
+    cached = BatchDecoder(model, max_batch=max(counts), max_cache_len=cache_len, prefix_cache_bytes=1 << 30) \
+        if args.voice_cache == "on" else None
     single = BatchDecoder(model, max_batch=1, max_cache_len=cache_len)
     today = TransformersDecoder(model, cache_len)
     for decoder in (batched, single, today):
@@ -306,15 +316,23 @@ def main() -> int:
     for n in counts:
         bucket = next(b for b in batched.batch_sizes if b >= n)
         ops = count_ops(lambda: batched._step_fn(bucket, length))
-        row = {"streams": n, "mode": "batched", **run_streams(batched, codec, prompts[:n], args.steps, False),
+        row = {"streams": n, "mode": "batched", "voice_cache": "off",
+               **run_streams(batched, codec, prompts[:n], args.steps, False),
                "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
         print(json.dumps(row), flush=True)
+        if cached is not None:
+            run_streams(cached, codec, prompts[:n], 2, False, vocode=False)  # each voice's first request
+            row = {"streams": n, "mode": "batched", "voice_cache": "on",
+                   **run_streams(cached, codec, prompts[:n], args.steps, False),
+                   "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3),
+                   "prefix_cache": vars(cached.prefix_cache.stats), **header}
+            print(json.dumps(row), flush=True)
         if not args.skip_sequential:
-            row = {"streams": n, "mode": "sequential", **run_streams(today, codec, prompts[:n], args.steps, True),
+            row = {"streams": n, "mode": "sequential", "voice_cache": "off", **run_streams(today, codec, prompts[:n], args.steps, True),
                    "ops_per_step": reference_ops, "ops_vs_transformers": 1.0, **header}
             print(json.dumps(row), flush=True)
             ops = count_ops(lambda: single._step_fn(1, length))
-            row = {"streams": n, "mode": "one_slot", **run_streams(single, codec, prompts[:n], args.steps, True),
+            row = {"streams": n, "mode": "one_slot", "voice_cache": "off", **run_streams(single, codec, prompts[:n], args.steps, True),
                    "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
             print(json.dumps(row), flush=True)
     # the vocoder runs on the callers' threads: decode steps per second with and without it
@@ -324,8 +342,9 @@ def main() -> int:
     print(json.dumps({"streams": n, "mode": "vocoder_overlap",
                       "decode_steps_per_second_without_vocoder": without["decode_steps_per_second"],
                       "decode_steps_per_second_with_vocoder": with_vocoder["decode_steps_per_second"]}), flush=True)
-    batched.close()
-    single.close()
+    for decoder in (batched, single, cached):
+        if decoder is not None:
+            decoder.close()
     return 0
 
 

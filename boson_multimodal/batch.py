@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import torch
 
 from boson_multimodal.fused import DecodeModel, SlotKV, bucket_sizes
+from boson_multimodal.prefix_cache import MIN_PREFIX_TOKENS, PrefixCache, prefix_key
 from boson_multimodal.generate import (
     CodeIds,
     DecodeStats,
@@ -96,6 +97,7 @@ class BatchDecoder:
         smallest_bucket: int | None = None,
         use_cuda_graphs: bool | None = None,
         cpu_kernels: bool | None = None,
+        prefix_cache_bytes: int = 0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -121,6 +123,7 @@ class BatchDecoder:
         self.graphs: dict[tuple[int, int], CudaGraphStep | EagerStep] = {}
         self._pool = None
         self.logits_hook: Callable[[int, torch.Tensor], None] | None = None  # eager only: (frame, logits[K, C])
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.occupancy = Occupancy(max_batch)
         self._slots: list[_Job | None] = [None] * max_batch
         self._waiting: collections.deque[_Job] = collections.deque()
@@ -268,17 +271,24 @@ class BatchDecoder:
         length = prompt.length
         job.bucket = self._bucket_for(length + 1)
         cache = self.kv.static_cache(slot, self.sizes[job.bucket])
-        audio = prompt.audio_frames.to(self.device)
+        start, frames, key = self._reuse_prefix(prompt, slot, job)
+        if start:
+            for layer in cache.layers:  # the prefix is in place: the prefill goes on after it
+                layer.cumulative_length.fill_(start)
+        audio = prompt.audio_frames[frames:].to(self.device)
+        job.stats.prefill_tokens = length - start
         out = self.model(
-            input_ids=prompt.input_ids.to(self.device),
+            input_ids=prompt.input_ids[:, start:].to(self.device),
             audio_input_ids=audio[None] if audio.numel() else None,
             audio_input_ids_mask=(torch.ones((1, audio.shape[0]), dtype=torch.bool, device=self.device)
                                   if audio.numel() else None),
-            position_ids=torch.arange(length, device=self.device)[None],
+            position_ids=torch.arange(start, length, device=self.device)[None],
             cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
+        if key is not None and not start:  # a miss: keep this prefix's KV for the next request
+            self.prefix_cache.put(key, [both[slot, :, :, :prompt.prefix_length].clone() for both in self.kv.layers])
         logits = out.logits.view(1, self.ids.num_codebooks, self.ids.codebook_size).float()
         row.start(job.sampling, prompt.audio_frames, self.ids, job.suppress_eos)
         row.active.fill_(1)
@@ -290,6 +300,20 @@ class BatchDecoder:
         job.target = job.next_target()
         job.stats.prefill_s = time.perf_counter() - started
         job.decode_started = time.perf_counter()
+
+    def _reuse_prefix(self, prompt: Prompt, slot: int, job: _Job) -> tuple[int, int, str | None]:
+        """(tokens already in the slot, audio frames among them, the prefix's cache key)."""
+        if self.prefix_cache is None or prompt.prefix_length < MIN_PREFIX_TOKENS:
+            return 0, 0, None
+        key = prefix_key(prompt.input_ids, prompt.audio_frames, prompt.prefix_length, prompt.prefix_frames)
+        entry = self.prefix_cache.get(key)
+        if entry is None:
+            job.stats.prefix_cache = "miss"
+            return 0, 0, key
+        for both, kept in zip(self.kv.layers, entry):
+            both[slot, :, :, :prompt.prefix_length].copy_(kept)
+        job.stats.prefix_cache = "hit"
+        return prompt.prefix_length, prompt.prefix_frames, key
 
     def _bucket_for(self, length: int) -> int:
         for i, size in enumerate(self.sizes):

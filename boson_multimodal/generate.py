@@ -41,6 +41,10 @@ class SamplingConfig:
 class Prompt:
     input_ids: torch.Tensor  # [1, L] text tokens with audio placeholders
     audio_frames: torch.Tensor  # [F, 8] delayed frames that fill the placeholders, in order
+    # the part every request with the same voices and scene shares (system and voice turns):
+    # its tokens and the audio frames among them; a decoder may reuse its KV (prefix cache)
+    prefix_length: int = 0
+    prefix_frames: int = 0
 
     @property
     def length(self) -> int:
@@ -54,6 +58,8 @@ class DecodeStats:
     steps: int = 0
     bucket_switches: int = 0
     graph_replays: int = 0
+    prefix_cache: str = "off"  # "hit", "miss" or "off" (no cache, or a prefix too short to keep)
+    prefill_tokens: int = 0  # tokens the prefill computed (the suffix alone on a prefix-cache hit)
     queue_wait_s: float = 0.0  # from submission until a slot was free and the prefill began
     end_token: bool = False  # the stream ended (else a bound, a cancel or max_frames stopped it)
 

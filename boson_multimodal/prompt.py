@@ -88,12 +88,18 @@ class PromptBuilder:
         # user text never becomes control tokens: "<|eot_id|>" typed by a user stays text
         return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
-    def build(self, turns: Sequence[Turn]) -> Prompt:
+    def build(self, turns: Sequence[Turn], prefix_turns: int = 0) -> Prompt:
+        """The prompt for `turns`, then the generation prompt. The first `prefix_turns` turns are
+        marked as its shareable prefix (each turn's tokens end at its own end-of-turn token, so
+        the prefix's tokens are the same whatever follows)."""
         s = self.special
         k = self.ids.num_codebooks
         ids: list[int] = [s["<|begin_of_text|>"]]
         audio: list[torch.Tensor] = []
-        for turn in list(turns) + [Turn("assistant")]:
+        prefix = (0, 0)
+        for index, turn in enumerate(list(turns) + [Turn("assistant")]):
+            if index == prefix_turns and prefix_turns:
+                prefix = (len(ids), sum(a.shape[0] for a in audio))
             ids += [s["<|start_header_id|>"], *self._text(turn.role), s["<|end_header_id|>"]]
             if turn.codes is not None:
                 frames = delay_frames(turn.codes.long(), self.ids.bos, self.ids.eos)
@@ -113,7 +119,7 @@ class PromptBuilder:
             else:  # the generation prompt: the model continues with audio
                 ids += self._text("\n\n") + [s["<|audio_out_bos|>"]]
         frames = torch.cat(audio) if audio else torch.empty((0, k), dtype=torch.long)
-        return Prompt(torch.tensor([ids], dtype=torch.long), frames)
+        return Prompt(torch.tensor([ids], dtype=torch.long), frames, *prefix)
 
     def render(self, prompt: Prompt) -> str:
         """The prompt as text, for logs and parity checks."""

@@ -76,6 +76,8 @@ class Finished:
     prompt_tokens: int = 0
     steps: int = 0
     chunk_codes: list = field(default_factory=list)  # each chunk's audio codes [T, K]
+    prefix_cache: list[str] = field(default_factory=list)  # per chunk: "hit", "miss" or "off"
+    prefill_tokens: int = 0  # tokens actually prefilled (prefix-cache hits skip the shared prefix)
 
 
 class PromptTooLong(ValueError):
@@ -104,12 +106,13 @@ def max_audio_frames(text: str, max_new_tokens: int, chunk_method: str = "none",
 
 class HiggsAudio:
     def __init__(self, bundle: LoadedBundle, max_cache_len: int = 8192, reference_cache: int = 64,
-                 max_batch: int = 8) -> None:
+                 max_batch: int = 8, prefix_cache_bytes: int = 0) -> None:
         self.bundle = bundle
         self.config = bundle.model.config
         self.codec = AudioCodec(bundle.audio_tokenizer, bundle.device)
         self.prompts = PromptBuilder(bundle.tokenizer, self.config)
-        self.decoder = BatchDecoder(bundle.model, max_batch=max_batch, max_cache_len=max_cache_len)
+        self.decoder = BatchDecoder(bundle.model, max_batch=max_batch, max_cache_len=max_cache_len,
+                                    prefix_cache_bytes=prefix_cache_bytes)
         self.sample_rate = self.codec.sample_rate
         self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._reference_limit = reference_cache
@@ -117,19 +120,22 @@ class HiggsAudio:
 
     @classmethod
     def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = 8192,
-             max_batch: int = 8) -> "HiggsAudio":
-        return cls(load_bundle(paths, device, dtype), max_cache_len=max_cache_len, max_batch=max_batch)
+             max_batch: int = 8, prefix_cache_bytes: int = 0) -> "HiggsAudio":
+        return cls(load_bundle(paths, device, dtype), max_cache_len=max_cache_len, max_batch=max_batch,
+                   prefix_cache_bytes=prefix_cache_bytes)
 
     def close(self) -> None:
         self.decoder.close()
 
-    def warm_up(self) -> None:
+    def warm_up(self, voices: Sequence[Sequence[VoiceClip]] = ()) -> None:
         """Capture the decode graphs and run one short generation, so the first request
-        pays for nothing but itself."""
+        pays for nothing but itself; with `voices`, one per voice set, which also puts their
+        prompt prefixes (no scene) in the prefix cache."""
         self.decoder.warm_up()
-        for _ in self.stream(Synthesis("Warm up.", max_new_tokens=16, stop_on_silence=False,
-                                       sampling=SamplingConfig(seed=0))):
-            pass
+        for clips in [(), *voices]:
+            for _ in self.stream(Synthesis("Warm up.", voices=tuple(clips), max_new_tokens=16,
+                                           stop_on_silence=False, sampling=SamplingConfig(seed=0))):
+                pass
 
     def reference_codes(self, clip: VoiceClip, max_seconds: float = 30.0) -> torch.Tensor:
         with self._lock:
@@ -180,10 +186,13 @@ class HiggsAudio:
         first_audio = None
         stop_reasons: list[str] = []
         chunk_codes: list[torch.Tensor] = []
-        prompt_tokens = steps = 0
+        prompt_tokens = steps = prefill_tokens = 0
+        prefix_cache: list[str] = []
 
         for index, chunk in enumerate(chunks):
-            prompt = self.prompts.build(base + history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)])
+            # the system and voice turns are the shareable prefix (the decoder's prefix cache)
+            prompt = self.prompts.build(base + history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)],
+                                        prefix_turns=len(base))
             prompt_tokens += prompt.length
             max_frames, limiting = self.frame_budget(prompt.length, chunk, request.max_new_tokens)
             sampling = request.sampling
@@ -227,6 +236,8 @@ class HiggsAudio:
             timings["decode"] += stats.decode_s
             timings["vocode"] += vocoder.decode_seconds
             steps += stats.steps
+            prefill_tokens += stats.prefill_tokens
+            prefix_cache.append(stats.prefix_cache)
             stop_reasons.append(reason)
             history += [Turn("user", chunk), Turn("assistant", codes=codes)]
             yield ProgressOut(frame_offset, index + 1, len(chunks))
@@ -236,7 +247,8 @@ class HiggsAudio:
         timings["first_audio"] = first_audio if first_audio is not None else 0.0
         timings["total"] = time.perf_counter() - started
         final = stop_reasons[-1] if stop_reasons else "end_token"
-        yield Finished(frame_offset, final, timings, stop_reasons, prompt_tokens, steps, chunk_codes)
+        yield Finished(frame_offset, final, timings, stop_reasons, prompt_tokens, steps, chunk_codes, prefix_cache,
+                       prefill_tokens)
 
 
 class _SilenceWatch:

@@ -45,6 +45,8 @@ class HiggsSpeechEngine:
         device: str | None = None,
         max_cache_len: int = 8192,
         max_batch: int = 8,
+        prefix_cache_mb: int = 512,
+        warm_voices: Callable[[], Sequence[VoicePrompt]] = lambda: (),
         max_reference_seconds: float = 30.0,
         loader: Callable[..., HiggsAudio] = HiggsAudio.load,
     ) -> None:
@@ -52,6 +54,8 @@ class HiggsSpeechEngine:
         self.device = device
         self.max_cache_len = max_cache_len
         self.max_batch = max_batch
+        self.prefix_cache_mb = prefix_cache_mb
+        self._warm_voices = warm_voices
         self.max_reference_seconds = max_reference_seconds
         self._loader = loader
         self._runtime: HiggsAudio | None = None
@@ -71,7 +75,8 @@ class HiggsSpeechEngine:
                             "Put the real Higgs Audio V2 weights on the volume for speech.", self.paths.root)
             try:
                 self._runtime = self._loader(self.paths, device=self.device, max_cache_len=self.max_cache_len,
-                                             max_batch=self.max_batch)
+                                             max_batch=self.max_batch,
+                                             prefix_cache_bytes=self.prefix_cache_mb * 2**20)
             except ModelLoadError as exc:  # the log names the paths; callers get no filesystem layout
                 log.error("could not load the model from %s: %s", self.paths.root, exc)
                 code = ErrorCode.MODEL_NOT_FOUND if exc.missing else ErrorCode.MODEL_LOAD_FAILED
@@ -91,7 +96,10 @@ class HiggsSpeechEngine:
         runtime, _ = self._load()
         with self._warming:
             if not self._warm:
-                runtime.warm_up()
+                voices = [[VoiceClip(v.name, v.transcript, v.audio, v.content_hash)] for v in self._warm_voices()]
+                runtime.warm_up(voices)
+                if voices:
+                    log.info("prefix cache warmed for %s", ", ".join(v[0].name for v in voices))
                 self._warm = True
 
     def is_ready(self) -> bool:
@@ -102,7 +110,12 @@ class HiggsSpeechEngine:
         if runtime is None:
             return EngineLoad(self.max_batch)
         occupancy = runtime.decoder.occupancy
-        return EngineLoad(self.max_batch, occupancy.active, occupancy.waiting)
+        cache = runtime.decoder.prefix_cache
+        stats = cache.stats if cache is not None else None
+        return EngineLoad(self.max_batch, occupancy.active, occupancy.waiting,
+                          **({} if stats is None else {"prefix_hits": stats.hits, "prefix_misses": stats.misses,
+                                                       "prefix_evictions": stats.evictions,
+                                                       "prefix_bytes": stats.bytes}))
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"engine": "higgs", "loaded": False}
@@ -162,6 +175,8 @@ class HiggsSpeechEngine:
                         metadata={
                             "chunk_stop_reasons": event.chunk_stop_reasons,
                             "prompt_tokens": event.prompt_tokens,
+                            "prefill_tokens": event.prefill_tokens,
+                            "prefix_cache": event.prefix_cache,
                             "decode_steps": event.steps,
                         },
                     )

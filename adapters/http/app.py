@@ -134,7 +134,8 @@ def create_app(service: HttpService) -> FastAPI:
             _audio(events, encoder, service, received)
         media_type = "text/event-stream" if stream_format == "sse" else CONTENT_TYPES[fmt]
         return StreamingResponse(_cancel_on_exit(stream, cancel), media_type=media_type,
-                                 headers={"X-Request-Id": speech_req.request_id, "Cache-Control": "no-store"})
+                                 headers={"X-Request-Id": speech_req.request_id, "Cache-Control": "no-store",
+                                          "X-Result-Cache": "hit" if first.cached else "miss"})
 
     # -- voices ------------------------------------------------------------------------------
 
@@ -280,6 +281,7 @@ async def _sse(events, encoder: StreamEncoder, service: HttpService, received: f
             prompt = int(event.metadata.get("prompt_tokens") or 0)
             frames = event.frames or frames
             yield _event({"type": "speech.audio.done", "request_id": event.request_id,
+                          "cache": event.metadata.get("cache", "off"),
                           "usage": {"input_tokens": prompt, "output_tokens": frames, "total_tokens": prompt + frames}})
         elif isinstance(event, SpeechFailed):
             service.failed(event.error, time.monotonic() - received)

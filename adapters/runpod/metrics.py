@@ -10,7 +10,7 @@ import time
 from typing import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from core.domain.errors import DomainError
 from core.domain.events import SpeechCompleted
@@ -55,8 +55,17 @@ class _LoadCollector:
             ("higgs_tts_batch_capacity", load.capacity, "Requests the engine decodes together"),
             ("higgs_tts_batch_occupancy", load.active, "Requests decoding now (busy slots of the batch)"),
             ("higgs_tts_engine_waiting", load.waiting, "Requests waiting for a free slot"),
+            ("higgs_tts_prefix_cache_bytes", load.prefix_bytes, "Bytes of prompt-prefix KV kept"),
         ):
             family = GaugeMetricFamily(name, text)
+            family.add_metric([], float(value))
+            yield family
+        for name, value, text in (
+            ("higgs_tts_prefix_cache_hits", load.prefix_hits, "Prefills that reused a cached prompt prefix"),
+            ("higgs_tts_prefix_cache_misses", load.prefix_misses, "Prefills that computed their prefix"),
+            ("higgs_tts_prefix_cache_evictions", load.prefix_evictions, "Prefixes dropped for the memory budget"),
+        ):
+            family = CounterMetricFamily(name, text)
             family.add_metric([], float(value))
             yield family
 

@@ -34,6 +34,7 @@ class SpeechStarted:
     sample_rate: int
     channels: int = 1
     voices: tuple[str, ...] = ()
+    cached: bool = False  # the audio comes from the result cache (an earlier identical request)
 
 
 @dataclass(frozen=True, repr=False)

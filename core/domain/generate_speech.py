@@ -32,6 +32,7 @@ from core.domain.events import (
     Timings,
 )
 from core.domain.request import InlineVoice, NamedVoice, SpeechRequest, validation_error
+from core.domain.result_cache import CachedResult, ResultCache
 from core.domain.voice import VoicePrompt
 from core.ports.audio_encoder import AudioEncoder
 from core.ports.object_store import ObjectStore
@@ -66,6 +67,7 @@ class GenerateSpeech:
         key_prefix: str = "higgs-tts",
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        result_cache: ResultCache | None = None,
     ) -> None:
         self._engine = engine
         self._voices = voices
@@ -73,6 +75,7 @@ class GenerateSpeech:
         self._store = store
         self._tracer = tracer or NoopTracer()
         self._default_bucket = default_bucket
+        self._results = result_cache
         self._key_prefix = key_prefix
         self._clock = clock
         self._now = now
@@ -121,37 +124,16 @@ class GenerateSpeech:
         with self._tracer.span("speech.resolve_voices", {"speech.voice_count": len(request.voices)}):
             voices = [self._resolve(v) for v in request.voices]
 
-        sample_rate = self._engine.sample_rate
-        yield SpeechStarted(rid, sample_rate, 1, tuple(v.name for v in voices))
-
-        samples = array("f")
-        sequence = 0
-        done: EngineDone | None = None
-        first_audio: float | None = None
-        engine_started = self._clock()
-        with self._tracer.span("speech.synthesize") as synth_span:
-            for event in self._engine_events(request, voices, cancel):
-                if isinstance(event, EngineAudio):
-                    if first_audio is None:
-                        first_audio = self._clock() - engine_started
-                    samples.extend(event.samples)
-                    yield AudioChunk(rid, sequence, event.samples, sample_rate, event.frame_index)
-                    sequence += 1
-                elif isinstance(event, EngineProgress):
-                    yield Progress(rid, event.frames_done, event.chunks_done, event.chunks_total)
-                elif isinstance(event, EngineDone):
-                    done = event
-            generation_seconds = self._clock() - engine_started
-            if cancel.is_set():
-                raise DomainError(ErrorType.SYSTEM, ErrorCode.CANCELLED, "request was cancelled")
-            if done is None:
-                raise DomainError(
-                    ErrorType.INFERENCE,
-                    ErrorCode.INFERENCE_FAILED,
-                    "engine stopped without finishing the request",
-                )
-            synth_span.set_attribute("speech.frames", done.frames)
-            synth_span.set_attribute("speech.stop_reason", done.stop_reason)
+        cache_key, hit = self._cached(request, voices)
+        sample_rate = hit.sample_rate if hit is not None else self._engine.sample_rate
+        yield SpeechStarted(rid, sample_rate, 1, tuple(v.name for v in voices), cached=hit is not None)
+        if hit is not None:
+            samples, done, first_audio, generation_seconds = yield from self._replay(rid, hit, request.text)
+        else:
+            samples, done, first_audio, generation_seconds = yield from self._synthesize(request, voices, cancel)
+            if cache_key is not None and self._results is not None:
+                with self._tracer.span("speech.result_cache.save"):
+                    self._results.save(cache_key, samples, sample_rate, rid, done.frames, done.stop_reason)
 
         duration = len(samples) / sample_rate
         rtf = generation_seconds / duration if duration > 0 else 0.0
@@ -181,6 +163,8 @@ class GenerateSpeech:
             "model": self._engine.describe(),
             **done.metadata,
         }
+        if self._results is not None:  # hit (with the original request's id), miss, or off (no seed)
+            metadata.setdefault("cache", "miss" if cache_key is not None else "off")
 
         audio_url = None
         if target is not None:
@@ -208,6 +192,67 @@ class GenerateSpeech:
             text_output=done.text_output,
             metadata=metadata,
         )
+
+    def _synthesize(self, request, voices, cancel) -> Iterator:
+        """The engine's events as domain events; returns (samples, done, first_audio, seconds)."""
+        rid = request.request_id
+        sample_rate = self._engine.sample_rate
+        samples = array("f")
+        sequence = 0
+        done: EngineDone | None = None
+        first_audio: float | None = None
+        engine_started = self._clock()
+        with self._tracer.span("speech.synthesize") as synth_span:
+            for event in self._engine_events(request, voices, cancel):
+                if isinstance(event, EngineAudio):
+                    if first_audio is None:
+                        first_audio = self._clock() - engine_started
+                    samples.extend(event.samples)
+                    yield AudioChunk(rid, sequence, event.samples, sample_rate, event.frame_index)
+                    sequence += 1
+                elif isinstance(event, EngineProgress):
+                    yield Progress(rid, event.frames_done, event.chunks_done, event.chunks_total)
+                elif isinstance(event, EngineDone):
+                    done = event
+            generation_seconds = self._clock() - engine_started
+            if cancel.is_set():
+                raise DomainError(ErrorType.SYSTEM, ErrorCode.CANCELLED, "request was cancelled")
+            if done is None:
+                raise DomainError(
+                    ErrorType.INFERENCE,
+                    ErrorCode.INFERENCE_FAILED,
+                    "engine stopped without finishing the request",
+                )
+            synth_span.set_attribute("speech.frames", done.frames)
+            synth_span.set_attribute("speech.stop_reason", done.stop_reason)
+            if done.metadata.get("prefix_cache"):  # per text chunk: did the voice prompt come from the cache
+                synth_span.set_attribute("speech.prefix_cache", ",".join(map(str, done.metadata["prefix_cache"])))
+        return samples, done, first_audio, generation_seconds
+
+    def _cached(self, request, voices) -> tuple[str | None, CachedResult | None]:
+        """The result-cache key (None when the request or the setup does not qualify) and the
+        entry found under it."""
+        if self._results is None or not ResultCache.eligible(request):
+            return None, None
+        model = self._engine.describe()
+        if not model.get("loaded", True):  # not loaded yet: the description lacks the revision
+            return None, None
+        key = self._results.key(request, voices, model)
+        with self._tracer.span("speech.result_cache.lookup") as lookup:
+            hit = self._results.load(key)
+            lookup.set_attribute("speech.result_cache", "hit" if hit else "miss")
+        return key, hit
+
+    def _replay(self, rid: str, hit: CachedResult, text: str) -> Iterator:
+        """A cached result as the engine would have streamed it, one second a chunk."""
+        started = self._clock()
+        step = hit.sample_rate
+        for sequence, start in enumerate(range(0, len(hit.samples), step)):
+            frame = start * FRAME_RATE // hit.sample_rate
+            yield AudioChunk(rid, sequence, hit.samples[start:start + step], hit.sample_rate, frame)
+        done = EngineDone(frames=hit.frames, stop_reason=hit.stop_reason, text_output=text,
+                          metadata={"cache": "hit", "original_request_id": hit.request_id})
+        return hit.samples, done, (0.0 if len(hit.samples) else None), self._clock() - started
 
     def _target(self, request: SpeechRequest) -> tuple[str, str] | None:
         output = request.output
@@ -335,6 +380,8 @@ class GenerateSpeech:
             "timings": timings.to_dict(),
             "model": metadata["model"],
         }
+        if "cache" in metadata:  # served from the result cache: the request whose audio this is
+            record["cache"] = {"result": metadata["cache"], "original_request_id": metadata.get("original_request_id")}
         rkey = record_key(key)
         try:
             _put(

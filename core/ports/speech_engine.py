@@ -47,6 +47,11 @@ class EngineLoad:
     capacity: int
     active: int = 0
     waiting: int = 0
+    # the prompt-prefix cache (system and voice turns whose KV is reused), when the engine has one
+    prefix_hits: int = 0
+    prefix_misses: int = 0
+    prefix_evictions: int = 0
+    prefix_bytes: int = 0
 
 
 @runtime_checkable

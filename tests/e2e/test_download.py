@@ -49,13 +49,25 @@ def test_download_into_a_volume_resumes_and_then_synth_loads_it(hub, demo_bundle
     assert sum(r.endswith(f"{GENERATION}/resolve/{SHA[GENERATION]}/model.safetensors") and r.startswith("GET")
                for r in hub.requests) == 2  # cut half-way, then resumed
     assert (volume / GENERATION / "REVISION").read_text().strip() == SHA[GENERATION]
-    shutil.copytree(demo_bundle.voices, volume / "voice_prompts")
+    # the sample voices came with it, and a voice the volume already has is never replaced
+    from boson_multimodal.voices import sample_voice_names
+
+    assert sorted(p.stem for p in (volume / "voice_prompts").glob("*.txt")) == sample_voice_names()
+    assert "sample voices in" in result.stderr
+    mine = volume / "voice_prompts" / "sample_us_male.txt"
+    mine.write_text("My own words for it.\n")
+    shutil.copytree(demo_bundle.voices, volume / "voice_prompts", dirs_exist_ok=True)
+    for name in ("belinda", "sample_us_female"):
+        synth = higgs_tts("synth", "--text", "Downloaded.", "--voice", name, "--max-new-tokens", "30",
+                          "--out", str(tmp_path / "v.wav"), tmp_path=tmp_path, MODEL_PATH=str(volume))
+        assert synth.returncode == 0, synth.stderr[-3000:]
     synth = higgs_tts("synth", "--text", "Downloaded.", "--voice", "belinda", "--max-new-tokens", "30",
                       "--out", str(tmp_path / "x.wav"), tmp_path=tmp_path, MODEL_PATH=str(volume))
     assert synth.returncode == 0, synth.stderr[-3000:]
     assert json.loads(synth.stdout)["metadata"]["model"]["revision"] == SHA[GENERATION]
     again = higgs_tts("download", "--to", str(volume), tmp_path=tmp_path, HF_ENDPOINT=hub.endpoint)
     assert again.returncode == 0, again.stderr[-2000:]  # the same model again: nothing to refuse
+    assert mine.read_text() == "My own words for it.\n"
 
 
 def test_download_into_a_cache_then_synth_offline(hub, tmp_path):
@@ -99,13 +111,14 @@ def test_an_unreachable_hub_is_named(tmp_path):
 
 def test_quickstart_downloads_when_the_hub_answers_and_synthesises(hub, tmp_path):
     volume = tmp_path / "fresh"
-    result = higgs_tts("quickstart", "--text", "Hello.", "--voice", "belinda", "--max-new-tokens", "30",
+    result = higgs_tts("quickstart", "--text", "Hello.", "--voice", "sample_us_female", "--max-new-tokens", "30",
                        "--out", str(tmp_path / "q.wav"), tmp_path=tmp_path, HF_ENDPOINT=hub.endpoint,
                        MODEL_PATH=str(volume))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "downloading them" in result.stderr and "DEMO" not in result.stderr
     assert "no GPU" in result.stderr  # says how slow before starting
-    assert "'belinda' is not in" in result.stderr  # a fresh volume has no voices yet
+    assert "is not in" not in result.stderr  # the voice `make run` names came with the download
+    assert json.loads(result.stdout)["metadata"]["voices"] == ["sample_us_female"]
     assert (volume / GENERATION / "REVISION").read_text().strip() == SHA[GENERATION]
     assert json.loads(result.stdout)["metadata"]["model"]["revision"] == SHA[GENERATION]
 

@@ -296,3 +296,20 @@ def test_voices_are_shared_by_every_instance_over_one_s3_prefix(seaweed, s3_buck
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_seeded_repeat_comes_from_the_result_cache(demo_bundle, tmp_path):
+    srv = HttpServer(tmp_path, MODEL_PATH=str(demo_bundle.root), HIGGS_STORE="local", OUTPUT_DIR=str(tmp_path / "o"),
+                     HIGGS_RESULT_CACHE="on")
+    try:
+        body = {"model": "tts-1", "voice": "belinda", "input": TEXT, "response_format": "flac", "seed": 21,
+                "max_new_tokens": 90}
+        first = httpx.post(srv.base + "/v1/audio/speech", json=body, timeout=120)
+        second = httpx.post(srv.base + "/v1/audio/speech", json=body, timeout=120)
+        unseeded = httpx.post(srv.base + "/v1/audio/speech", json={**body, "seed": None}, timeout=120)
+        assert first.headers["x-result-cache"] == "miss" and second.headers["x-result-cache"] == "hit"
+        assert unseeded.headers["x-result-cache"] == "miss"
+        assert first.content == second.content  # the same samples, encoded the same way
+        assert list((tmp_path / "o").rglob("*.f32"))  # kept in the local store
+    finally:
+        srv.stop()
