@@ -71,6 +71,13 @@ def create_app(service: HttpService) -> FastAPI:
     async def domain_error(request: Request, error: DomainError):
         return _error(error)
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):  # a bug in one request: its own 500
+        log.exception("request to %s failed", request.url.path)
+        return _error(DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
+                                  f"internal error ({type(exc).__name__}); the server's log has the details",
+                                  {"exception": type(exc).__name__}))
+
     # -- health ------------------------------------------------------------------------------
 
     @app.get("/health")

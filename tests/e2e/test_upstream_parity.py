@@ -72,7 +72,9 @@ def runtimes(tmp_path_factory):
         paths = original_volume(tmp_path_factory.mktemp(model), model)
         runtime = HiggsAudio.load(paths, device="cpu", max_cache_len=2048)
         runtime.decoder.close()
-        runtime.decoder = BatchDecoder(runtime.bundle.model, max_cache_len=2048, smallest_bucket=64)
+        # with the prefix cache as deployed: chunked cases and repeated voices reuse prefixes
+        runtime.decoder = BatchDecoder(runtime.bundle.model, max_cache_len=2048, smallest_bucket=64,
+                                       prefix_cache_bytes=64 << 20)
         loaded[model] = (runtime, paths)
     return loaded
 
@@ -116,8 +118,8 @@ class Recorder:
         runtime = self.runtime
         build, generate = runtime.prompts.build, runtime.decoder.generate
 
-        def record_build(turns):
-            prompt = build(turns)
+        def record_build(turns, **options):
+            prompt = build(turns, **options)
             if turns and turns[-1].role == "user":
                 self.prompts.append(prompt)
             return prompt
@@ -268,6 +270,11 @@ def test_audio_equals_upstreams_waveform(outcomes, generation, name):
         decoded = runtime.codec.decode(torch.cat(done.chunk_codes))
         assert decoded.shape == expected.shape
         assert np.abs(decoded - expected).max() < TOLERANCE
+
+
+def test_the_prefix_cache_served_some_of_the_cases(runtimes, outcomes):
+    stats = [runtime.decoder.prefix_cache.stats for runtime, _ in runtimes.values()]
+    assert sum(s.hits for s in stats) >= 3 and sum(s.misses for s in stats) >= 3
 
 
 def test_the_fixture_cases_reach_what_they_are_for(outcomes):

@@ -77,3 +77,26 @@ def test_a_taken_port_is_an_error_at_once():
                              "127.0.0.1", server.port)
     finally:
         server.stop()
+
+
+def test_a_failing_voice_library_is_a_500_in_openai_shape_and_the_server_goes_on():
+    import httpx
+
+    class Broken(InMemoryVoiceLibrary):
+        def list(self):
+            raise RuntimeError("disk on fire")
+
+    engine = FakeSpeechEngine()
+    engine.warm_up()
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
+    server = BackgroundServer(create_app(HttpService(use_case, Broken(), engine)), "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        response = httpx.get(base + "/v1/audio/voices")
+        assert response.status_code == 500
+        error = response.json()["error"]
+        assert error["code"] == "INTERNAL_ERROR" and "disk on fire" not in response.text
+        speech = httpx.post(base + "/v1/audio/speech", json={"input": "Still serving.", "response_format": "wav"})
+        assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
+    finally:
+        server.stop()
