@@ -17,6 +17,7 @@ from adapters.voices import VolumeVoiceLibrary
 from app.settings import HUB_SCHEME, Settings
 from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, from_hub_cache, hub_caches
 from app.telemetry import make_tracer_provider
+from core.domain.errors import DomainError
 from core.domain.generate_speech import GenerateSpeech
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,19 @@ def _higgs_engine(paths: ModelPaths, settings: Settings, voices):
 
     return HiggsSpeechEngine(paths, device=settings.device, max_cache_len=settings.max_cache_len,
                              max_batch=settings.max_batch, prefix_cache_mb=settings.prefix_cache_mb,
-                             warm_voices=lambda: [voices.get(name) for name in settings.warm_voices])
+                             warm_voices=lambda: _warm_voices(voices, settings.warm_voices))
+
+
+def _warm_voices(voices, names):
+    """The voices HIGGS_WARM_VOICES names; one that is missing is said and skipped (a typo must
+    not keep the model from warming)."""
+    found = []
+    for name in names:
+        try:
+            found.append(voices.get(name))
+        except DomainError as error:
+            log.warning("HIGGS_WARM_VOICES: %s is skipped: %s", name, error.message)
+    return found
 
 
 class Container(containers.DeclarativeContainer):
