@@ -30,6 +30,8 @@ run: install
 ## test: the whole suite, as CI runs it (the playground test needs Debian's chromium: installed
 ## here when missing and run as root, as CI runs)
 test: install-test browser
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 browser:

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from app.container import Container, build_container, resolve_model_paths, volume_paths
 from app.settings import limit_cpu_threads
@@ -198,7 +198,6 @@ def _fetch(revisions: dict[str, str | None], volume=None, cache: Path | None = N
     """Plan (printing what will be fetched), then download: the plans and where each went.
     Raises DownloadError."""
     from boson_multimodal.hub import download, plan
-
     from boson_multimodal.voices import install_sample_voices
 
     plans = plan(revisions)

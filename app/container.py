@@ -15,8 +15,8 @@ from adapters.otel import OtelTracer
 from adapters.soundfile import SoundfileEncoder
 from adapters.voices import VolumeVoiceLibrary
 from app.settings import HUB_SCHEME, Settings
-from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, from_hub_cache, hub_caches
 from app.telemetry import make_tracer_provider
+from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, from_hub_cache, hub_caches
 from core.domain.errors import DomainError
 from core.domain.generate_speech import GenerateSpeech
 

@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
 from app.cli import EXIT_FAILED, EXIT_OK, warn_if_demo
-from app.http_api import health_server
 from app.container import Container, validate_storage
+from app.http_api import health_server
 from core.domain.errors import DomainError
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from boson_multimodal.batch import BatchDecoder  # noqa: E402
 from boson_multimodal.codec import AudioCodec  # noqa: E402
 from boson_multimodal.demo import voice_clip  # noqa: E402
-from boson_multimodal.batch import BatchDecoder  # noqa: E402
 from boson_multimodal.generate import DecodeStats, SamplingConfig  # noqa: E402
 from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns  # noqa: E402
 

@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -328,11 +327,13 @@ def main() -> int:
                    "prefix_cache": vars(cached.prefix_cache.stats), **header}
             print(json.dumps(row), flush=True)
         if not args.skip_sequential:
-            row = {"streams": n, "mode": "sequential", "voice_cache": "off", **run_streams(today, codec, prompts[:n], args.steps, True),
+            row = {"streams": n, "mode": "sequential", "voice_cache": "off",
+                   **run_streams(today, codec, prompts[:n], args.steps, True),
                    "ops_per_step": reference_ops, "ops_vs_transformers": 1.0, **header}
             print(json.dumps(row), flush=True)
             ops = count_ops(lambda: single._step_fn(1, length))
-            row = {"streams": n, "mode": "one_slot", "voice_cache": "off", **run_streams(single, codec, prompts[:n], args.steps, True),
+            row = {"streams": n, "mode": "one_slot", "voice_cache": "off",
+                   **run_streams(single, codec, prompts[:n], args.steps, True),
                    "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
             print(json.dumps(row), flush=True)
     # the vocoder runs on the callers' threads: decode steps per second with and without it

@@ -27,7 +27,6 @@ from typing import Callable, Iterator
 import torch
 
 from boson_multimodal.fused import DecodeModel, SlotKV, bucket_sizes
-from boson_multimodal.prefix_cache import MIN_PREFIX_TOKENS, PrefixCache, prefix_key
 from boson_multimodal.generate import (
     CodeIds,
     DecodeStats,
@@ -37,6 +36,7 @@ from boson_multimodal.generate import (
     SlotState,
     advance,
 )
+from boson_multimodal.prefix_cache import MIN_PREFIX_TOKENS, PrefixCache, prefix_key
 
 log = logging.getLogger(__name__)
 

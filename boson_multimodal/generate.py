@@ -208,7 +208,8 @@ def sample_frame(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.
     return torch.where(redraw, alternative, choice)
 
 
-def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p_floor: torch.Tensor) -> torch.Tensor:
+def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
+         top_p_floor: torch.Tensor) -> torch.Tensor:
     """Scores to sample from, in the reference implementation's order (transformers' warpers):
     temperature; top-k (every score below the k-th largest is dropped, ties kept); top-p on the
     renormalised result (in ascending order, the scores whose cumulative probability is at most

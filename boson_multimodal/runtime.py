@@ -16,9 +16,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.chunking import chunk_text
 from boson_multimodal.codec import AudioCodec, read_clip
-from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.generate import DecodeStats, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.loader import LoadedBundle, load_bundle

@@ -3,10 +3,11 @@
 Time step t of the audio is complete once delayed frame t + K exists (frame 0 is the BOS frame).
 As in the reference implementation, the newest complete time step is never audio (at the end of
 a stream it holds the stream-EOS codes) and codes are clipped to the codebook, so no BOS/EOS id
-is ever decoded or fed back into a prompt. Chunks of time steps are decoded with `left` and `right` frames of context on each side and the
-context's samples dropped, so the concatenated chunks equal a one-shot decode of all the codes
-(one frame's codes change the waveform up to 10 frames away each way in the reference codec's
-architecture: with 8 frames of context, seams were off by 5e-4; with 12, by 5e-7)."""
+is ever decoded or fed back into a prompt. Chunks of time steps are decoded with `left` and
+`right` frames of context on each side and the context's samples dropped, so the concatenated
+chunks equal a one-shot decode of all the codes (one frame's codes change the waveform up to 10
+frames away each way in the reference codec's architecture: with 8 frames of context, seams were
+off by 5e-4; with 12, by 5e-7)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from google.protobuf.message import DecodeError
 from core.domain.errors import DomainError, ErrorCode, validation_error
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechEvent, SpeechStarted
 from core.domain.request import (
-    ChunkMethod,
     Chunking,
+    ChunkMethod,
     InlineVoice,
     NamedVoice,
     OutputFormat,

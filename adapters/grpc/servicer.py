@@ -77,7 +77,8 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
             abort(context, error)
         except Exception as exc:
             log.exception("listing voices failed")
-            abort(context, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"could not list voices ({type(exc).__name__})"))
+            abort(context, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
+                                       f"could not list voices ({type(exc).__name__})"))
 
     def _run(self, request: SpeechRequest, context: grpc.ServicerContext) -> Iterator[SpeechEvent]:
         """Queue the request for the generation thread and relay its events as they come.
@@ -147,7 +148,9 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         except Exception as exc:
             log.exception("request %s: unexpected failure", rid)
             events.put(
-                SpeechFailed(rid, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); the server's log has the details"))
+                SpeechFailed(rid, DomainError(
+                    ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
+                    f"internal error ({type(exc).__name__}); the server's log has the details"))
             )
         finally:
             events.put(_END)

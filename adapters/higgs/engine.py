@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
-from pathlib import Path
 import threading
 import time
 from array import array
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from boson_multimodal.batch import DecoderClosed

@@ -87,7 +87,8 @@ def create_app(service: HttpService) -> FastAPI:
     @app.get("/ready")
     async def ready():
         is_ready = service.engine.is_ready()
-        return JSONResponse({"ready": is_ready, "model": service.engine.describe()}, status_code=200 if is_ready else 503)
+        return JSONResponse({"ready": is_ready, "model": service.engine.describe()},
+                            status_code=200 if is_ready else 503)
 
     @app.get("/ping")
     async def ping():

@@ -34,7 +34,8 @@ def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequ
                                constraint="type=object", actual_type=type(body).__name__)
     unknown = sorted(str(k) for k in body if k not in FIELDS)
     if unknown:
-        raise validation_error(ErrorCode.UNKNOWN_FIELD, f"unknown field(s): {', '.join(safe_text(u, 40) for u in unknown[:5])}",
+        shown = ", ".join(safe_text(u, 40) for u in unknown[:5])
+        raise validation_error(ErrorCode.UNKNOWN_FIELD, f"unknown field(s): {shown}",
                                field=unknown[0], constraint="known_field", actual=unknown, allowed=sorted(FIELDS))
     given = {k: v for k, v in body.items() if v is not None}
     model = given.get("model", MODEL_ID)
@@ -64,7 +65,8 @@ def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequ
                                constraint="type=string")
     output = None
     if any(k in given for k in ("s3_bucket", "s3_key", "overwrite")):
-        output = OutputTarget(given.get("s3_bucket") or None, given.get("s3_key") or None, given.get("overwrite", False))
+        output = OutputTarget(given.get("s3_bucket") or None, given.get("s3_key") or None,
+                              given.get("overwrite", False))
     defaults = Chunking()
     request = SpeechRequest(
         text=text,

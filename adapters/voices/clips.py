@@ -17,7 +17,8 @@ def inspect_clip(data: bytes) -> tuple[str, float]:
     import soundfile
 
     if len(data) > MAX_REFERENCE_AUDIO_BYTES:
-        raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, f"a clip is at most {MAX_REFERENCE_AUDIO_BYTES} bytes",
+        raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO,
+                               f"a clip is at most {MAX_REFERENCE_AUDIO_BYTES} bytes",
                                field="file", constraint=f"max_bytes={MAX_REFERENCE_AUDIO_BYTES}",
                                actual_bytes=len(data))
     try:

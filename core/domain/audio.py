@@ -14,7 +14,7 @@ SAMPLE_RATE = 24_000
 FRAME_RATE = 25  # audio-token frames per second of the Higgs audio tokenizer
 
 
-def samples_from_bytes(data: bytes) -> array:
+def samples_from_bytes(data: bytes) -> array[float]:
     """Little-endian float32 bytes -> samples."""
     out = array("f")
     out.frombytes(data)
@@ -23,7 +23,7 @@ def samples_from_bytes(data: bytes) -> array:
     return out
 
 
-def samples_to_bytes(samples: array) -> bytes:
+def samples_to_bytes(samples: array[float]) -> bytes:
     if sys.byteorder == "little":
         return samples.tobytes()
     swapped = array("f", samples)
@@ -31,7 +31,7 @@ def samples_to_bytes(samples: array) -> bytes:
     return swapped.tobytes()
 
 
-def to_pcm16(samples: array) -> array:
+def to_pcm16(samples: array[float]) -> array[int]:
     """Clip to [-1, 1] and scale to int16."""
     return array(
         "h",
@@ -42,14 +42,14 @@ def to_pcm16(samples: array) -> array:
     )
 
 
-def pcm16_bytes(samples: array) -> bytes:
+def pcm16_bytes(samples: array[float]) -> bytes:
     pcm = to_pcm16(samples)
     if sys.byteorder != "little":
         pcm.byteswap()
     return pcm.tobytes()
 
 
-def wav_bytes(samples: array, sample_rate: int) -> bytes:
+def wav_bytes(samples: array[float], sample_rate: int) -> bytes:
     """A 16-bit PCM mono WAV file."""
     data = pcm16_bytes(samples)
     return wav_header(len(data), sample_rate) + data
@@ -98,7 +98,7 @@ class WavEncoder:
 
     formats = frozenset({"wav"})
 
-    def encode(self, samples: array, sample_rate: int, fmt: str) -> EncodedAudio:
+    def encode(self, samples: array[float], sample_rate: int, fmt: str) -> EncodedAudio:
         if fmt != "wav":
             raise ValueError(f"WavEncoder cannot write {fmt}")
         return EncodedAudio(wav_bytes(samples, sample_rate), "wav", "audio/wav")

@@ -41,7 +41,7 @@ class SpeechStarted:
 class AudioChunk:
     request_id: str
     sequence: int
-    samples: array  # float32 mono
+    samples: array[float]  # float32 mono
     sample_rate: int
     frame_index: int  # index of the first audio frame (25 per second) in this chunk
 

@@ -17,10 +17,10 @@ import time
 from array import array
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator, Mapping
 
 from core.domain.audio import FRAME_RATE, EncodedAudio, max_encoded_bytes
-from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import (
     AudioChunk,
     AudioStored,
@@ -31,16 +31,20 @@ from core.domain.events import (
     SpeechStarted,
     Timings,
 )
-from core.domain.request import InlineVoice, NamedVoice, SpeechRequest, validation_error
+from core.domain.request import InlineVoice, NamedVoice, SpeechRequest
 from core.domain.result_cache import CachedResult, ResultCache
 from core.domain.voice import VoicePrompt
 from core.ports.audio_encoder import AudioEncoder
-from core.ports.object_store import ObjectStore
-from core.ports.speech_engine import EngineAudio, EngineDone, EngineProgress, SpeechEngine
-from core.ports.tracer import NoopTracer, Tracer
+from core.ports.object_store import ObjectStore, StoredObject
+from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineProgress, SpeechEngine
+from core.ports.tracer import NoopTracer, Span, Tracer
 from core.ports.voice_library import VoiceLibrary
 
 log = logging.getLogger(__name__)
+
+# what producing the audio returns: the samples, the engine's summary, seconds to the first
+# audio (None when there was none) and seconds of generation
+Synthesized = tuple["array[float]", EngineDone, float | None, float]
 
 _EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3"}
 
@@ -110,7 +114,8 @@ class GenerateSpeech:
                 span.set_attribute("error.code", error.code)
                 yield SpeechFailed(request.request_id, error)
 
-    def _run(self, request, cancel, started_at, received_at, span) -> Iterator[SpeechEvent]:
+    def _run(self, request: SpeechRequest, cancel: threading.Event, started_at: float, received_at: float | None,
+             span: Span) -> Iterator[SpeechEvent]:
         rid = request.request_id
         fmt = request.output_format.value
         if fmt not in self._encoder.formats:
@@ -193,7 +198,8 @@ class GenerateSpeech:
             metadata=metadata,
         )
 
-    def _synthesize(self, request, voices, cancel) -> Iterator:
+    def _synthesize(self, request: SpeechRequest, voices: list[VoicePrompt],
+                    cancel: threading.Event) -> Generator[SpeechEvent, None, Synthesized]:
         """The engine's events as domain events; returns (samples, done, first_audio, seconds)."""
         rid = request.request_id
         sample_rate = self._engine.sample_rate
@@ -229,7 +235,8 @@ class GenerateSpeech:
                 synth_span.set_attribute("speech.prefix_cache", ",".join(map(str, done.metadata["prefix_cache"])))
         return samples, done, first_audio, generation_seconds
 
-    def _cached(self, request, voices) -> tuple[str | None, CachedResult | None]:
+    def _cached(self, request: SpeechRequest,
+                voices: list[VoicePrompt]) -> tuple[str | None, CachedResult | None]:
         """The result-cache key (None when the request or the setup does not qualify) and the
         entry found under it."""
         if self._results is None or not ResultCache.eligible(request):
@@ -243,7 +250,7 @@ class GenerateSpeech:
             lookup.set_attribute("speech.result_cache", "hit" if hit else "miss")
         return key, hit
 
-    def _replay(self, rid: str, hit: CachedResult, text: str) -> Iterator:
+    def _replay(self, rid: str, hit: CachedResult, text: str) -> Generator[SpeechEvent, None, Synthesized]:
         """A cached result as the engine would have streamed it, one second a chunk."""
         started = self._clock()
         step = hit.sample_rate
@@ -273,15 +280,17 @@ class GenerateSpeech:
             )
         fmt = request.output_format.value
         key = output.key if output and output.key else None
-        if key and not output.overwrite:
+        if key and output is not None and not output.overwrite:
             self._refuse_taken_key(bucket, key)
         return bucket, key or default_key(self._key_prefix, request.request_id, fmt, self._now())
 
     def _refuse_taken_key(self, bucket: str, key: str) -> None:
         """Before any GPU work: a caller-chosen key that already holds audio (or its record) is
         refused unless overwrite was asked for. The write itself is conditional too."""
+        store = self._store
+        assert store is not None  # _target refused the request before
         try:
-            taken = self._store.exists(bucket, key) or self._store.exists(bucket, record_key(key))
+            taken = store.exists(bucket, key) or store.exists(bucket, record_key(key))
         except DomainError:
             raise
         except Exception:  # the store is unreachable or forbids HEAD: the write will tell
@@ -310,7 +319,8 @@ class GenerateSpeech:
                 {"voice": voice.name},
             ) from exc
 
-    def _engine_events(self, request, voices, cancel):
+    def _engine_events(self, request: SpeechRequest, voices: list[VoicePrompt],
+                       cancel: threading.Event) -> Iterator[EngineEvent]:
         try:
             yield from self._engine.stream(request, voices, cancel)
         except DomainError:
@@ -328,7 +338,7 @@ class GenerateSpeech:
                 {"exception": type(exc).__name__},
             ) from exc
 
-    def _encode(self, samples: array, sample_rate: int, fmt: str) -> EncodedAudio:
+    def _encode(self, samples: array[float], sample_rate: int, fmt: str) -> EncodedAudio:
         try:
             return self._encoder.encode(samples, sample_rate, fmt)
         except Exception as exc:
@@ -338,7 +348,9 @@ class GenerateSpeech:
             ) from exc
 
     def _store_audio(
-        self, request, bucket, key, audio, duration, sample_rate, done, timings, rtf, metadata, started_at
+        self, request: SpeechRequest, bucket: str, key: str, audio: EncodedAudio, duration: float,
+        sample_rate: int, done: EngineDone, timings: Timings, rtf: float, metadata: dict[str, Any],
+        started_at: float,
     ) -> tuple[AudioStored, Timings]:
         """The audio, then its event record, whose timings are the real ones up to the record
         (upload: the audio's; total: from the start to the record's write)."""
@@ -405,7 +417,8 @@ class GenerateSpeech:
         ), timings
 
 
-def _put(store: ObjectStore, bucket, key, data, content_type, metadata, overwrite: bool):
+def _put(store: ObjectStore, bucket: str, key: str, data: bytes, content_type: str,
+         metadata: Mapping[str, str], overwrite: bool) -> StoredObject:
     try:
         return store.put(bucket, key, data, content_type, metadata, overwrite=overwrite)
     except DomainError:

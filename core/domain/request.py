@@ -69,7 +69,8 @@ def check_text(value: object, field: str, code: ErrorCode, max_chars: int, multi
 def _out_of_range(code: ErrorCode, field: str, constraint: str, value: object) -> Exception:
     """`constraint` reads `range=[1,8192] integer`; the message says it in words."""
     interval, _, kind = constraint.removeprefix("range=").partition(" ")
-    words = f"{field} must be {'an ' + kind if kind.startswith('integer') else 'a number'} in {interval.replace(',', ', ')}"
+    what = "an " + kind if kind.startswith("integer") else "a number"
+    words = f"{field} must be {what} in {interval.replace(',', ', ')}"
     actual = {"actual": value} if _is_number(value) else {"actual_type": type(value).__name__}
     return validation_error(code, words, field=field, constraint=constraint, **actual)
 

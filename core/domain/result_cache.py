@@ -29,7 +29,7 @@ _VOLATILE = {"loaded", "max_batch", "max_cache_len", "kv_cache_mib", "model_path
 
 @dataclass(frozen=True)
 class CachedResult:
-    samples: array  # float32 mono
+    samples: array[float]  # float32 mono
     sample_rate: int
     request_id: str  # the request that generated it
     frames: int
@@ -72,7 +72,8 @@ class ResultCache:
             return None
         return CachedResult(samples, rate, str(record["request_id"]), int(record["frames"]), str(record["stop_reason"]))
 
-    def save(self, key: str, samples: array, sample_rate: int, request_id: str, frames: int, stop_reason: str) -> None:
+    def save(self, key: str, samples: array[float], sample_rate: int, request_id: str, frames: int,
+             stop_reason: str) -> None:
         """The audio, then its record (an entry exists once the record does). A concurrent
         writer of the same entry wins; a failure only costs the next request a generation."""
         record = {"request_id": request_id, "frames": frames, "stop_reason": stop_reason,

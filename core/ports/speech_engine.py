@@ -13,7 +13,7 @@ from core.domain.voice import VoicePrompt
 class EngineAudio:
     """Waveform for frames [frame_index, frame_index + len(samples) / samples_per_frame)."""
 
-    samples: array  # float32 mono at the engine's sample rate
+    samples: array[float]  # float32 mono at the engine's sample rate
     frame_index: int
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from adapters.fake import FakeSpeechEngine, InMemoryVoiceLibrary
 from core.domain.request import Sampling, SpeechRequest
 from core.ports.speech_engine import EngineAudio, EngineDone, EngineProgress, SpeechEngine
 
+
 def _higgs(request):
     from adapters.higgs import HiggsSpeechEngine
 

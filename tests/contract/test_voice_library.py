@@ -5,6 +5,7 @@ import pytest
 from adapters.fake import InMemoryVoiceLibrary
 from core.domain.errors import DomainError
 
+
 def _volume(request):
     from adapters.voices import VolumeVoiceLibrary
 
@@ -137,8 +138,8 @@ def test_unknown_or_hostile_names_are_unknown_voice(library, name):
 
 
 def test_volume_library_ignores_incomplete_and_badly_named_voices(tmp_path):
-    from adapters.voices import VolumeVoiceLibrary
     from adapters.fake import tone_clip
+    from adapters.voices import VolumeVoiceLibrary
 
     (tmp_path / "ok.wav").write_bytes(tone_clip(200.0, 0.3))
     (tmp_path / "ok.txt").write_text("Fine.\n")

@@ -266,7 +266,8 @@ def test_the_batched_step_runs_in_bfloat16(demo_bundle, prompts):
     step_logits = {}
     for dtype in (torch.float32, torch.bfloat16):
         decoder = BatchDecoder(load_bundle(demo_bundle, device="cpu", dtype=dtype).model, max_batch=4)
-        decoder.logits_hook = lambda step, value, d=dtype: step_logits.setdefault(d, value.clone()) if step == 1 else None
+        decoder.logits_hook = (lambda step, value, d=dtype:
+                               step_logits.setdefault(d, value.clone()) if step == 1 else None)
         _decode(decoder, prompts[1], SETTINGS[0], 10)
         decoder.logits_hook = None
         results = []

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from boson_multimodal.codec import delay_frames, read_clip
 from boson_multimodal.batch import BatchDecoder
+from boson_multimodal.codec import delay_frames, read_clip
 from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.prompt import Turn, system_turn, voice_turns
 from boson_multimodal.runtime import AudioOut, Finished, ProgressOut, Synthesis, VoiceClip
@@ -179,9 +179,8 @@ def test_cancel_stops_within_a_step(demo_runtime, demo_bundle):
 
 
 def test_nan_logits_raise_numerical_error(demo_bundle):
-    from boson_multimodal.runtime import HiggsAudio
-
     from boson_multimodal.loader import load_bundle
+    from boson_multimodal.runtime import HiggsAudio
 
     bundle = load_bundle(demo_bundle, device="cpu")
     with torch.no_grad():

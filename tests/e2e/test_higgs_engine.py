@@ -13,12 +13,12 @@ import pytest
 from adapters.fake import InMemoryObjectStore
 from adapters.higgs import HiggsSpeechEngine
 from adapters.voices import VolumeVoiceLibrary
+from boson_multimodal.layout import ModelPaths
 from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
 from core.domain.events import SpeechCompleted, SpeechFailed
 from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import InlineVoice, NamedVoice, Sampling, SpeechRequest
-from boson_multimodal.layout import ModelPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 

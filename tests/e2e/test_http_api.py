@@ -95,7 +95,8 @@ def test_a_seeded_request_is_reproducible_and_another_seed_differs(server):
 
     def speak(seed):
         return client.audio.speech.create(model="higgs-audio-v2", voice={"id": "en_man"}, input=TEXT,
-                                          response_format="pcm", extra_body={"seed": seed, "max_new_tokens": 80}).content
+                                          response_format="pcm",
+                                          extra_body={"seed": seed, "max_new_tokens": 80}).content
 
     first = speak(11)
     assert first == speak(11) and first != speak(12)
@@ -154,7 +155,8 @@ BAD = [
     ({"extra_body": {"top_k": 0}}, openai.BadRequestError, "INVALID_TOP_K", "top_k"),
     ({"extra_body": {"seed": -1}}, openai.BadRequestError, "INVALID_SEED", "seed"),
     ({"extra_body": {"bogus": 1}}, openai.BadRequestError, "UNKNOWN_FIELD", "bogus"),
-    ({"extra_body": {"s3_key": "../x.wav", "s3_bucket": "good-bucket"}}, openai.BadRequestError, "INVALID_S3_KEY", None),
+    ({"extra_body": {"s3_key": "../x.wav", "s3_bucket": "good-bucket"}}, openai.BadRequestError, "INVALID_S3_KEY",
+     None),
     ({"stream_format": "ws"}, openai.BadRequestError, "INVALID_INPUT", "stream_format"),
     ({"voice": "../../etc/passwd"}, openai.BadRequestError, "INVALID_VOICE_NAME", None),
 ]
@@ -172,7 +174,8 @@ def test_bad_input_gets_openai_errors_with_stable_codes(server, change, raised, 
     assert set(body) >= {"message", "type", "code", "param"}
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"null", b'{"input": 5}', "\ud800".encode("utf-8", "surrogatepass")])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"null", b'{"input": 5}',
+                                  "\ud800".encode("utf-8", "surrogatepass")])
 def test_malformed_bodies_are_400_and_the_server_keeps_serving(server, body):
     response = httpx.post(server.base + "/v1/audio/speech", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400

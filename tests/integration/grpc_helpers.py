@@ -5,11 +5,10 @@ import time
 
 import grpc
 
+from adapters.grpc.status import ERROR_CODE_KEY, ERROR_DETAILS_KEY
 from app.cli import main
 from app.container import build_container
 from app.settings import Settings
-
-from adapters.grpc.status import ERROR_CODE_KEY, ERROR_DETAILS_KEY
 from higgs_tts.v1 import speech_pb2 as pb
 
 TEXT = "The quick brown fox jumps over the lazy dog, twice over."  # 100 frames on the fake

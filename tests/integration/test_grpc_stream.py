@@ -11,7 +11,6 @@ from core.domain.audio import to_pcm16
 from higgs_tts.v1 import speech_pb2 as pb
 from tests.integration.grpc_helpers import (
     SAMPLES_PER_FRAME,
-    TEXT,
     collect,
     domain_code,
     kinds,

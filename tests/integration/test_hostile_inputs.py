@@ -214,7 +214,8 @@ def test_every_hostile_case_through_runpods_local_api(api_worker):
             # any handler: the production loop below hands it to ours
             assert status == 422 and "dict" in json.dumps(body), (name, status, body)
             continue
-        assert status == 200 and isinstance(body, dict) and body.get("status") == "COMPLETED", (name, status, str(body)[:500])
+        completed = status == 200 and isinstance(body, dict) and body.get("status") == "COMPLETED"
+        assert completed, (name, status, str(body)[:500])
         check_output(name, body["output"], expected)
         if index % 50 == 49:  # the worker still serves a valid request after each batch
             assert api_worker.runsync(VALID)["output"]["success"] is True, name
@@ -292,8 +293,8 @@ def grpc_cases() -> list[tuple[str, pb.SpeechRequest, str | None]]:
                           "seed": [-1, -(2**63), 2**63 - 1], "ras_win_len": [-1, 2**31 - 1],
                           "ras_win_max_num_repeat": [0, 2**31 - 1]}.items():
         for value in values:
-            message = pb.SpeechRequest(text="Hi.", sampling=pb.Sampling(**{field: value, "max_new_tokens": 20}
-                                                                         if field != "max_new_tokens" else {field: value}))
+            fields = {field: value, "max_new_tokens": 20} if field != "max_new_tokens" else {field: value}
+            message = pb.SpeechRequest(text="Hi.", sampling=pb.Sampling(**fields))
             cases.append((f"{field}={value}", (message, None), None))
     return cases
 

@@ -206,8 +206,8 @@ def test_container_wires_s3_from_the_environment(seaweed, s3_bucket):
 
 
 def test_botocore_calls_are_traced_under_the_request(seaweed, s3_bucket):
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from adapters.otel import OtelTracer
     from app.settings import Settings

@@ -4,6 +4,7 @@ import threading
 import pytest
 
 from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLibrary
+from adapters.fake.voices import tone_clip
 from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import (
@@ -22,7 +23,6 @@ from core.domain.request import (
     Sampling,
     SpeechRequest,
 )
-from adapters.fake.voices import tone_clip
 
 TEXT = "The quick brown fox jumps over the lazy dog, twice over."
 

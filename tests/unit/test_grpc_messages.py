@@ -62,7 +62,7 @@ def test_pcm16_chunks_round_exactly_as_the_wav_encoder():
     assert len(audio_bytes(samples, PCM_F32LE)) == 4 * len(samples)
 
 
-V, M, I, S3, SYS = ErrorType.VALIDATION, ErrorType.MODEL, ErrorType.INFERENCE, ErrorType.S3_UPLOAD, ErrorType.SYSTEM
+V, M, INF, S3, SYS = ErrorType.VALIDATION, ErrorType.MODEL, ErrorType.INFERENCE, ErrorType.S3_UPLOAD, ErrorType.SYSTEM
 
 
 @pytest.mark.parametrize("error_type, code, status", [
@@ -70,7 +70,7 @@ V, M, I, S3, SYS = ErrorType.VALIDATION, ErrorType.MODEL, ErrorType.INFERENCE, E
     (V, ErrorCode.UNKNOWN_VOICE, grpc.StatusCode.NOT_FOUND),
     (SYS, ErrorCode.QUEUE_FULL, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (M, ErrorCode.MODEL_NOT_READY, grpc.StatusCode.UNAVAILABLE),
-    (I, ErrorCode.INFERENCE_FAILED, grpc.StatusCode.INTERNAL),
+    (INF, ErrorCode.INFERENCE_FAILED, grpc.StatusCode.INTERNAL),
     (SYS, ErrorCode.CANCELLED, grpc.StatusCode.CANCELLED),
     (S3, ErrorCode.S3_NO_SUCH_BUCKET, grpc.StatusCode.FAILED_PRECONDITION),
     (S3, ErrorCode.S3_UPLOAD_FAILED, grpc.StatusCode.UNAVAILABLE),
@@ -113,7 +113,8 @@ def test_details_are_bounded_valid_json_or_left_out():
     keys = dict(trailing_metadata(error))
     details = json.loads(keys["error-details"], parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert details["nan"] == "nan" and details["inf"] == "-inf" and len(details["value"]) < 100
-    huge = DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "bad", {f"{i}" + "k" * 99: "v" * 99 for i in range(30)})
+    many = {f"{i}" + "k" * 99: "v" * 99 for i in range(30)}
+    huge = DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "bad", many)
     keys = dict(trailing_metadata(huge))
     assert keys["error-code"] == "INVALID_S3_KEY" and "error-details" not in keys
     small = dict(trailing_metadata(DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_S3_KEY, "bad", {"v": "é"})))

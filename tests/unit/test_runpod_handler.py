@@ -4,16 +4,14 @@ SDK's own job runner, limits, progress, tracing, and the health server."""
 import asyncio
 import base64
 import json
-import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from runpod.serverless.modules.rp_job import run_job, run_job_generator
 
 from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLibrary
+from adapters.fake.voices import tone_clip
 from adapters.otel import OtelTracer
 from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions, request_from_input
 from adapters.runpod.schema import FIELDS, REQUEST_FIELDS
@@ -23,7 +21,6 @@ from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
 from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import ChunkMethod, InlineVoice, NamedVoice
-from adapters.fake.voices import tone_clip
 
 GOOD = {"transcript": "Hello from the fake engine.", "ref_audio": "belinda", "seed": 3}
 

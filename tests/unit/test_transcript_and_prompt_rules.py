@@ -51,7 +51,8 @@ CODES = torch.zeros((3, 8), dtype=torch.long)
 TAGGED = "[SPEAKER0] Hi. [SPEAKER1] Hello."
 
 
-@pytest.mark.parametrize("voices, scene, text", list(itertools.product((0, 1, 2), ("A room.", None, "  "), (TAGGED, "Hi."))))
+@pytest.mark.parametrize("voices, scene, text",
+                         list(itertools.product((0, 1, 2), ("A room.", None, "  "), (TAGGED, "Hi."))))
 def test_conversation_rules(voices, scene, text):
     references = [(f"clip {i}", CODES) for i in range(voices)]
     turns = conversation(scene, references, text)
