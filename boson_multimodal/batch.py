@@ -173,6 +173,8 @@ class BatchDecoder:
         """Runs `call` on the scheduler thread between steps and returns its result."""
         future: Future = Future()
         with self._wake:
+            if self._closed:
+                raise DecoderClosed("the decoder is closed")
             self._ensure_thread()
             self._calls.append((call, future))
             self._wake.notify()

@@ -222,6 +222,8 @@ def test_close_fails_waiting_and_running_requests(demo_runtime, prompts):
         list(stream)
     with pytest.raises(DecoderClosed):
         list(decoder.generate(prompts[0], SETTINGS[0], 10))
+    with pytest.raises(DecoderClosed):
+        decoder.run(lambda: None)  # nothing waits forever on a closed decoder
 
 
 def test_the_decode_step_compiles_as_one_graph_without_recompiles(demo_runtime, prompts):
