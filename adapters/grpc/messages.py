@@ -224,8 +224,8 @@ def audio_bytes(samples: array, encoding: int) -> bytes:
     x = np.frombuffer(samples, dtype=np.float32)
     if encoding == PCM_F32LE:
         return x.astype("<f4", copy=False).tobytes()
-    scaled = np.nan_to_num(x.astype(np.float64), nan=-1.0) * 32767.0
-    return np.clip(scaled, -32767.0, 32767.0).astype("<i2").tobytes()
+    clipped = np.clip(np.nan_to_num(x.astype(np.float64), nan=-1.0), -1.0, 1.0)
+    return np.trunc(clipped * 32767.0).astype("<i2").tobytes()
 
 
 def event_message(event: SpeechEvent, encoding: int) -> pb.SpeechEvent:

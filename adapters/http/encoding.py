@@ -25,8 +25,10 @@ _CODECS = {"mp3": ("libmp3lame", "mp3"), "opus": ("libopus", "ogg"), "aac": ("aa
 
 
 def pcm16(samples: array | np.ndarray) -> bytes:
-    data = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
-    return (np.clip(data, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    """As core's `to_pcm16` (every PCM16 in the project is the same numbers): in double, scale by
+    32767, truncate, clip to +-32767; NaN is -32767."""
+    data = np.nan_to_num(np.asarray(samples, dtype=np.float32).astype(np.float64), nan=-1.0)
+    return np.trunc(np.clip(data, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
 def streaming_wav_header(sample_rate: int) -> bytes:

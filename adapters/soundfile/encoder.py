@@ -23,8 +23,8 @@ _FORMATS = {
 
 
 def pcm16(samples: array) -> np.ndarray:
-    wave = np.frombuffer(samples, dtype=np.float32)
-    return np.trunc(np.clip(wave.astype(np.float64), -1.0, 1.0) * 32767.0).astype("<i2")  # as Python floats do
+    wave = np.nan_to_num(np.frombuffer(samples, dtype=np.float32).astype(np.float64), nan=-1.0)
+    return np.trunc(np.clip(wave, -1.0, 1.0) * 32767.0).astype("<i2")  # as Python floats do
 
 
 class SoundfileEncoder:
