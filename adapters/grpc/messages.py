@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from core.domain.errors import DomainError, ErrorCode, validation_error
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechEvent, SpeechStarted
 from core.domain.request import (
+    SAMPLING_FIELDS,
     Chunking,
     ChunkMethod,
     InlineVoice,
@@ -47,9 +48,7 @@ _CHUNK_METHODS = {
 }
 _CHUNK_METHOD_ENUMS = {v: k for k, v in _CHUNK_METHODS.items() if k != pb.CHUNK_METHOD_UNSPECIFIED}
 _ENCODINGS = {pb.AUDIO_ENCODING_UNSPECIFIED: PCM_S16LE, PCM_S16LE: PCM_S16LE, PCM_F32LE: PCM_F32LE}
-_SAMPLING_FIELDS = (
-    "temperature", "top_k", "top_p", "max_new_tokens", "seed", "ras_win_len", "ras_win_max_num_repeat"
-)
+_SAMPLING_FIELDS = SAMPLING_FIELDS
 
 
 # a text field that is not valid UTF-8 -> the code of the domain field it would have filled

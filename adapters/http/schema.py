@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from core.domain.errors import DomainError, ErrorCode, ErrorType, safe_text, validation_error
 from core.domain.request import (
+    SAMPLING_FIELDS,
     Chunking,
     NamedVoice,
     OutputTarget,
@@ -19,8 +20,7 @@ MODEL_ID = "higgs-audio-v2"
 # what OpenAI clients and chat front-ends send as `model`; all mean this one
 MODEL_ALIASES = frozenset({MODEL_ID, "higgs-audio-v2-generation-3B-base", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
 OPENAI_FIELDS = {"model", "input", "voice", "instructions", "response_format", "speed", "stream_format"}
-SAMPLING_FIELDS = {"temperature", "top_k", "top_p", "max_new_tokens", "seed", "ras_win_len", "ras_win_max_num_repeat"}
-EXTENSIONS = SAMPLING_FIELDS | {"voices", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns", "s3_bucket",
+EXTENSIONS = set(SAMPLING_FIELDS) | {"voices", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns", "s3_bucket",
                                 "s3_key", "overwrite"}
 FIELDS = OPENAI_FIELDS | EXTENSIONS
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from core.domain.errors import DomainError, ErrorCode, ErrorType, safe_text, validation_error
 from core.domain.events import AudioStored, SpeechCompleted
 from core.domain.request import (
+    SAMPLING_FIELDS,
     Chunking,
     InlineVoice,
     OutputTarget,
@@ -52,8 +53,7 @@ EXTRA_FIELDS = (
 )
 FIELDS = frozenset(REQUEST_FIELDS + EXTRA_FIELDS)
 
-_SAMPLING = ("temperature", "top_k", "top_p", "max_new_tokens", "seed", "ras_win_len",
-             "ras_win_max_num_repeat")
+_SAMPLING = SAMPLING_FIELDS
 _STRINGS = {
     "transcript": ErrorCode.INVALID_TRANSCRIPT,
     "ref_audio": ErrorCode.INVALID_VOICE_NAME,

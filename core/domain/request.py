@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from core.domain.errors import ErrorCode, validation_error
@@ -114,6 +114,10 @@ class Sampling:
         if not _is_int(self.ras_win_max_num_repeat) or not (1 <= self.ras_win_max_num_repeat <= MAX_RAS_WINDOW):
             raise _out_of_range(ErrorCode.INVALID_RAS, "ras_win_max_num_repeat",
                                 f"range=[1,{MAX_RAS_WINDOW}] integer", self.ras_win_max_num_repeat)
+
+
+# the sampling parameters, by name: the fields every face of the service maps one to one
+SAMPLING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sampling))
 
 
 @dataclass(frozen=True)
