@@ -146,10 +146,11 @@ class TransformersDecoder:
         self.occupancy = Occupancy(1)
         self.lock = threading.Lock()
 
-    def generate(self, prompt, sampling, max_frames, sync_every=16, suppress_eos=False):
+    def generate(self, prompt, sampling, max_frames, sync_every=16, suppress_eos=False, stats=None):
         from transformers import StaticCache
 
         with self.lock, torch.inference_mode():
+            started = time.perf_counter()
             ids, device = self.ids, self.device
             cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len)
             state = SlotState.allocate(1, max_frames, ids, device)
@@ -160,6 +161,8 @@ class TransformersDecoder:
                              audio_input_ids_mask=torch.ones((1, audio.shape[0]), dtype=torch.bool, device=device),
                              cache=cache, use_cache=True, logits_to_keep=1)
             advance(out.logits.view(1, ids.num_codebooks, ids.codebook_size).float(), state, ids)
+            if stats is not None:
+                stats.prefill_s = time.perf_counter() - started
             position = torch.tensor([[prompt.length]], device=device)
             produced, reported = 1, 0
             while produced < max_frames:
@@ -173,9 +176,6 @@ class TransformersDecoder:
                 if produced - reported >= max(1, due) or produced == max_frames:
                     yield state.frames[0, reported:produced].cpu()
                     reported = produced
-
-    def close(self) -> None:
-        pass
 
 
 def full_depth_ops(device: torch.device) -> dict:
@@ -216,7 +216,6 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
     prefill: list[float] = [0.0] * n
     turn = threading.Lock()
     start = threading.Barrier(n + 1)
-    sync = lambda produced: 16  # noqa: E731
 
     def stream(i: int) -> None:
         start.wait()
@@ -226,11 +225,12 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
             first = None
             frames = 0
             stats = DecodeStats()
+
+            def due(produced: int) -> int:  # as the service: the first audio as soon as it can leave
+                return vocoder.frames_for_first_audio() - produced if vocoder and vocoder.emitted == 0 else 16
+
             for block in decoder.generate(prompts[i], SamplingConfig(seed=i, temperature=0.7), steps + 1,
-                                          sync_every=(lambda p: vocoder.frames_for_first_audio() - p
-                                                      if vocoder and vocoder.emitted == 0 else 16) if vocode else sync,
-                                          suppress_eos=True, **({"stats": stats} if isinstance(decoder, BatchDecoder)
-                                                                else {})):
+                                          sync_every=due, suppress_eos=True, stats=stats):
                 frames += block.shape[0]
                 out = vocoder.push(block) if vocoder else [block]
                 if out and first is None:

@@ -82,8 +82,6 @@ class Occupancy:
     active: int = 0
     waiting: int = 0
     steps: int = 0
-    frames: int = 0  # frames decoded over all requests
-    slot_steps: int = 0  # sum over steps of the busy slots: slot_steps / steps = mean occupancy
 
 
 class BatchDecoder:
@@ -346,10 +344,7 @@ class BatchDecoder:
                 job.out.put(exc)
                 job.out.put(_END)
             return
-        o = self.occupancy
-        o.steps += 1
-        o.slot_steps += len(busy)
-        o.frames += len(busy)
+        self.occupancy.steps += 1
         for job in busy:
             job.produced += 1
             job.stats.steps += 1

@@ -121,7 +121,6 @@ class DecodeModel:
         Off, the step is the one CUDA runs (GEMMs and SDPA)."""
         config = model.config
         inner = model.model
-        self.config = config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim, self.hidden = config.head_dim, config.hidden_size
         self.eps = config.rms_norm_eps

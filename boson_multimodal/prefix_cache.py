@@ -67,8 +67,3 @@ class PrefixCache:
             self.stats.bytes += size
             self.stats.entries = len(self._entries)
             return True
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.stats.bytes = self.stats.entries = 0

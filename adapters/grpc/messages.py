@@ -48,7 +48,6 @@ _CHUNK_METHODS = {
 }
 _CHUNK_METHOD_ENUMS = {v: k for k, v in _CHUNK_METHODS.items() if k != pb.CHUNK_METHOD_UNSPECIFIED}
 _ENCODINGS = {pb.AUDIO_ENCODING_UNSPECIFIED: PCM_S16LE, PCM_S16LE: PCM_S16LE, PCM_F32LE: PCM_F32LE}
-_SAMPLING_FIELDS = SAMPLING_FIELDS
 
 
 # a text field that is not valid UTF-8 -> the code of the domain field it would have filled
@@ -154,7 +153,7 @@ def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:
         voices=tuple(_voice(v, i) for i, v in enumerate(message.voices)),
         scene_prompt=message.scene_prompt or None,
         sampling=Sampling(
-            **{f: getattr(sampling, f) for f in _SAMPLING_FIELDS if sampling.HasField(f)}
+            **{f: getattr(sampling, f) for f in SAMPLING_FIELDS if sampling.HasField(f)}
         ),
         chunking=Chunking(
             _CHUNK_METHODS[chunking.method],
@@ -191,7 +190,7 @@ def message_from_request(
 ) -> pb.SpeechRequest:
     """The inverse of request_from_message, for clients."""
     s, c = request.sampling, request.chunking
-    sampling = {f: getattr(s, f) for f in _SAMPLING_FIELDS if getattr(s, f) is not None}
+    sampling = {f: getattr(s, f) for f in SAMPLING_FIELDS if getattr(s, f) is not None}
     voices = [
         pb.Voice(reference=pb.ReferenceAudio(audio=v.audio, transcript=v.transcript, name=v.name))
         if isinstance(v, InlineVoice)

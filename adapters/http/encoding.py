@@ -88,8 +88,3 @@ class StreamEncoder:
         data = self._buffer.getvalue()[self._sent:]
         self._sent += len(data)
         return data
-
-
-def encode_whole(fmt: str, samples: array | np.ndarray, sample_rate: int) -> bytes:
-    encoder = StreamEncoder(fmt, sample_rate)
-    return encoder.push(samples) + encoder.finish()

@@ -53,7 +53,6 @@ EXTRA_FIELDS = (
 )
 FIELDS = frozenset(REQUEST_FIELDS + EXTRA_FIELDS)
 
-_SAMPLING = SAMPLING_FIELDS
 _STRINGS = {
     "transcript": ErrorCode.INVALID_TRANSCRIPT,
     "ref_audio": ErrorCode.INVALID_VOICE_NAME,
@@ -113,7 +112,7 @@ def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechR
         text=given["transcript"],
         voices=voices,
         scene_prompt=given.get("scene_prompt") or None,
-        sampling=Sampling(**{f: given[f] for f in _SAMPLING if f in given}),
+        sampling=Sampling(**{f: given[f] for f in SAMPLING_FIELDS if f in given}),
         chunking=Chunking(
             given.get("chunk_method", defaults.method),
             given.get("chunk_max_word_num", defaults.max_word_num),
