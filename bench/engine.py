@@ -57,7 +57,7 @@ def build_tiny(device):
 
 def build_full_size(device):
     """The published checkpoint's shapes with random weights."""
-    from boson_multimodal.demo import build_text_tokenizer
+    from boson_multimodal.demo import build_text_tokenizer, special_token_ids
     from boson_multimodal.resample import provide_torchaudio
 
     provide_torchaudio()
@@ -67,15 +67,8 @@ def build_full_size(device):
     )
 
     tokenizer = build_text_tokenizer()
-    ids = tokenizer.convert_tokens_to_ids
-    config = HiggsAudioV2Config(
-        codebook_size=1026,
-        audio_token_id=ids("<|AUDIO_OUT|>"),
-        audio_bos_token_id=ids("<|audio_out_bos|>"),
-        audio_delay_token_id=ids("<|reserved_special_token_6|>"),
-        eos_token_id=ids("<|eot_id|>"),
-        pad_token_id=ids("<|end_of_text|>"),
-    )  # defaults: hidden 3072, 28 layers, 24 heads, 8 KV heads, FFN 8192, vocab 128256
+    # defaults: hidden 3072, 28 layers, 24 heads, 8 KV heads, FFN 8192, vocab 128256
+    config = HiggsAudioV2Config(codebook_size=1026, **special_token_ids(tokenizer))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.set_default_dtype(dtype)
     with torch.device(device):
@@ -207,7 +200,7 @@ def bench_hf(model, prompt, steps, device, cache_implementation=None):
             "steps": generated - 1}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full-size-random", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -215,51 +208,49 @@ def main() -> int:
     parser.add_argument("--voice-seconds", type=float, default=5.0)
     parser.add_argument("--skip-hf", action="store_true", help="only this engine")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    return parser.parse_args()
 
-    model, tokenizer, codec_model = (build_full_size if args.full_size_random else build_tiny)(device)
+
+def voice_prompt(model, tokenizer, codec_model, device, voice_seconds: float):
+    """(turns, prompt, reference codes): a cloned voice saying `TEXT_20_WORDS`."""
     codec = AudioCodec(codec_model, device)
-    reference = codec.encode(voice_clip(180.0, seconds=args.voice_seconds))
+    reference = codec.encode(voice_clip(180.0, seconds=voice_seconds))
     turns = [system_turn("A quiet studio.")]
     turns += voice_turns([("This is the reference clip of the voice to clone.", reference)], False)
     turns += [Turn("user", TEXT_20_WORDS)]
-    prompt = PromptBuilder(tokenizer, model.config).build(turns)
+    return turns, PromptBuilder(tokenizer, model.config).build(turns), reference
 
-    weights, kv = bytes_per_step(model, prompt.length + args.steps // 2)
+
+def run_benches(model, tokenizer, codec_model, turns, prompt, steps: int, device, skip_hf: bool) -> dict[str, dict]:
+    """One row per engine: this one, then transformers' `generate` with its default and static caches."""
     rows = {}
-    rows["higgs-tts"] = bench_engine(model, prompt, args.steps, device, warmup_graphs=True)
+    rows["higgs-tts"] = bench_engine(model, prompt, steps, device, warmup_graphs=True)
     rows["higgs-tts"].update(bench_ttfa(model, tokenizer, codec_model, turns, device))
-    if not args.skip_hf:
+    if not skip_hf:
         mask_stop_token(model)
-        rows["transformers generate"] = bench_hf(model, prompt, args.steps, device)
+        rows["transformers generate"] = bench_hf(model, prompt, steps, device)
         try:
-            rows["transformers generate (static cache)"] = bench_hf(model, prompt, args.steps, device, "static")
+            rows["transformers generate (static cache)"] = bench_hf(model, prompt, steps, device, "static")
         except Exception as exc:  # report, do not hide
             rows["transformers generate (static cache)"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return rows
+
+
+def add_rates(rows: dict[str, dict], bytes_read: int) -> None:
+    """Frames/s, real-time factor and achieved bandwidth, from each row's decode ms/step."""
     for row in rows.values():
         if "decode_ms_per_step" in row:
             step = row["decode_ms_per_step"] / 1000
             row["frames_per_s"] = 1 / step
             row["rtf"] = step * FRAME_RATE  # seconds of compute per second of audio
             row["x_real_time"] = 1 / row["rtf"]
-            row["achieved_GB_per_s"] = (weights + kv) / step / 1e9
-    summary = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        "model": "full-size random" if args.full_size_random else "tiny demo",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "prompt_tokens": prompt.length,
-        "voice_frames": int(reference.shape[0]),
-        "weight_bytes_per_step": weights,
-        "kv_bytes_per_step": kv,
-        "peak_memory_mb": peak_memory_mb(device),
-        "torch": torch.__version__,
-        "results": rows,
-    }
+            row["achieved_GB_per_s"] = bytes_read / step / 1e9
+
+
+def print_report(summary: dict, steps: int) -> None:
+    rows, weights, kv = summary["results"], summary["weight_bytes_per_step"], summary["kv_bytes_per_step"]
     print(f"# {summary['model']} on {summary['device']}, {summary['dtype']}, "
-          f"{summary['parameters'] / 1e6:.1f}M params, prompt {prompt.length} tokens, {args.steps} steps")
+          f"{summary['parameters'] / 1e6:.1f}M params, prompt {summary['prompt_tokens']} tokens, {steps} steps")
     print(f"# bytes read per step: weights {weights / 1e6:.1f} MB + KV {kv / 1e6:.1f} MB; "
           f"peak memory {summary['peak_memory_mb']:.0f} MiB")
     header = ["engine", "prefill ms", "decode ms/step", "frames/s", "x real time", "TTFA ms", "GB/s"]
@@ -276,6 +267,32 @@ def main() -> int:
     if "transformers generate" in rows and "decode_ms_per_step" in rows["transformers generate"]:
         speedup = rows["transformers generate"]["decode_ms_per_step"] / rows["higgs-tts"]["decode_ms_per_step"]
         print(f"# decode speed-up over transformers generate: {speedup:.2f}x")
+
+
+def main() -> int:
+    args = parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    model, tokenizer, codec_model = (build_full_size if args.full_size_random else build_tiny)(device)
+    turns, prompt, reference = voice_prompt(model, tokenizer, codec_model, device, args.voice_seconds)
+    weights, kv = bytes_per_step(model, prompt.length + args.steps // 2)
+    rows = run_benches(model, tokenizer, codec_model, turns, prompt, args.steps, device, args.skip_hf)
+    add_rates(rows, weights + kv)
+    summary = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "model": "full-size random" if args.full_size_random else "tiny demo",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "prompt_tokens": prompt.length,
+        "voice_frames": int(reference.shape[0]),
+        "weight_bytes_per_step": weights,
+        "kv_bytes_per_step": kv,
+        "peak_memory_mb": peak_memory_mb(device),
+        "torch": torch.__version__,
+        "results": rows,
+    }
+    print_report(summary, args.steps)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     return 0

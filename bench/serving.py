@@ -34,7 +34,9 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -262,7 +264,7 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
     }
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=["tiny", "mid", "full-size-random"], default="mid")
     parser.add_argument("--streams", default="1,4,8,16")
@@ -274,31 +276,53 @@ def main() -> int:
                         help="on: also run the batched engine with the prompt-prefix cache, its voices cached "
                              "by one earlier request each (lines say voice_cache on/off)")
     parser.add_argument("--json", action="store_true", help="JSON lines only (no header line)")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    counts = [int(s) for s in args.streams.split(",")]
+    return parser.parse_args()
 
-    model, tokenizer, codec_model = build(args.preset, device)
-    codec = AudioCodec(codec_model, device)
+
+def voice_prompts(model, tokenizer, codec: AudioCodec, n: int, voice_seconds: float) -> list:
+    """`n` requests, each with a voice of its own and one of `TEXTS`; the voice turns are the
+    prompt's prefix (what the prefix cache keeps)."""
     builder = PromptBuilder(tokenizer, model.config)
     prompts = []
-    for i in range(max(counts)):
-        reference = codec.encode(voice_clip(150.0 + 10 * i, seconds=args.voice_seconds, seed=i))
+    for i in range(n):
+        reference = codec.encode(voice_clip(150.0 + 10 * i, seconds=voice_seconds, seed=i))
         turns = [system_turn("A quiet studio.")]
         turns += voice_turns([("This is the reference clip of the voice to clone.", reference)], False)
         prompts.append(builder.build(turns + [Turn("user", TEXTS[i % len(TEXTS)])], prefix_turns=len(turns)))
-    cache_len = max(p.length for p in prompts) + args.steps + 64
-    batched = BatchDecoder(model, max_batch=max(counts), max_cache_len=cache_len)
-    cached = BatchDecoder(model, max_batch=max(counts), max_cache_len=cache_len, prefix_cache_bytes=1 << 30) \
-        if args.voice_cache == "on" else None
-    single = BatchDecoder(model, max_batch=1, max_cache_len=cache_len)
-    today = TransformersDecoder(model, cache_len)
-    for decoder in (batched, single, today):
-        if isinstance(decoder, BatchDecoder):
-            decoder.warm_up()
-        run_streams(decoder, codec, prompts[:1], 8, one_at_a_time=False)  # allocator, lazy inits
+    return prompts
 
-    header = {
+
+@dataclass
+class Engines:
+    """What a run compares, over one model (see the module docstring)."""
+
+    batched: BatchDecoder
+    cached: BatchDecoder | None  # batched, with the prefix cache (--voice-cache on)
+    single: BatchDecoder  # one_slot
+    today: TransformersDecoder  # sequential
+
+    @classmethod
+    def build(cls, model, max_batch: int, cache_len: int, voice_cache: bool) -> "Engines":
+        batched = BatchDecoder(model, max_batch=max_batch, max_cache_len=cache_len)
+        cached = BatchDecoder(model, max_batch=max_batch, max_cache_len=cache_len, prefix_cache_bytes=1 << 30) \
+            if voice_cache else None
+        single = BatchDecoder(model, max_batch=1, max_cache_len=cache_len)
+        return cls(batched, cached, single, TransformersDecoder(model, cache_len))
+
+    def warm_up(self, codec: AudioCodec, prompts) -> None:
+        for decoder in (self.batched, self.single, self.today):
+            if isinstance(decoder, BatchDecoder):
+                decoder.warm_up()
+            run_streams(decoder, codec, prompts[:1], 8, one_at_a_time=False)  # allocator, lazy inits
+
+    def close(self) -> None:
+        for decoder in (self.batched, self.single, self.cached):
+            if decoder is not None:
+                decoder.close()
+
+
+def run_header(args: argparse.Namespace, device: torch.device, model, prompts, batched: BatchDecoder) -> dict:
+    return {
         "preset": args.preset, "device": torch.cuda.get_device_name() if device.type == "cuda"
         else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)",
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
@@ -306,46 +330,66 @@ def main() -> int:
         "steps": args.steps, "torch": torch.__version__,
         "kv_cache_mb": round(batched.kv_bytes / 2**20, 1),
     }
+
+
+def stream_rows(n: int, engines: Engines, codec: AudioCodec, prompts, args: argparse.Namespace,
+                reference_ops: int, header: dict) -> Iterator[dict]:
+    """The lines for `n` streams, each as soon as it is measured: batched (then with the voice
+    cache), sequential, one_slot."""
+    batched, cached, length = engines.batched, engines.cached, engines.batched.sizes[0]
+    bucket = next(b for b in batched.batch_sizes if b >= n)
+    ops = count_ops(lambda: batched._step_fn(bucket, length))
+    yield {"streams": n, "mode": "batched", "voice_cache": "off",
+           **run_streams(batched, codec, prompts[:n], args.steps, False),
+           "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
+    if cached is not None:
+        run_streams(cached, codec, prompts[:n], 2, False, vocode=False)  # each voice's first request
+        yield {"streams": n, "mode": "batched", "voice_cache": "on",
+               **run_streams(cached, codec, prompts[:n], args.steps, False),
+               "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3),
+               "prefix_cache": vars(cached.prefix_cache.stats), **header}
+    if not args.skip_sequential:
+        yield {"streams": n, "mode": "sequential", "voice_cache": "off",
+               **run_streams(engines.today, codec, prompts[:n], args.steps, True),
+               "ops_per_step": reference_ops, "ops_vs_transformers": 1.0, **header}
+        ops = count_ops(lambda: engines.single._step_fn(1, length))
+        yield {"streams": n, "mode": "one_slot", "voice_cache": "off",
+               **run_streams(engines.single, codec, prompts[:n], args.steps, True),
+               "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
+
+
+def vocoder_overlap(batched: BatchDecoder, codec: AudioCodec, prompts, steps: int) -> dict:
+    """The vocoder runs on the callers' threads: decode steps per second with and without it."""
+    without = run_streams(batched, codec, prompts, steps, False, vocode=False)
+    with_vocoder = run_streams(batched, codec, prompts, steps, False, vocode=True)
+    return {"streams": len(prompts), "mode": "vocoder_overlap",
+            "decode_steps_per_second_without_vocoder": without["decode_steps_per_second"],
+            "decode_steps_per_second_with_vocoder": with_vocoder["decode_steps_per_second"]}
+
+
+def main() -> int:
+    args = parse_args()
+    device = torch.device(args.device)
+    counts = [int(s) for s in args.streams.split(",")]
+
+    model, tokenizer, codec_model = build(args.preset, device)
+    codec = AudioCodec(codec_model, device)
+    prompts = voice_prompts(model, tokenizer, codec, max(counts), args.voice_seconds)
+    engines = Engines.build(model, max(counts), max(p.length for p in prompts) + args.steps + 64,
+                            args.voice_cache == "on")
+    engines.warm_up(codec, prompts)
+
+    header = run_header(args, device, model, prompts, engines.batched)
     if not args.json:
         print("# " + json.dumps(header), flush=True)
     print(json.dumps(full_depth_ops(device)), flush=True)
     reference_ops = transformers_step_ops(model, prompts[0])
     print(json.dumps({"mode": "transformers_step", "ops_per_step": reference_ops}), flush=True)
-    length = batched.sizes[0]
     for n in counts:
-        bucket = next(b for b in batched.batch_sizes if b >= n)
-        ops = count_ops(lambda: batched._step_fn(bucket, length))
-        row = {"streams": n, "mode": "batched", "voice_cache": "off",
-               **run_streams(batched, codec, prompts[:n], args.steps, False),
-               "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
-        print(json.dumps(row), flush=True)
-        if cached is not None:
-            run_streams(cached, codec, prompts[:n], 2, False, vocode=False)  # each voice's first request
-            row = {"streams": n, "mode": "batched", "voice_cache": "on",
-                   **run_streams(cached, codec, prompts[:n], args.steps, False),
-                   "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3),
-                   "prefix_cache": vars(cached.prefix_cache.stats), **header}
+        for row in stream_rows(n, engines, codec, prompts, args, reference_ops, header):
             print(json.dumps(row), flush=True)
-        if not args.skip_sequential:
-            row = {"streams": n, "mode": "sequential", "voice_cache": "off",
-                   **run_streams(today, codec, prompts[:n], args.steps, True),
-                   "ops_per_step": reference_ops, "ops_vs_transformers": 1.0, **header}
-            print(json.dumps(row), flush=True)
-            ops = count_ops(lambda: single._step_fn(1, length))
-            row = {"streams": n, "mode": "one_slot", "voice_cache": "off",
-                   **run_streams(single, codec, prompts[:n], args.steps, True),
-                   "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
-            print(json.dumps(row), flush=True)
-    # the vocoder runs on the callers' threads: decode steps per second with and without it
-    n = min(8, max(counts))
-    without = run_streams(batched, codec, prompts[:n], args.steps, False, vocode=False)
-    with_vocoder = run_streams(batched, codec, prompts[:n], args.steps, False, vocode=True)
-    print(json.dumps({"streams": n, "mode": "vocoder_overlap",
-                      "decode_steps_per_second_without_vocoder": without["decode_steps_per_second"],
-                      "decode_steps_per_second_with_vocoder": with_vocoder["decode_steps_per_second"]}), flush=True)
-    for decoder in (batched, single, cached):
-        if decoder is not None:
-            decoder.close()
+    print(json.dumps(vocoder_overlap(engines.batched, codec, prompts[:min(8, max(counts))], args.steps)), flush=True)
+    engines.close()
     return 0
 
 

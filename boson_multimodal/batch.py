@@ -9,8 +9,8 @@ scheduler hands back, so the caller's thread turns them into audio while the nex
 A step runs the first B slots (B the smallest batch bucket that holds every busy slot; a free
 slot in between runs too, harmlessly, on its own row) and reads the first L positions of the KV
 cache (L the smallest KV bucket past the longest row). On CUDA each (B, L) step is captured
-once in a CUDA graph, all in one memory pool, and replayed; the host reads the device only when
-a request's next block of frames is due."""
+once in a CUDA graph, all in one memory pool, and replayed (`graphs.py`); the host reads the
+device only when a request's next block of frames is due."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from boson_multimodal.generate import (
     SlotState,
     advance,
 )
+from boson_multimodal.graphs import StepGraphs, batch_buckets
 from boson_multimodal.prefix_cache import MIN_PREFIX_TOKENS, PrefixCache, prefix_key
 
 log = logging.getLogger(__name__)
@@ -105,21 +106,18 @@ class BatchDecoder:
         self.ids = CodeIds(model.config)
         self.max_batch, self.max_cache_len = max_batch, max_cache_len
         self.use_cuda_graphs = (self.device.type == "cuda") if use_cuda_graphs is None else use_cuda_graphs
-        # on the CPU, "graphs" replay the same step eagerly: tests check the capture bookkeeping
-        self.graph_type = CudaGraphStep if self.device.type == "cuda" else EagerStep
         # KV buckets: by default, with graphs few (doubling from 1024, one graph each), without
         # fine ones (every 128 positions: attention reads less); else doubling from the one given
         if smallest_bucket is None and not self.use_cuda_graphs:
             self.sizes = bucket_sizes(max_cache_len, min(128, max_cache_len), linear=True)
         else:
             self.sizes = bucket_sizes(max_cache_len, min(smallest_bucket or 1024, max_cache_len))
-        self.batch_sizes = _batch_buckets(max_batch)
+        self.batch_sizes = batch_buckets(max_batch)
         self.kv = SlotKV(model.config, max_batch, max_cache_len, self.device, self.dtype)
         self.net = DecodeModel(model, max_cache_len, max_batch, cpu_kernels)
         self.state = SlotState.allocate(max_batch, max_cache_len, self.ids, self.device)
         self._views = {b: self.state.rows(b) for b in self.batch_sizes}
-        self.graphs: dict[tuple[int, int], CudaGraphStep | EagerStep] = {}
-        self._pool = None
+        self.graphs = StepGraphs(lambda batch, length: self._step_fn(batch, length), self.state.tensors, self.device)
         self.logits_hook: Callable[[int, torch.Tensor], None] | None = None  # eager only: (frame, logits[K, C])
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.occupancy = Occupancy(max_batch)
@@ -181,7 +179,7 @@ class BatchDecoder:
     def warm_up(self) -> None:
         """Capture the CUDA graph of every (batch, KV length) bucket now (no-op without graphs)."""
         if self.use_cuda_graphs:
-            self.run(self._capture_all)
+            self.run(lambda: self.graphs.capture_all(self.batch_sizes, self.sizes))
 
     def close(self) -> None:
         """Fails the waiting and running requests and stops the scheduler."""
@@ -327,9 +325,7 @@ class BatchDecoder:
         # each row writes its position length + produced - 1 in this step and reads up to it
         index = self._bucket_for(max(job.prompt.length + job.produced for job in busy))
         try:
-            graph = self.graphs.get((batch, self.sizes[index])) if self.use_cuda_graphs else None
-            if graph is None and self.use_cuda_graphs:
-                graph = self._capture(batch, self.sizes[index])
+            graph = self.graphs.get_or_capture(batch, self.sizes[index]) if self.use_cuda_graphs else None
             if graph is not None:
                 graph.replay()
             else:
@@ -397,67 +393,3 @@ class BatchDecoder:
             self._slots[job.slot] = None
             self.state.active[job.slot] = 0
         self.occupancy.active = sum(j is not None for j in self._slots)
-
-    # -- CUDA graphs ------------------------------------------------------------------------
-
-    def _capture_all(self) -> None:
-        for batch in self.batch_sizes:
-            for size in self.sizes:
-                if (batch, size) not in self.graphs:
-                    self._capture(batch, size)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def _capture(self, batch: int, length: int):
-        """Record the step for (batch, length). Its warm-up runs write state and KV positions
-        that the next real step writes again (a busy row's next position; past it, positions
-        no row reads before writing them); the state is saved first and restored after, so a
-        capture between two steps of running requests leaves their output unchanged."""
-        saved = [t.clone() for t in self.state.tensors()]
-        if self._pool is None and self.device.type == "cuda":
-            self._pool = torch.cuda.graph_pool_handle()
-        graph = self.graph_type(lambda: self._step_fn(batch, length), self.device, self._pool)
-        for t, s in zip(self.state.tensors(), saved):
-            t.copy_(s)
-        self.graphs[(batch, length)] = graph
-        return graph
-
-
-class CudaGraphStep:
-    """A decode step captured once in a CUDA graph (in the decoder's shared memory pool);
-    `replay()` runs it with no launch overhead and no host work."""
-
-    def __init__(self, step: Callable[[], object], device, pool) -> None:
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # lazy inits, allocator, autotuning: outside the graph
-                step()
-        torch.cuda.current_stream(device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool):
-            step()
-
-    def replay(self) -> None:
-        self.graph.replay()
-
-
-class EagerStep:
-    """The CPU stand-in with the same life cycle (two warm-up runs, then replays)."""
-
-    def __init__(self, step: Callable[[], object], device=None, pool=None) -> None:
-        for _ in range(2):
-            step()
-        self.step = step
-
-    def replay(self) -> None:
-        self.step()
-
-
-def _batch_buckets(max_batch: int) -> list[int]:
-    sizes, size = [], 1
-    while size < max_batch:
-        sizes.append(size)
-        size *= 2
-    sizes.append(max_batch)
-    return sizes

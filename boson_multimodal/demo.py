@@ -69,10 +69,22 @@ def build_text_tokenizer():
     return tokenizer
 
 
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """The config's token-id fields, for a tokenizer with `SPECIAL_TOKENS`."""
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(
+        pad_token_id=ids("<|end_of_text|>"),
+        bos_token_id=ids("<|begin_of_text|>"),
+        eos_token_id=ids("<|eot_id|>"),
+        audio_token_id=ids("<|AUDIO_OUT|>"),
+        audio_bos_token_id=ids("<|audio_out_bos|>"),
+        audio_delay_token_id=ids("<|reserved_special_token_6|>"),
+    )
+
+
 def generation_config(tokenizer):
     from transformers import HiggsAudioV2Config
 
-    ids = tokenizer.convert_tokens_to_ids
     return HiggsAudioV2Config(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -84,12 +96,7 @@ def generation_config(tokenizer):
         max_position_embeddings=8192,
         num_codebooks=8,
         codebook_size=1026,
-        pad_token_id=ids("<|end_of_text|>"),
-        bos_token_id=ids("<|begin_of_text|>"),
-        eos_token_id=ids("<|eot_id|>"),
-        audio_token_id=ids("<|AUDIO_OUT|>"),
-        audio_bos_token_id=ids("<|audio_out_bos|>"),
-        audio_delay_token_id=ids("<|reserved_special_token_6|>"),
+        **special_token_ids(tokenizer),
     )
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,11 +19,11 @@ import torch
 from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.chunking import chunk_text
 from boson_multimodal.codec import AudioCodec, read_clip
-from boson_multimodal.generate import DecodeStats, SamplingConfig
+from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.loader import LoadedBundle, load_bundle
 from boson_multimodal.prompt import PromptBuilder, Turn, conversation
-from boson_multimodal.streaming import StreamingVocoder
+from boson_multimodal.streaming import Segment, StreamingVocoder
 from boson_multimodal.transcript import normalize_transcript
 
 FRAME_RATE = 25
@@ -176,79 +176,112 @@ class HiggsAudio:
         return bounds[limiting], limiting
 
     def stream(self, request: Synthesis, cancel: threading.Event | None = None) -> Iterator:
+        """Yields `AudioOut` and `ProgressOut` as each text chunk decodes, then one `Finished`."""
         cancel = cancel or threading.Event()
-        started = time.perf_counter()
-        chunks = self.chunks(request)
-        base = self.turns(request)
-        history: list[Turn] = []
-        frame_offset = 0
-        timings = {"queue": 0.0, "prefill": 0.0, "decode": 0.0, "vocode": 0.0}
-        first_audio = None
-        stop_reasons: list[str] = []
-        chunk_codes: list[torch.Tensor] = []
-        prompt_tokens = steps = prefill_tokens = 0
-        prefix_cache: list[str] = []
-
-        for index, chunk in enumerate(chunks):
-            # the system and voice turns are the shareable prefix (the decoder's prefix cache)
-            prompt = self.prompts.build(base + history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)],
-                                        prefix_turns=len(base))
-            prompt_tokens += prompt.length
-            max_frames, limiting = self.frame_budget(prompt.length, chunk, request.max_new_tokens)
-            sampling = request.sampling
-            if sampling.seed is not None:
-                sampling = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + index})
-            vocoder = StreamingVocoder(self.codec)
-            stats = DecodeStats()
-            silence = _SilenceWatch(self.sample_rate) if request.stop_on_silence else None
-            reason = None
-
-            def sync_every(produced: int) -> int:
-                # read the device once the first chunk can leave, then in larger blocks
-                return vocoder.frames_for_first_audio() - produced if vocoder.emitted == 0 else 16
-
-            seams = _Seams(self.sample_rate, fade_in=index > 0, fade_out=index < len(chunks) - 1)
-            for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, stats):
-                for segment in seams(vocoder.push(block), final=False):
-                    if first_audio is None:
-                        first_audio = time.perf_counter() - started
-                    yield AudioOut(segment.samples, frame_offset + segment.start)
-                    if silence is not None:
-                        silence.feed(segment.samples)
-                yield ProgressOut(frame_offset + vocoder.emitted, index, len(chunks))
-                if cancel.is_set():
-                    reason = "cancelled"
-                    break
-                if silence is not None and silence.stop:
-                    reason = "silence"
-                    break
-            if reason is None:
-                reason = "end_token" if stats.end_token else limiting
-            for segment in seams(vocoder.finish(), final=True):
-                if first_audio is None:
-                    first_audio = time.perf_counter() - started
-                yield AudioOut(segment.samples, frame_offset + segment.start)
-            codes = vocoder.codes()
-            chunk_codes.append(codes)
-            frame_offset += codes.shape[0]
-            timings["queue"] += stats.queue_wait_s
-            timings["prefill"] += stats.prefill_s
-            timings["decode"] += stats.decode_s
-            timings["vocode"] += vocoder.decode_seconds
-            steps += stats.steps
-            prefill_tokens += stats.prefill_tokens
-            prefix_cache.append(stats.prefix_cache)
-            stop_reasons.append(reason)
-            history += [Turn("user", chunk), Turn("assistant", codes=codes)]
-            yield ProgressOut(frame_offset, index + 1, len(chunks))
+        run = _Run(time.perf_counter(), self.chunks(request), self.turns(request))
+        for index in range(len(run.chunks)):
+            reason = yield from self._stream_chunk(request, run, index, cancel)
             if reason == "cancelled":
                 break
+        yield run.finished()
 
-        timings["first_audio"] = first_audio if first_audio is not None else 0.0
-        timings["total"] = time.perf_counter() - started
-        final = stop_reasons[-1] if stop_reasons else "end_token"
-        yield Finished(frame_offset, final, timings, stop_reasons, prompt_tokens, steps, chunk_codes, prefix_cache,
-                       prefill_tokens)
+    def _stream_chunk(self, request: Synthesis, run: _Run, index: int,
+                      cancel: threading.Event) -> Generator[object, None, str]:
+        """One text chunk: its prompt (the voice turns and the last chunks as context), its
+        decode, the vocoder's tail. Returns why it stopped."""
+        chunk = run.chunks[index]
+        # the system and voice turns are the shareable prefix (the decoder's prefix cache)
+        prompt = self.prompts.build(run.base + run.history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)],
+                                    prefix_turns=len(run.base))
+        run.prompt_tokens += prompt.length
+        max_frames, limiting = self.frame_budget(prompt.length, chunk, request.max_new_tokens)
+        vocoder = StreamingVocoder(self.codec)
+        stats = DecodeStats()
+        seams = _Seams(self.sample_rate, fade_in=index > 0, fade_out=index < len(run.chunks) - 1)
+        decoding = self._decode_chunk(request, run, index, prompt, max_frames, vocoder, stats, seams, cancel)
+        reason = (yield from decoding) or ("end_token" if stats.end_token else limiting)
+        for segment in seams(vocoder.finish(), final=True):
+            yield run.audio(segment)
+        run.end_chunk(chunk, reason, vocoder, stats)
+        yield ProgressOut(run.frames, index + 1, len(run.chunks))
+        return reason
+
+    def _decode_chunk(self, request: Synthesis, run: _Run, index: int, prompt: Prompt, max_frames: int,
+                      vocoder: StreamingVocoder, stats: DecodeStats, seams: _Seams,
+                      cancel: threading.Event) -> Generator[object, None, str | None]:
+        """Audio and progress as the chunk's frames arrive. Returns "cancelled" or "silence" when
+        it stops early, None when the decoder ends it."""
+        silence = _SilenceWatch(self.sample_rate) if request.stop_on_silence else None
+
+        def sync_every(produced: int) -> int:
+            # read the device once the first chunk can leave, then in larger blocks
+            return vocoder.frames_for_first_audio() - produced if vocoder.emitted == 0 else 16
+
+        sampling = _chunk_sampling(request.sampling, index)
+        for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, stats):
+            for segment in seams(vocoder.push(block), final=False):
+                yield run.audio(segment)
+                if silence is not None:
+                    silence.feed(segment.samples)
+            yield ProgressOut(run.frames + vocoder.emitted, index, len(run.chunks))
+            if cancel.is_set():
+                return "cancelled"
+            if silence is not None and silence.stop:
+                return "silence"
+        return None
+
+
+def _chunk_sampling(sampling: SamplingConfig, index: int) -> SamplingConfig:
+    """The sampling of text chunk `index`: a seed, when given, moves on by one per chunk."""
+    if sampling.seed is None:
+        return sampling
+    return SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + index})
+
+
+@dataclass
+class _Run:
+    """One request's state across its text chunks, and the totals its `Finished` reports."""
+
+    started: float
+    chunks: list[str]
+    base: list[Turn]  # the system, scene and voice turns
+    history: list[Turn] = field(default_factory=list)  # the chunks so far, as user and assistant turns
+    frames: int = 0  # audio frames of the finished chunks
+    first_audio: float | None = None
+    timings: dict[str, float] = field(
+        default_factory=lambda: {"queue": 0.0, "prefill": 0.0, "decode": 0.0, "vocode": 0.0})
+    stop_reasons: list[str] = field(default_factory=list)
+    chunk_codes: list[torch.Tensor] = field(default_factory=list)
+    prefix_cache: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    steps: int = 0
+    prefill_tokens: int = 0
+
+    def audio(self, segment: Segment) -> AudioOut:
+        if self.first_audio is None:
+            self.first_audio = time.perf_counter() - self.started
+        return AudioOut(segment.samples, self.frames + segment.start)
+
+    def end_chunk(self, chunk: str, reason: str, vocoder: StreamingVocoder, stats: DecodeStats) -> None:
+        codes = vocoder.codes()
+        self.chunk_codes.append(codes)
+        self.frames += codes.shape[0]
+        self.timings["queue"] += stats.queue_wait_s
+        self.timings["prefill"] += stats.prefill_s
+        self.timings["decode"] += stats.decode_s
+        self.timings["vocode"] += vocoder.decode_seconds
+        self.steps += stats.steps
+        self.prefill_tokens += stats.prefill_tokens
+        self.prefix_cache.append(stats.prefix_cache)
+        self.stop_reasons.append(reason)
+        self.history += [Turn("user", chunk), Turn("assistant", codes=codes)]
+
+    def finished(self) -> Finished:
+        self.timings["first_audio"] = self.first_audio if self.first_audio is not None else 0.0
+        self.timings["total"] = time.perf_counter() - self.started
+        final = self.stop_reasons[-1] if self.stop_reasons else "end_token"
+        return Finished(self.frames, final, self.timings, self.stop_reasons, self.prompt_tokens, self.steps,
+                        self.chunk_codes, self.prefix_cache, self.prefill_tokens)
 
 
 class _SilenceWatch:

@@ -28,6 +28,10 @@ normalisation. Everything else (tokenisation of the chat, collation, the delay p
 Where upstream hard-codes full-size widths (DAC encoder 64, decoder 1024, a 768-wide HuBERT
 from the hub) the script builds upstream's own classes smaller; the converter infers every width
 from the weights, so the same code path serves the real checkpoint.
+
+One file on purpose, over the usual length: a standalone script for upstream's virtualenv,
+where none of this project's code can be imported, that reads top to bottom as the recipe of
+the fixtures.
 """
 
 from __future__ import annotations
@@ -334,19 +338,67 @@ def write_voices(out: Path) -> None:
         (target / f"{name}.txt").write_text(transcript + "\n")
 
 
-def run_case(model, tok, audio_tokenizer, voice_dir: Path, case: dict) -> tuple[dict, dict]:
+def upstream_collator(config):
     from boson_multimodal.data_collator.higgs_audio_collator import HiggsAudioSampleCollator
-    from boson_multimodal.data_types import AudioContent, ChatMLSample, Message
-    from boson_multimodal.dataset.chatml_dataset import ChatMLDatasetSample, prepare_chatml_sample
-    from boson_multimodal.model.higgs_audio.utils import revert_delay_pattern
 
-    config = model.config
-    collator = HiggsAudioSampleCollator(
+    return HiggsAudioSampleCollator(
         whisper_processor=None, encode_whisper_embed=False,
         audio_in_token_id=config.audio_in_token_idx, audio_out_token_id=config.audio_out_token_idx,
         audio_stream_bos_id=1024, audio_stream_eos_id=1025, pad_token_id=config.pad_token_id,
         return_audio_in_tokens=False, use_delay_pattern=True, audio_num_codebooks=NUM_CODEBOOKS, round_to=1,
     )
+
+
+def chunk_batch(tok, collator, messages: list, postfix: list[int], context: list[torch.Tensor]) -> dict:
+    """Upstream's collated batch for the chat so far, ready for the assistant's audio, with
+    `context` (codes [K, n] of the voices, then of the chunks generated so far) as its audio."""
+    from boson_multimodal.data_types import ChatMLSample
+    from boson_multimodal.dataset.chatml_dataset import ChatMLDatasetSample, prepare_chatml_sample
+
+    tokens, _, _, _ = prepare_chatml_sample(ChatMLSample(messages=messages), tok)
+    sample = ChatMLDatasetSample(
+        input_ids=torch.LongTensor(list(tokens) + postfix), label_ids=None,
+        audio_ids_concat=torch.cat(context, dim=1) if context else None,
+        audio_ids_start=torch.cumsum(torch.tensor([0] + [c.shape[1] for c in context]), 0) if context else None,
+        audio_waveforms_concat=None, audio_waveforms_start=None, audio_sample_rate=None,
+        audio_speaker_indices=None,
+    )
+    return asdict(collator([sample]))
+
+
+def generate_chunk(model, tok, batch: dict, max_new_tokens: int) -> tuple[torch.Tensor, list]:
+    """Upstream's greedy `generate`: the delayed frames [K, n] (BOS first), and the audio head's
+    output for the last position of every forward call."""
+    captured: list[torch.Tensor | None] = []
+    hook = model.audio_decoder_proj.audio_lm_head.register_forward_hook(
+        lambda module, args, output: captured.append(
+            output.detach().reshape(-1, output.shape[-1])[-1].clone() if output.numel() else None))
+    with torch.no_grad():
+        outputs = model.generate(**batch, max_new_tokens=max_new_tokens, use_cache=True,
+                                 do_sample=False, tokenizer=tok, ras_win_len=None,
+                                 stop_strings=["<|end_of_text|>", "<|eot_id|>"])
+    hook.remove()
+    assert len(outputs[1]) == 1, "one audio segment per chunk"
+    return outputs[1][0], captured
+
+
+def step_logits(frames: torch.Tensor, captured: list) -> torch.Tensor:
+    """The audio logits of frames 1, 2 and the last, once the calls are checked to align with
+    the frames."""
+    n = frames.shape[1]
+    # call 0 is the prefill, whose logits upstream does not use (frame 0 is forced); call i
+    # scores frame i
+    logits = torch.stack([captured[i].view(NUM_CODEBOOKS, 1026) for i in [1, 2, n - 1]]).float()
+    for i in range(1, min(n, 6)):  # the call <-> frame alignment: codebook 0 is greedy from frame 1
+        assert frames[0, i] == captured[i].view(NUM_CODEBOOKS, 1026)[0].argmax() or frames[0, i] == 1025
+    return logits
+
+
+def run_case(model, tok, audio_tokenizer, voice_dir: Path, case: dict) -> tuple[dict, dict]:
+    from boson_multimodal.data_types import AudioContent, Message
+    from boson_multimodal.model.higgs_audio.utils import revert_delay_pattern
+
+    collator = upstream_collator(model.config)
     text = normalise(case["text"])
     messages = context_messages(case["scene"], case["voices"], case["text"])
     voice_codes = [audio_tokenizer.encode(str(voice_dir / f"{name}.wav")) for name in case["voices"]]
@@ -356,34 +408,10 @@ def run_case(model, tok, audio_tokenizer, voice_dir: Path, case: dict) -> tuple[
                          add_special_tokens=False)
     for index, chunk in enumerate(chunks):
         turns.append(Message("user", chunk))
-        tokens, _, _, _ = prepare_chatml_sample(ChatMLSample(messages=messages + turns), tok)
-        context = voice_codes + generated
-        sample = ChatMLDatasetSample(
-            input_ids=torch.LongTensor(list(tokens) + postfix), label_ids=None,
-            audio_ids_concat=torch.cat(context, dim=1) if context else None,
-            audio_ids_start=torch.cumsum(torch.tensor([0] + [c.shape[1] for c in context]), 0) if context else None,
-            audio_waveforms_concat=None, audio_waveforms_start=None, audio_sample_rate=None,
-            audio_speaker_indices=None,
-        )
-        batch = asdict(collator([sample]))
-        captured: list[torch.Tensor | None] = []
-        hook = model.audio_decoder_proj.audio_lm_head.register_forward_hook(
-            lambda module, args, output: captured.append(
-                output.detach().reshape(-1, output.shape[-1])[-1].clone() if output.numel() else None))
-        with torch.no_grad():
-            outputs = model.generate(**batch, max_new_tokens=case["max_new_tokens"], use_cache=True,
-                                     do_sample=False, tokenizer=tok, ras_win_len=None,
-                                     stop_strings=["<|end_of_text|>", "<|eot_id|>"])
-        hook.remove()
-        assert len(outputs[1]) == 1, "one audio segment per chunk"
-        frames = outputs[1][0]  # [K, n]: delayed, BOS first
+        batch = chunk_batch(tok, collator, messages + turns, postfix, voice_codes + generated)
+        frames, captured = generate_chunk(model, tok, batch, case["max_new_tokens"])
         kept = revert_delay_pattern(frames).clip(0, 1023)[:, 1:-1]
-        n = frames.shape[1]
-        # call 0 is the prefill, whose logits upstream does not use (frame 0 is forced); call i
-        # scores frame i
-        logits = torch.stack([captured[i].view(NUM_CODEBOOKS, 1026) for i in [1, 2, n - 1]]).float()
-        for i in range(1, min(n, 6)):  # the call <-> frame alignment: codebook 0 is greedy from frame 1
-            assert frames[0, i] == captured[i].view(NUM_CODEBOOKS, 1026)[0].argmax() or frames[0, i] == 1025
+        logits = step_logits(frames, captured)
         prefix = f"chunk{index}"
         tensors[f"{prefix}/prompt_ids"] = batch["input_ids"][0]
         tensors[f"{prefix}/prompt_audio"] = (batch["audio_out_ids"].T if batch["audio_out_ids"] is not None
