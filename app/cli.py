@@ -14,7 +14,7 @@ from typing import Callable
 from app.container import Container, build_container, resolve_model_paths, volume_paths
 from app.settings import limit_cpu_threads
 from core.domain.errors import DomainError, ErrorType
-from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechFailed
+from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted
 from core.domain.request import (
     Chunking,
     InlineVoice,
@@ -24,6 +24,7 @@ from core.domain.request import (
     SpeechRequest,
     parse_voice_list,
 )
+from core.service.outcome import Outcome
 
 log = logging.getLogger("higgs_tts")
 
@@ -127,41 +128,41 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     warn_if_demo(container)
-    generate = container.generate_speech()
     bar = ProgressBar()
-    stored: AudioStored | None = None
-    for event in generate(request, received_at=time.monotonic()):
-        if isinstance(event, (Progress, AudioChunk)):
-            bar.update(event)
-        elif isinstance(event, AudioStored):
-            stored = event
-        elif isinstance(event, SpeechFailed):
-            bar.close(f"failed: {event.error.code}: {event.error.message}")
-            return _fail(event.error)
-        elif isinstance(event, SpeechCompleted):
-            out = args.out or Path(f"{request.request_id}.{event.audio.format}")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(event.audio.data)
-            bar.close(
-                f"done: {event.duration_seconds:.2f}s of audio in {event.timings.total:.2f}s "
-                f"(RTF {event.real_time_factor:.3f}, stopped: {event.stop_reason}) -> {out}"
-            )
-            summary = {
-                "success": True,
-                "request_id": event.request_id,
-                "out": str(out),
-                "audio_url": event.audio_url,
-                "s3_key": stored.key if stored else None,
-                "duration_seconds": round(event.duration_seconds, 4),
-                "sample_rate": event.sample_rate,
-                "frames": event.frames,
-                "stop_reason": event.stop_reason,
-                "real_time_factor": round(event.real_time_factor, 4),
-                "timings": event.timings.to_dict(),
-                "metadata": event.metadata,
-            }
-            print(json.dumps(summary, default=str))
+    outcome = Outcome()
+    try:
+        for event in container.speech_service().speak(request, received_at=time.monotonic()):
+            if isinstance(event, (Progress, AudioChunk)):
+                bar.update(event)
+            outcome.add(event)
+        completed = outcome.result()
+    except DomainError as error:
+        bar.close(f"failed: {error.code}: {error.message}")
+        return _fail(error)
+    out = args.out or Path(f"{request.request_id}.{completed.audio.format}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(completed.audio.data)
+    bar.close(f"done: {completed.duration_seconds:.2f}s of audio in {completed.timings.total:.2f}s "
+              f"(RTF {completed.real_time_factor:.3f}, stopped: {completed.stop_reason}) -> {out}")
+    print(json.dumps(_summary(completed, outcome.stored, out), default=str))
     return EXIT_OK
+
+
+def _summary(completed: SpeechCompleted, stored: AudioStored | None, out: Path) -> dict:
+    return {
+        "success": True,
+        "request_id": completed.request_id,
+        "out": str(out),
+        "audio_url": completed.audio_url,
+        "s3_key": stored.key if stored else None,
+        "duration_seconds": round(completed.duration_seconds, 4),
+        "sample_rate": completed.sample_rate,
+        "frames": completed.frames,
+        "stop_reason": completed.stop_reason,
+        "real_time_factor": round(completed.real_time_factor, 4),
+        "timings": completed.timings.to_dict(),
+        "metadata": completed.metadata,
+    }
 
 
 def cmd_demo_model(args: argparse.Namespace, container: Container) -> int:

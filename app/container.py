@@ -18,7 +18,7 @@ from app.settings import HUB_SCHEME, Settings
 from app.telemetry import make_tracer_provider
 from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, from_hub_cache, hub_caches
 from core.domain.errors import DomainError
-from core.domain.generate_speech import GenerateSpeech
+from core.service import GenerateSpeech, SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def _voices(settings: Settings, paths: ModelPaths | None):
             session_args = {"aws_access_key_id": settings.bucket_access_key_id,
                             "aws_secret_access_key": settings.bucket_secret_access_key}
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
-                              config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"},
+                              config=Config(signature_version="s3v4", retries={"max_attempts": settings.s3_max_attempts,
+                                                                           "mode": "standard"},
                                             s3={"addressing_style": "path" if settings.s3_path_style else "auto"}),
                               **session_args)
         return S3VoiceLibrary(client, bucket, prefix)
@@ -119,7 +120,7 @@ def _result_cache(settings: Settings, store):
     if store is None or not settings.s3_bucket and settings.store_kind != "local":
         log.warning("HIGGS_RESULT_CACHE is on but no object store with a bucket is configured: it stays off")
         return None
-    from core.domain.result_cache import ResultCache
+    from core.service.result_cache import ResultCache
 
     return ResultCache(store, settings.s3_bucket or "result-cache", settings.s3_key_prefix)
 
@@ -182,6 +183,8 @@ class Container(containers.DeclarativeContainer):
         key_prefix=providers.Callable(lambda s: s.s3_key_prefix, settings),
         result_cache=providers.Singleton(_result_cache, settings, object_store),
     )
+    speech_service = providers.Singleton(SpeechService, generate=generate_speech, engine=engine,
+                                         voices=voice_library)
 
 
 def build_container(settings: Settings | None = None) -> Container:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def build_server(container: Container, options: ServerOptions) -> SpeechServer:
-    """The server on the container's use case, engine and voices. Calls to SpeechService are
+    """The server on the container's speech service. Calls to SpeechService are
     traced, continuing the caller's W3C trace context from the call metadata."""
     tracing = server_interceptor(
         tracer_provider=container.tracer_provider(), filter_=filters.service_name(SERVICE_NAME)
@@ -41,13 +41,7 @@ def build_server(container: Container, options: ServerOptions) -> SpeechServer:
         log.info("API keys required (%d configured)", len(keys))
     else:
         log.warning("HIGGS_API_KEYS is not set: the gRPC API is open to anyone who can reach it")
-    return SpeechServer(
-        container.generate_speech(),
-        container.voice_library(),
-        container.engine(),
-        options,
-        interceptors=interceptors,
-    )
+    return SpeechServer(container.speech_service(), options, interceptors=interceptors)
 
 
 def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
@@ -79,7 +73,7 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
     finished = server.stop()
     loaded = server.join_warm_up(timeout=max(10.0, options.grace))
     if finished and loaded:
-        container.engine().close()
+        container.speech_service().close()
     print(json.dumps({"event": "stopped", "clean": finished and loaded}), flush=True)
     code = EXIT_OK if finished else EXIT_FAILED
     if not loaded:  # a load still runs in native code: leave without tearing it down under it

@@ -12,6 +12,7 @@ import threading
 import time
 
 from adapters.http import HttpService, create_app
+from adapters.http.app import MAX_QUEUE
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_FAILED, EXIT_OK
 from app.container import Container, validate_storage
@@ -20,14 +21,11 @@ from core.domain.errors import DomainError
 log = logging.getLogger(__name__)
 
 
-def build_http_service(container: Container, metrics: WorkerMetrics, max_queue: int = 8,
+def build_http_service(container: Container, metrics: WorkerMetrics, max_queue: int = MAX_QUEUE,
                        routes: str = "all") -> HttpService:
     settings = container.settings()
-    engine = container.engine()
     return HttpService(
-        generate=container.generate_speech(),
-        voices=container.voice_library(),
-        engine=engine,
+        speech=container.speech_service(),
         api_keys=settings.api_keys,
         max_queue=max_queue,
         completed=metrics.completed,
@@ -86,17 +84,17 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     except DomainError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return EXIT_FAILED
-    engine = container.engine()
-    metrics = WorkerMetrics(engine_load=engine.load)
-    metrics.ready.set_function(lambda: 1.0 if engine.is_ready() else 0.0)
+    service = container.speech_service()
+    metrics = WorkerMetrics(engine_load=service.load)
+    metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
     app = create_app(build_http_service(container, metrics, args.max_queue))
     announce_keys(settings)
     port = args.port if args.port is not None else (settings.http_port or 8000)
 
     def warm() -> None:
         try:
-            engine.warm_up()
-            print(json.dumps({"event": "warm", "model": engine.describe()}), flush=True)
+            model = service.warm_up()
+            print(json.dumps({"event": "warm", "model": model.to_dict()}), flush=True)
         except DomainError as error:  # /ready stays 503 and says why; requests get the model_error
             log.error("the model could not be loaded: %s: %s", error.code, error.message)
 
@@ -118,7 +116,7 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     finally:
         for other in health:
             other.stop()
-    engine.close()
+    service.close()
     print(json.dumps({"event": "stopped"}), flush=True)
     return EXIT_OK if server.started else EXIT_FAILED
 
@@ -127,7 +125,7 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve = servers.add_parser("http", help="serve the HTTP API: OpenAI-compatible speech, voices, playground")
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve every interface (containers)")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
-    serve.add_argument("--max-queue", type=int, default=8,
+    serve.add_argument("--max-queue", type=int, default=MAX_QUEUE,
                        help="requests that may wait beyond the ones the engine decodes together")
     serve.add_argument("--grace", type=int, default=30, help="seconds in-flight requests get after SIGTERM")
     serve.set_defaults(handler=cmd_serve_http)

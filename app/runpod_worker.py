@@ -18,8 +18,9 @@ from typing import Any, Mapping
 from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
 from app.cli import EXIT_FAILED, EXIT_OK, warn_if_demo
 from app.container import Container, validate_storage
-from app.http_api import health_server
+from app.http_api import BackgroundServer, health_server
 from core.domain.errors import DomainError
+from core.service import SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -64,46 +65,69 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
         return EXIT_FAILED
     warn_if_demo(container)
 
-    engine = container.engine()
-    metrics = WorkerMetrics(gpu_memory=gpu_memory, engine_load=engine.load)
-    metrics.ready.set_function(lambda: 1.0 if engine.is_ready() else 0.0)
-    servers = []
-    for port in dict.fromkeys(p for p in (settings.health_port, settings.ping_port) if p is not None):
-        try:
-            server = health_server(container, metrics, settings.health_host, port)
-        except OSError as error:
-            print(f"error: cannot serve health on {settings.health_host}:{port}: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        servers.append(server.start())
-        _event("health", address=f"{settings.health_host}:{server.port}")
-
-    started = time.monotonic()
-    try:
-        engine.warm_up()
-        _event("warm", seconds=round(time.monotonic() - started, 2), model=engine.describe())
-    except DomainError as error:
-        # keep taking jobs: each one answers with this model_error instead of waiting in a
-        # queue no worker can serve; /ready stays 503 and says why
-        log.error("the model could not be loaded: %s: %s", error.code, error.message)
-        _event("warm_failed", error=error.to_dict())
-
+    service = container.speech_service()
+    metrics = WorkerMetrics(gpu_memory=gpu_memory, engine_load=service.load)
+    metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
+    servers = _health_servers(container, metrics)
+    if servers is None:
+        return EXIT_FAILED
+    _warm_up(service)
     worker = RunpodWorker(
-        container.generate_speech(),
+        service,
         metrics,
-        WorkerOptions(
-            inline_audio_limit=int(settings.inline_audio_max_mb * 1_000_000),
-            progress_interval=settings.progress_interval,
-        ),
+        WorkerOptions(inline_audio_limit=int(settings.inline_audio_max_mb * 1_000_000),
+                      progress_interval=settings.progress_interval),
         progress=runpod_progress,
         tracer=container.tracer(),
-        capacity=engine.load().capacity,
     )
     config: dict[str, Any] = {
         "handler": worker.handle_stream if stream else worker.handle,
         "concurrency_modifier": worker.concurrency,
         "return_aggregate_stream": True,
     }
-    # runpod.serverless.start reads its own flags from sys.argv
+    _event("worker", mode="stream" if stream else "sync",
+           api=f"{args.api_host}:{args.api_port}" if args.api else None)
+    try:
+        _start_runpod(config, _runpod_argv(args))
+    finally:
+        for server in servers:
+            server.stop()
+        service.close()
+    return EXIT_OK
+
+
+def _health_servers(container: Container, metrics: WorkerMetrics) -> list[BackgroundServer] | None:
+    """/health, /ready, /metrics and /ping on HEALTH_PORT and PORT_HEALTH; None when a port is
+    not ours to take (said on stderr)."""
+    settings = container.settings()
+    servers = []
+    for port in dict.fromkeys(p for p in (settings.health_port, settings.ping_port) if p is not None):
+        try:
+            server = health_server(container, metrics, settings.health_host, port)
+        except OSError as error:
+            print(f"error: cannot serve health on {settings.health_host}:{port}: {error}", file=sys.stderr)
+            for started in servers:
+                started.stop()
+            return None
+        servers.append(server.start())
+        _event("health", address=f"{settings.health_host}:{server.port}")
+    return servers
+
+
+def _warm_up(service: SpeechService) -> None:
+    started = time.monotonic()
+    try:
+        model = service.warm_up()
+        _event("warm", seconds=round(time.monotonic() - started, 2), model=model.to_dict())
+    except DomainError as error:
+        # keep taking jobs: each one answers with this model_error instead of waiting in a
+        # queue no worker can serve; /ready stays 503 and says why
+        log.error("the model could not be loaded: %s: %s", error.code, error.message)
+        _event("warm_failed", error=error.to_dict())
+
+
+def _runpod_argv(args: argparse.Namespace) -> list[str]:
+    """runpod.serverless.start reads its own flags from sys.argv."""
     rp_args = []
     if args.api:
         rp_args += ["--rp_serve_api", "--rp_api_host", args.api_host, "--rp_api_port", str(args.api_port)]
@@ -114,8 +138,10 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
     if args.rp_log_level:
         os.environ["RUNPOD_LOG_LEVEL"] = args.rp_log_level
         rp_args += ["--rp_log_level", args.rp_log_level]
-    _event("worker", mode="stream" if stream else "sync",
-           api=f"{args.api_host}:{args.api_port}" if args.api else None)
+    return rp_args
+
+
+def _start_runpod(config: dict[str, Any], rp_args: list[str]) -> None:
     # the SDK logs every job's whole output at DEBUG, its default: base64 audio in the logs
     os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
     import runpod
@@ -126,10 +152,6 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
         runpod.serverless.start(config)
     finally:
         sys.argv = argv
-        for server in servers:
-            server.stop()
-        engine.close()
-    return EXIT_OK
 
 
 def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:

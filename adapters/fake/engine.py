@@ -6,12 +6,20 @@ import threading
 import time
 import zlib
 from array import array
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from core.domain.audio import FRAME_RATE, SAMPLE_RATE
-from core.domain.request import SpeechRequest
+from core.domain.request import Synthesis
 from core.domain.voice import VoicePrompt
-from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineLoad, EngineProgress
+from core.ports.speech_engine import (
+    EngineAudio,
+    EngineDone,
+    EngineEvent,
+    EngineLoad,
+    EngineProgress,
+    EngineTimings,
+    ModelInfo,
+)
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAME_RATE
 CHARS_PER_SECOND = 14.0
@@ -63,17 +71,17 @@ class FakeSpeechEngine:
     def load(self) -> EngineLoad:
         return EngineLoad(self.capacity, self.active)
 
-    def describe(self) -> dict[str, Any]:
-        return {"engine": "fake", "model": "tone", "layout": None, "revision": None, "device": "cpu"}
+    def describe(self) -> ModelInfo:
+        return ModelInfo("fake", device="cpu", details={"model": "tone"})  # nothing to load
 
     def close(self) -> None:
         self._ready.clear()
 
-    def max_frames(self, request: SpeechRequest) -> int:
+    def max_frames(self, request: Synthesis) -> int:
         return _frames(request)
 
     def stream(
-        self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, request: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         with self._counting:
             self.active += 1
@@ -85,7 +93,7 @@ class FakeSpeechEngine:
                 self.active -= 1
 
     def _stream(
-        self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, request: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         started = time.perf_counter()
         load = 0.0
@@ -102,7 +110,6 @@ class FakeSpeechEngine:
         phase = (zlib.crc32(key[::-1]) % 628) / 100.0
 
         decode_started = time.perf_counter()
-        first_audio = None
         frame = 0
         chunk_start = 0
         chunk = array("f")
@@ -120,8 +127,6 @@ class FakeSpeechEngine:
             frame += 1
             self.steps += 1
             if frame - chunk_start == target or frame == frames_total:
-                if first_audio is None:
-                    first_audio = time.perf_counter() - started
                 yield EngineAudio(chunk, chunk_start)
                 yield EngineProgress(frame, 0, 1)
                 chunk, chunk_start, target = array("f"), frame, self.chunk_frames
@@ -130,14 +135,12 @@ class FakeSpeechEngine:
         yield EngineDone(
             frames=frame,
             stop_reason=stop_reason,
-            timings={"load": load, "prefill": 0.0, "decode": decode, "vocode": 0.0,
-                     "first_audio": first_audio or 0.0},
+            timings=EngineTimings(load=load, decode=decode),
             text_output=request.text,
-            metadata={"engine": "fake"},
         )
 
 
-def _frames(request: SpeechRequest) -> int:
+def _frames(request: Synthesis) -> int:
     return min(request.sampling.max_new_tokens, max(1, math.ceil(len(request.text) / CHARS_PER_SECOND * FRAME_RATE)))
 
 

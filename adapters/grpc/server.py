@@ -18,10 +18,8 @@ from grpc_reflection.v1alpha import reflection
 from adapters.grpc.generation import GenerationQueue
 from adapters.grpc.messages import parse_speech_request
 from adapters.grpc.servicer import SpeechServicer
-from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES
-from core.ports.speech_engine import SpeechEngine
-from core.ports.voice_library import VoiceLibrary
+from core.service.speech_service import SpeechService
 from higgs_tts.v1 import speech_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -63,16 +61,14 @@ def _add_servicer(servicer: SpeechServicer, server: grpc.Server) -> None:
 class SpeechServer:
     def __init__(
         self,
-        generate: GenerateSpeech,
-        voices: VoiceLibrary,
-        engine: SpeechEngine,
+        service: SpeechService,
         options: ServerOptions = ServerOptions(),
         interceptors: Sequence[grpc.ServerInterceptor] = (),
     ) -> None:
         self.options = options
-        self.engine = engine
-        self.generation = GenerationQueue(options.max_queue, workers=engine.load().capacity)
-        self.servicer = SpeechServicer(generate, voices, engine, self.generation)
+        self.service = service
+        self.generation = GenerationQueue(options.max_queue, workers=service.capacity)
+        self.servicer = SpeechServicer(service, self.generation)
         self.health = health.HealthServicer()
         self.ready = threading.Event()
         self.warm_up_error: BaseException | None = None
@@ -110,14 +106,14 @@ class SpeechServer:
 
     def _warm_up(self) -> None:
         try:
-            self.engine.warm_up()
+            model = self.service.warm_up()
         except Exception as exc:  # health stays NOT_SERVING; requests get UNAVAILABLE
             self.warm_up_error = exc
             log.exception("the model could not be loaded; health stays NOT_SERVING")
             return
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
-        log.info("model ready: %s", self.engine.describe())
+        log.info("model ready: %s", model.to_dict())
 
     def _set_health(self, status) -> None:
         for service in ("", SERVICE_NAME):

@@ -23,11 +23,10 @@ from adapters.grpc.messages import (
 )
 from adapters.grpc.status import abort
 from core.domain.errors import DomainError, ErrorCode, ErrorType
-from core.domain.events import AudioStored, SpeechCompleted, SpeechEvent, SpeechFailed
-from core.domain.generate_speech import GenerateSpeech
+from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed
 from core.domain.request import SpeechRequest
-from core.ports.speech_engine import SpeechEngine
-from core.ports.voice_library import VoiceLibrary
+from core.service.outcome import collect
+from core.service.speech_service import SpeechService
 from higgs_tts.v1 import speech_pb2 as pb
 from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
 
@@ -39,15 +38,11 @@ _END = object()
 class SpeechServicer(pb_grpc.SpeechServiceServicer):
     def __init__(
         self,
-        generate: GenerateSpeech,
-        voices: VoiceLibrary,
-        engine: SpeechEngine,
+        service: SpeechService,
         generation: GenerationQueue,
         poll_interval: float = 0.5,
     ) -> None:
-        self._generate = generate
-        self._voices = voices
-        self._engine = engine
+        self._service = service
         self._generation = generation
         self._poll_interval = poll_interval
 
@@ -60,32 +55,24 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
 
     def Synthesize(self, message: pb.SpeechRequest, context: grpc.ServicerContext) -> pb.SpeechResult:
         request, _ = _parse(message, context)
-        stored = None
-        for event in self._run(request, context):
-            if isinstance(event, SpeechFailed):
-                abort(context, event.error)
-            if isinstance(event, AudioStored):
-                stored = event
-            elif isinstance(event, SpeechCompleted):
-                return result_message(event, stored, omit_audio=message.omit_audio)
-        abort(context, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, "request ended without a result"))
+        try:
+            outcome = collect(self._run(request, context))
+        except DomainError as error:
+            abort(context, error)
+        return result_message(outcome.result(), outcome.stored, omit_audio=message.omit_audio)
 
     def ListVoices(self, message: pb.ListVoicesRequest, context: grpc.ServicerContext):
         try:
-            return voices_message(self._voices.list())
+            return voices_message(self._service.voices())
         except DomainError as error:
             abort(context, error)
-        except Exception as exc:
-            log.exception("listing voices failed")
-            abort(context, DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
-                                       f"could not list voices ({type(exc).__name__})"))
 
     def _run(self, request: SpeechRequest, context: grpc.ServicerContext) -> Iterator[SpeechEvent]:
         """Queue the request for the generation thread and relay its events as they come.
 
         The call's end (client cancel, deadline, server shutdown) sets the request's cancel
         event, which the engine checks between decode steps."""
-        if not self._engine.is_ready():
+        if not self._service.is_ready():
             abort(
                 context,
                 DomainError(
@@ -135,7 +122,7 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
                 events.put(SpeechFailed(rid, DomainError(
                     ErrorType.SYSTEM, ErrorCode.CANCELLED, "request was cancelled while queued")))
                 return
-            for event in self._generate(request, cancel, received_at=received_at):
+            for event in self._service.speak(request, cancel, received_at=received_at):
                 events.put(event)
                 if isinstance(event, SpeechCompleted):
                     log.info(

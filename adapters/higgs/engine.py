@@ -8,7 +8,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from boson_multimodal.batch import DecoderClosed
 from boson_multimodal.codec import AudioInputError
@@ -26,9 +26,18 @@ from boson_multimodal.runtime import (
     max_audio_frames,
 )
 from core.domain.errors import DomainError, ErrorCode, ErrorType
-from core.domain.request import SpeechRequest
+from core.domain.request import Synthesis as SynthesisRequest
 from core.domain.voice import VoicePrompt
-from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineLoad, EngineProgress
+from core.ports.speech_engine import (
+    EngineAudio,
+    EngineDone,
+    EngineEvent,
+    EngineLoad,
+    EngineProgress,
+    EngineTimings,
+    EngineWork,
+    ModelInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +126,16 @@ class HiggsSpeechEngine:
                                                        "prefix_evictions": stats.evictions,
                                                        "prefix_bytes": stats.bytes}))
 
-    def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"engine": "higgs", "loaded": False}
-        if self._runtime is not None:
-            decoder = self._runtime.decoder
-            info.update(self._runtime.bundle.info, loaded=True, max_batch=decoder.max_batch,
-                        max_cache_len=decoder.max_cache_len, kv_cache_mib=round(decoder.kv_bytes / 2**20))
+    def describe(self) -> ModelInfo:
+        if self._runtime is None:
+            return ModelInfo("higgs", loaded=False)
+        info = dict(self._runtime.bundle.info)
         info.pop("model_path", None)  # a worker's filesystem is nobody's business
-        return info
+        decoder = self._runtime.decoder
+        named = {k: info.pop(k, None) for k in ("layout", "revision", "device", "dtype")}
+        return ModelInfo("higgs", True, **named, details=info,
+                         sizing={"max_batch": decoder.max_batch, "max_cache_len": decoder.max_cache_len,
+                                 "kv_cache_mib": round(decoder.kv_bytes / 2**20)})
 
     def close(self) -> None:
         with self._warming, self._lock:
@@ -137,13 +148,13 @@ class HiggsSpeechEngine:
 
     # -- one request ----------------------------------------------------------------------
 
-    def max_frames(self, request: SpeechRequest) -> int:
+    def max_frames(self, request: SynthesisRequest) -> int:
         chunking = request.chunking
         return max_audio_frames(request.text, request.sampling.max_new_tokens, chunking.method.value,
                                 chunking.max_word_num, chunking.max_num_turns)
 
     def stream(
-        self, request: SpeechRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, request: SynthesisRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         runtime, load_seconds = self._load()
         s = request.sampling
@@ -167,19 +178,7 @@ class HiggsSpeechEngine:
                 elif isinstance(event, ProgressOut):
                     yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total)
                 elif isinstance(event, Finished):
-                    yield EngineDone(
-                        frames=event.frames,
-                        stop_reason=event.stop_reason,
-                        timings={**event.timings, "load": load_seconds},
-                        text_output=request.text,
-                        metadata={
-                            "chunk_stop_reasons": event.chunk_stop_reasons,
-                            "prompt_tokens": event.prompt_tokens,
-                            "prefill_tokens": event.prefill_tokens,
-                            "prefix_cache": event.prefix_cache,
-                            "decode_steps": event.steps,
-                        },
-                    )
+                    yield _done(event, load_seconds, request.text)
         except AudioInputError as exc:
             raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc),
                               {"field": "ref_audio", "constraint": "audio_clip"}) from exc
@@ -197,6 +196,20 @@ class HiggsSpeechEngine:
                 raise DomainError(ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY,
                                   "the GPU ran out of memory; try a shorter text or chunking") from exc
             raise
+
+
+def _done(event: Finished, load_seconds: float, text: str) -> EngineDone:
+    t = event.timings
+    return EngineDone(
+        frames=event.frames,
+        stop_reason=event.stop_reason,
+        timings=EngineTimings(queue=t["queue"], load=load_seconds, prefill=t["prefill"], decode=t["decode"],
+                              vocode=t["vocode"]),
+        text_output=text,
+        work=EngineWork(prompt_tokens=event.prompt_tokens, prefill_tokens=event.prefill_tokens,
+                        decode_steps=event.steps, chunk_stop_reasons=tuple(event.chunk_stop_reasons),
+                        prefix_cache=tuple(event.prefix_cache)),
+    )
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -27,24 +27,23 @@ from adapters.http.encoding import CONTENT_TYPES, StreamEncoder
 from adapters.http.schema import MODEL_ID, error_body, http_status, speech_request
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
-from core.domain.request import MAX_REFERENCE_AUDIO_BYTES, InlineVoice
+from core.domain.request import MAX_REFERENCE_AUDIO_BYTES, InlineVoice, SpeechRequest
 from core.domain.voice import VoiceInfo, VoicePrompt
-from core.ports.speech_engine import SpeechEngine
-from core.ports.voice_library import VoiceLibrary
+from core.service.speech_service import SpeechService
+from core.service.threads import iterate_in_thread
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/ping", "/"})  # the page itself holds nothing; it asks for the key
 PLAYGROUND = Path(__file__).with_name("playground.html")
+MAX_QUEUE = 8  # requests that may wait beyond the ones the engine decodes together
 
 
 @dataclass
 class HttpService:
-    generate: Callable[..., Iterator[SpeechEvent]]
-    voices: VoiceLibrary
-    engine: SpeechEngine
+    speech: SpeechService
     api_keys: tuple[str, ...] = ()
-    max_queue: int = 8  # requests waiting for the engine beyond the ones it decodes together
+    max_queue: int = MAX_QUEUE
     completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None
     failed: Callable[[DomainError, float], None] = lambda error, seconds: None
     metrics_text: Callable[[], bytes] = lambda: b""
@@ -54,11 +53,19 @@ class HttpService:
 
 
 def create_app(service: HttpService) -> FastAPI:
-    app = FastAPI(title="higgs-tts", version="1", docs_url="/docs" if service.routes == "all" else None,
-                  redoc_url=None, openapi_url="/openapi.json" if service.routes == "all" else None)
-    capacity = max(1, service.engine.load().capacity)
-    threads = ThreadPoolExecutor(max_workers=capacity + service.max_queue + 2, thread_name_prefix="http-speech")
+    everything = service.routes == "all"
+    app = FastAPI(title="higgs-tts", version="1", docs_url="/docs" if everything else None,
+                  redoc_url=None, openapi_url="/openapi.json" if everything else None)
+    _add_error_handling(app, service)
+    _add_health(app, service)
+    if everything:
+        _add_speech(app, service)
+        _add_voices(app, service)
+        app.get("/", response_class=HTMLResponse)(_playground)
+    return app
 
+
+def _add_error_handling(app: FastAPI, service: HttpService) -> None:
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
         if service.api_keys and request.url.path not in OPEN_PATHS and not _authorized(request, service.api_keys):
@@ -78,21 +85,21 @@ def create_app(service: HttpService) -> FastAPI:
                                   f"internal error ({type(exc).__name__}); the server's log has the details",
                                   {"exception": type(exc).__name__}))
 
-    # -- health ------------------------------------------------------------------------------
 
+def _add_health(app: FastAPI, service: HttpService) -> None:
     @app.get("/health")
     async def health():
         return {"status": "ok"}
 
     @app.get("/ready")
     async def ready():
-        is_ready = service.engine.is_ready()
-        return JSONResponse({"ready": is_ready, "model": service.engine.describe()},
+        is_ready = service.speech.is_ready()
+        return JSONResponse({"ready": is_ready, "model": service.speech.model().to_dict()},
                             status_code=200 if is_ready else 503)
 
     @app.get("/ping")
     async def ping():
-        if service.engine.is_ready():
+        if service.speech.is_ready():
             return {"status": "healthy"}
         return Response(status_code=204)  # RunPod load balancers: initialising
 
@@ -100,10 +107,10 @@ def create_app(service: HttpService) -> FastAPI:
     async def metrics():
         return Response(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    if service.routes == "health":
-        return app
 
-    # -- speech ------------------------------------------------------------------------------
+def _add_speech(app: FastAPI, service: HttpService) -> None:
+    capacity = service.speech.capacity
+    threads = ThreadPoolExecutor(max_workers=capacity + service.max_queue + 2, thread_name_prefix="http-speech")
 
     @app.get("/v1/models")
     async def models():
@@ -123,71 +130,78 @@ def create_app(service: HttpService) -> FastAPI:
             service.failed(error, time.monotonic() - received)
             return _error(error)
         _admit(service, capacity)
-        cancel = threading.Event()
-        events = _events(service, threads, speech_req, cancel, received)
-        try:
+        return await _respond(service, threads, speech_req, fmt, stream_format, received)
+
+
+async def _respond(service: HttpService, threads: ThreadPoolExecutor, speech_req: SpeechRequest, fmt: str,
+                   stream_format: str, received: float) -> Response:
+    """The status line once the use case has started (or failed before starting), then the
+    audio as it comes."""
+    cancel = threading.Event()
+    events = iterate_in_thread(lambda: _admitted_events(service, speech_req, cancel, received), threads, cancel)
+    try:
+        first = await events.__anext__()
+        while not isinstance(first, (SpeechStarted, SpeechFailed)):
             first = await events.__anext__()
-            while not isinstance(first, (SpeechStarted, SpeechFailed)):
-                first = await events.__anext__()
-        except BaseException:
-            cancel.set()
-            await events.aclose()
-            raise
-        if isinstance(first, SpeechFailed):
-            await events.aclose()
-            service.failed(first.error, time.monotonic() - received)
-            return _error(first.error)
-        encoder = StreamEncoder(fmt, first.sample_rate)
-        stream = _sse(events, encoder, service, received) if stream_format == "sse" else \
-            _audio(events, encoder, service, received)
-        media_type = "text/event-stream" if stream_format == "sse" else CONTENT_TYPES[fmt]
-        return StreamingResponse(_cancel_on_exit(stream, cancel), media_type=media_type,
-                                 headers={"X-Request-Id": speech_req.request_id, "Cache-Control": "no-store",
-                                          "X-Result-Cache": "hit" if first.cached else "miss"})
+    except BaseException:
+        cancel.set()
+        await events.aclose()
+        raise
+    if isinstance(first, SpeechFailed):
+        await events.aclose()
+        service.failed(first.error, time.monotonic() - received)
+        return _error(first.error)
+    encoder = StreamEncoder(fmt, first.sample_rate)
+    stream = _sse(events, encoder, service, received) if stream_format == "sse" else \
+        _audio(events, encoder, service, received)
+    media_type = "text/event-stream" if stream_format == "sse" else CONTENT_TYPES[fmt]
+    return StreamingResponse(_cancel_on_exit(stream, cancel), media_type=media_type,
+                             headers={"X-Request-Id": speech_req.request_id, "Cache-Control": "no-store",
+                                      "X-Result-Cache": "hit" if first.cached else "miss"})
 
-    # -- voices ------------------------------------------------------------------------------
 
+def _add_voices(app: FastAPI, service: HttpService) -> None:
     @app.get("/v1/audio/voices")
     async def list_voices():
-        infos = await asyncio.to_thread(service.voices.list)
+        infos = await asyncio.to_thread(service.speech.voices)
         return {"object": "list", "data": [_voice(info) for info in infos]}
 
     @app.post("/v1/audio/voices", status_code=201)
     async def add_voice(request: Request):
-        limit = MAX_REFERENCE_AUDIO_BYTES + 64 * 1024
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise validation_error(ErrorCode.PAYLOAD_TOO_LARGE, f"an upload is at most {MAX_REFERENCE_AUDIO_BYTES} "
-                                   "bytes of audio", field="file", constraint=f"max_bytes={MAX_REFERENCE_AUDIO_BYTES}",
-                                   actual_bytes=int(length))
-        try:
-            form = await request.form(max_files=1, max_fields=4, max_part_size=64 * 1024)
-        except Exception:
-            raise validation_error(ErrorCode.INVALID_INPUT, "send multipart/form-data with the fields file, name "
-                                   "and transcript", field="body", constraint="multipart/form-data") from None
-        upload, name, transcript = form.get("file"), form.get("name"), form.get("transcript")
-        if upload is None or isinstance(upload, str):
-            raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "file (the voice's clip) is required",
-                                   field="file", constraint="required")
-        audio = await upload.read(MAX_REFERENCE_AUDIO_BYTES + 1)
-        await form.close()
-        clip = InlineVoice(audio, transcript if isinstance(transcript, str) else "",
-                           name if isinstance(name, str) else "")
-        info = await asyncio.to_thread(service.voices.add, VoicePrompt(clip.name, clip.transcript, clip.audio))
+        clip = await _uploaded_voice(request)
+        info = await asyncio.to_thread(service.speech.add_voice, VoicePrompt(clip.name, clip.transcript, clip.audio))
         return _voice(info)
 
     @app.delete("/v1/audio/voices/{name}")
     async def delete_voice(name: str):
-        await asyncio.to_thread(service.voices.delete, name)
+        await asyncio.to_thread(service.speech.delete_voice, name)
         return {"id": name, "object": "voice", "deleted": True}
 
-    # -- playground --------------------------------------------------------------------------
 
-    @app.get("/", response_class=HTMLResponse)
-    async def playground():
-        return HTMLResponse(PLAYGROUND.read_text(encoding="utf-8"))
+async def _uploaded_voice(request: Request) -> InlineVoice:
+    """The multipart upload (file, name, transcript), checked as an inline voice is."""
+    limit = MAX_REFERENCE_AUDIO_BYTES + 64 * 1024
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise validation_error(ErrorCode.PAYLOAD_TOO_LARGE, f"an upload is at most {MAX_REFERENCE_AUDIO_BYTES} "
+                               "bytes of audio", field="file", constraint=f"max_bytes={MAX_REFERENCE_AUDIO_BYTES}",
+                               actual_bytes=int(length))
+    try:
+        form = await request.form(max_files=1, max_fields=4, max_part_size=64 * 1024)
+    except Exception:
+        raise validation_error(ErrorCode.INVALID_INPUT, "send multipart/form-data with the fields file, name "
+                               "and transcript", field="body", constraint="multipart/form-data") from None
+    upload, name, transcript = form.get("file"), form.get("name"), form.get("transcript")
+    if upload is None or isinstance(upload, str):
+        raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "file (the voice's clip) is required",
+                               field="file", constraint="required")
+    audio = await upload.read(MAX_REFERENCE_AUDIO_BYTES + 1)
+    await form.close()
+    return InlineVoice(audio, transcript if isinstance(transcript, str) else "", name if isinstance(name, str) else "")
 
-    return app
+
+async def _playground():
+    return HTMLResponse(PLAYGROUND.read_text(encoding="utf-8"))
 
 
 def _authorized(request: Request, keys: tuple[str, ...]) -> bool:
@@ -218,33 +232,14 @@ def _admit(service: HttpService, capacity: int) -> None:
         service._admitted += 1
 
 
-async def _events(service: HttpService, threads: ThreadPoolExecutor, request, cancel: threading.Event,
-                  received: float) -> AsyncIterator[SpeechEvent]:
-    """The use case's events, produced on a worker thread, delivered on the event loop."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    end = object()
-
-    def produce() -> None:
-        try:
-            for event in service.generate(request, cancel=cancel, received_at=received):
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-        except BaseException as exc:  # handed to the loop, raised there
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        finally:
-            with service._lock:
-                service._admitted -= 1
-            loop.call_soon_threadsafe(queue.put_nowait, end)
-
-    worker = loop.run_in_executor(threads, produce)
+def _admitted_events(service: HttpService, request: SpeechRequest, cancel: threading.Event,
+                     received: float) -> Iterator[SpeechEvent]:
+    """The use case's events; the request leaves the admitted count when they end."""
     try:
-        while (item := await queue.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from service.speech.speak(request, cancel, received_at=received)
     finally:
-        cancel.set()  # no-op once the use case has finished
-        await asyncio.shield(worker)
+        with service._lock:
+            service._admitted -= 1
 
 
 async def _cancel_on_exit(stream: AsyncIterator[bytes], cancel: threading.Event) -> AsyncIterator[bytes]:

@@ -10,14 +10,13 @@ over it waits its turn (the queue depth metric counts the waiting ones).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 from opentelemetry import context as otel_context
@@ -44,6 +43,9 @@ from core.domain.events import (
 )
 from core.domain.request import SpeechRequest, is_valid_request_id
 from core.ports.tracer import NoopTracer, Tracer
+from core.service.outcome import Outcome
+from core.service.speech_service import SpeechService
+from core.service.threads import iterate_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -69,52 +71,39 @@ def _no_progress(job: Mapping[str, Any], progress: dict[str, Any]) -> None:
 class RunpodWorker:
     def __init__(
         self,
-        generate: Callable[..., Iterator[SpeechEvent]],
+        service: SpeechService,
         metrics: WorkerMetrics,
         options: WorkerOptions = WorkerOptions(),
         progress: ProgressReporter = _no_progress,
         tracer: Tracer | None = None,
-        capacity: int = 1,
     ) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self._generate = generate
-        self.capacity = capacity
+        self._service = service
+        self.capacity = service.capacity
         self._metrics = metrics
         self._options = options
         self._progress = progress
         self._tracer = tracer or NoopTracer()
-        self._engine_slots = threading.BoundedSemaphore(capacity)
+        self._engine_slots = threading.BoundedSemaphore(self.capacity)
         # each job's generator runs on its own thread for the whole job
-        self._threads = ThreadPoolExecutor(max_workers=capacity + 4, thread_name_prefix="job")
+        self._threads = ThreadPoolExecutor(max_workers=self.capacity + 4, thread_name_prefix="job")
 
     # -- the two handler shapes runpod accepts ----------------------------------------------
 
     async def handle(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Non-streaming: the whole response once the audio is finished."""
         received = time.monotonic()
+        last_report = [received]
+        outcome = Outcome()
         try:
             request = self._request(job)
             self._refuse_if_it_cannot_come_back(request)
-        except DomainError as error:
-            return self._failed(error, received)
-        completed = stored = None
-        last_report = [received]
-        try:
             async with aclosing(self._events(job, request, received)) as events:
                 async for event in events:
-                    if isinstance(event, AudioStored):
-                        stored = event
-                    elif isinstance(event, SpeechCompleted):
-                        completed = event
-                    elif isinstance(event, SpeechFailed):
-                        return self._failed(event.error, received)
-                    elif isinstance(event, Progress):
+                    if isinstance(event, Progress):
                         self._report(job, event, received, last_report)
-            if completed is None:
-                raise DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
-                                  "generation ended without a result")
-            response = success_response(completed, stored, self._options.inline_audio_limit)
+                    outcome.add(event)
+            completed = outcome.result()
+            response = success_response(completed, outcome.stored, self._options.inline_audio_limit)
         except DomainError as error:
             return self._failed(error, received)
         except Exception as exc:  # a bug in one job never takes the worker down
@@ -128,66 +117,63 @@ class RunpodWorker:
         `progress` as they are produced, and last a `result` (the GenerationResponse,
         without the audio, which already went out in chunks)."""
         received = time.monotonic()
+        stream = _Stream(job, received)
         try:
             request = self._request(job)
-        except DomainError as error:
-            yield self._result(self._failed(error, received))
-            return
-        sent = 0
-        stored = None
-        last_report = [received]
-        cancel = threading.Event()
-        try:
-            async with aclosing(self._events(job, request, received, cancel)) as events:
+            async with aclosing(self._events(job, request, received, stream.cancel)) as events:
                 async for event in events:
-                    if isinstance(event, SpeechStarted):
-                        yield {"type": "started", "request_id": event.request_id,
-                               "sample_rate": event.sample_rate, "channels": event.channels,
-                               "encoding": "pcm_s16le", "voices": list(event.voices)}
-                    elif isinstance(event, AudioChunk):
-                        data = base64.b64encode(pcm16_bytes(event.samples)).decode("ascii")
-                        sent += len(data)
-                        if sent > self._options.stream_output_limit:
-                            cancel.set()
-                            raise DomainError(  # work was done: not a validation error
-                                ErrorType.SYSTEM, ErrorCode.PAYLOAD_TOO_LARGE,
-                                f"the streamed audio passed {self._options.stream_output_limit} "
-                                "bytes, the most a streaming job may return; generation stopped there: "
-                                "split the text into several jobs",
-                                {"stream_output_limit_bytes": self._options.stream_output_limit,
-                                 "streamed_bytes": sent, "audio_seconds_streamed": round(
-                                     event.frame_index / FRAME_RATE + len(event.samples) / event.sample_rate, 2)},
-                            )
-                        yield {"type": "audio", "sequence": event.sequence,
-                               "frame_index": event.frame_index, "samples": len(event.samples),
-                               "audio_base64": data}
-                    elif isinstance(event, Progress):
-                        self._report(job, event, received, last_report)
-                        yield {"type": "progress", "frames_done": event.frames_done,
-                               "chunks_done": event.chunks_done, "chunks_total": event.chunks_total}
-                    elif isinstance(event, AudioStored):
-                        stored = event
-                    elif isinstance(event, SpeechFailed):
-                        yield self._result(self._failed(event.error, received))
+                    message = self._stream_message(stream, event)
+                    if message is not None:
+                        yield message
+                    if isinstance(event, (SpeechCompleted, SpeechFailed)):
                         return
-                    elif isinstance(event, SpeechCompleted):
-                        response = success_response(event, stored, 0, include_audio=False)
-                        self._metrics.completed(event, time.monotonic() - received)
-                        yield self._result(response)
-                        return
-            raise DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
-                              "generation ended without a result")
+            raise DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR, "generation ended without a result")
         except DomainError as error:
             yield self._result(self._failed(error, received))
         except Exception as exc:
             log.exception("job %s failed", job.get("id"))
             yield self._result(self._failed(_internal(exc), received))
 
+    def _stream_message(self, stream: _Stream, event: SpeechEvent) -> dict[str, Any] | None:
+        """What a streaming job sends for one event (None: nothing)."""
+        if isinstance(event, SpeechStarted):
+            return {"type": "started", "request_id": event.request_id, "sample_rate": event.sample_rate,
+                    "channels": event.channels, "encoding": "pcm_s16le", "voices": list(event.voices)}
+        if isinstance(event, AudioChunk):
+            return self._audio_message(stream, event)
+        if isinstance(event, Progress):
+            self._report(stream.job, event, stream.received, stream.last_report)
+            return {"type": "progress", "frames_done": event.frames_done, "chunks_done": event.chunks_done,
+                    "chunks_total": event.chunks_total}
+        if isinstance(event, AudioStored):
+            stream.stored = event
+        elif isinstance(event, SpeechFailed):
+            return self._result(self._failed(event.error, stream.received))
+        elif isinstance(event, SpeechCompleted):
+            self._metrics.completed(event, time.monotonic() - stream.received)
+            return self._result(success_response(event, stream.stored, 0, include_audio=False))
+        return None
+
+    def _audio_message(self, stream: _Stream, event: AudioChunk) -> dict[str, Any]:
+        data = base64.b64encode(pcm16_bytes(event.samples)).decode("ascii")
+        stream.sent += len(data)
+        limit = self._options.stream_output_limit
+        if stream.sent > limit:
+            stream.cancel.set()
+            raise DomainError(  # work was done: not a validation error
+                ErrorType.SYSTEM, ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the streamed audio passed {limit} bytes, the most a streaming job may return; generation "
+                "stopped there: split the text into several jobs",
+                {"stream_output_limit_bytes": limit, "streamed_bytes": stream.sent, "audio_seconds_streamed": round(
+                    event.frame_index / FRAME_RATE + len(event.samples) / event.sample_rate, 2)},
+            )
+        return {"type": "audio", "sequence": event.sequence, "frame_index": event.frame_index,
+                "samples": len(event.samples), "audio_base64": data}
+
     def _refuse_if_it_cannot_come_back(self, request: SpeechRequest) -> None:
         """Before any work: audio that is returned inline and whose bound (the request's stop
         bounds) passes the payload limit is refused now, not after generating it."""
-        bound = getattr(self._generate, "inline_bound", None)
-        size = bound(request) if bound is not None else None
+        size = self._service.inline_bound(request)
         limit = self._options.inline_audio_limit
         if size is not None and size > limit:
             raise validation_error(
@@ -209,51 +195,35 @@ class RunpodWorker:
         job_id = job.get("id")  # the job's id names the request, when it is a usable one
         return request_from_input(job.get("input"), job_id if is_valid_request_id(job_id) else None)
 
-    async def _events(
-        self,
-        job: Mapping[str, Any],
-        request: SpeechRequest,
-        received: float,
-        cancel: threading.Event | None = None,
-    ) -> AsyncIterator[SpeechEvent]:
+    async def _events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
+                      cancel: threading.Event | None = None) -> AsyncIterator[SpeechEvent]:
         """The use case's events, produced on a worker thread, delivered on the event loop.
         Leaving early (the stream's reader is gone) cancels the generation."""
         cancel = cancel or threading.Event()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        end = object()
+        async for event in iterate_in_thread(lambda: self._job_events(job, request, received, cancel),
+                                             self._threads, cancel):
+            yield event
+
+    def _job_events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
+                    cancel: threading.Event) -> Iterator[SpeechEvent]:
+        """On the job's thread: wait for a slot of the engine's batch, then run the use case in
+        the caller's trace."""
         parent = _parent_context(job.get("input"))
-
-        def produce() -> None:
-            token = otel_context.attach(parent) if parent is not None else None
-            try:
-                self._metrics.queue_depth.inc()
-                with self._engine_slots:
-                    self._metrics.queue_depth.dec()
-                    self._metrics.in_flight.inc()
-                    try:
-                        with self._tracer.span("runpod.job", {"runpod.job_id": job.get("id"),
-                                                              "request.id": request.request_id}):
-                            for event in self._generate(request, cancel=cancel, received_at=received):
-                                loop.call_soon_threadsafe(queue.put_nowait, event)
-                    finally:
-                        self._metrics.in_flight.dec()
-            except BaseException as exc:  # handed to the loop, raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                if token is not None:
-                    otel_context.detach(token)
-                loop.call_soon_threadsafe(queue.put_nowait, end)
-
-        worker = loop.run_in_executor(self._threads, produce)
+        token = otel_context.attach(parent) if parent is not None else None
         try:
-            while (item := await queue.get()) is not end:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            self._metrics.queue_depth.inc()
+            with self._engine_slots:
+                self._metrics.queue_depth.dec()
+                self._metrics.in_flight.inc()
+                try:
+                    with self._tracer.span("runpod.job", {"runpod.job_id": job.get("id"),
+                                                          "request.id": request.request_id}):
+                        yield from self._service.speak(request, cancel, received_at=received)
+                finally:
+                    self._metrics.in_flight.dec()
         finally:
-            cancel.set()  # no-op once the use case has finished
-            await asyncio.shield(worker)
+            if token is not None:
+                otel_context.detach(token)
 
     def _report(self, job: Mapping[str, Any], event: Progress, received: float, last: list[float]) -> None:
         """At most one progress update per interval; `last` holds this job's previous one."""
@@ -278,6 +248,21 @@ class RunpodWorker:
     @staticmethod
     def _result(response: dict[str, Any]) -> dict[str, Any]:
         return JobOutput({"type": "result", **response})
+
+
+@dataclass
+class _Stream:
+    """One streaming job's state."""
+
+    job: Mapping[str, Any]
+    received: float
+    sent: int = 0  # base64 bytes of audio so far
+    stored: AudioStored | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    last_report: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.last_report.append(self.received)
 
 
 def _parent_context(job_input: Any):

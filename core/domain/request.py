@@ -282,6 +282,16 @@ def new_request_id() -> str:
 
 
 @dataclass(frozen=True)
+class Synthesis:
+    """What the engine needs of a request: what to say and how, not where the audio goes."""
+
+    text: str
+    scene_prompt: str | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    chunking: Chunking = field(default_factory=Chunking)
+
+
+@dataclass(frozen=True)
 class SpeechRequest:
     """One text to speak, in zero or more cloned voices (one per [SPEAKERn]), steered by a scene."""
 
@@ -327,3 +337,7 @@ class SpeechRequest:
     @property
     def voice_names(self) -> list[str]:
         return [v.name for v in self.voices]
+
+    @property
+    def synthesis(self) -> Synthesis:
+        return Synthesis(self.text, self.scene_prompt, self.sampling, self.chunking)

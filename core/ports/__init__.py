@@ -6,7 +6,11 @@ from core.ports.speech_engine import (
     EngineAudio,
     EngineDone,
     EngineEvent,
+    EngineLoad,
     EngineProgress,
+    EngineTimings,
+    EngineWork,
+    ModelInfo,
     SpeechEngine,
 )
 from core.ports.tracer import NoopTracer, Span, Tracer
@@ -17,7 +21,11 @@ __all__ = [
     "EngineAudio",
     "EngineDone",
     "EngineEvent",
+    "EngineLoad",
     "EngineProgress",
+    "EngineTimings",
+    "EngineWork",
+    "ModelInfo",
     "NoopTracer",
     "ObjectStore",
     "Span",

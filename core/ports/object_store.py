@@ -1,23 +1,17 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Protocol, runtime_checkable
 
+from core.domain.records import StoredObject
 
-@dataclass(frozen=True)
-class StoredObject:
-    bucket: str
-    key: str
-    url: str  # fetchable by the caller (presigned for S3)
-    uri: str  # canonical, e.g. s3://bucket/key or file:///path
-    size: int
-    etag: str | None = None
+__all__ = ["ObjectStore", "StoredObject"]
 
 
 @runtime_checkable
 class ObjectStore(Protocol):
-    """Where finished audio and its event record go. Failures raise DomainError
-    (s3_upload_error); a failed put leaves no object behind."""
+    """Where finished audio, its event record and the result cache go. Failures raise
+    DomainError (s3_upload_error); a failed put leaves no object behind. The core reads
+    (`get`, `exists`) only for the result cache and to refuse a taken key."""
 
     def put(
         self,
@@ -39,5 +33,3 @@ class ObjectStore(Protocol):
 
     def delete(self, bucket: str, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
-
-    def url_for(self, bucket: str, key: str) -> str: ...

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import threading
 from array import array
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
-from core.domain.request import SpeechRequest
+from core.domain.request import Synthesis
 from core.domain.voice import VoicePrompt
 
 
@@ -28,13 +28,37 @@ class EngineProgress:
 
 
 @dataclass(frozen=True)
+class EngineTimings:
+    """Seconds the engine spent on one request, by stage."""
+
+    queue: float = 0.0  # waiting for a free slot in the batch
+    load: float = 0.0  # loading the model (the first request only)
+    prefill: float = 0.0
+    decode: float = 0.0
+    vocode: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineWork:
+    """What the engine did for one request, for the response's metadata."""
+
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0  # prompt tokens computed (the rest came from the prefix cache)
+    decode_steps: int = 0
+    chunk_stop_reasons: tuple[str, ...] = ()  # per text chunk
+    prefix_cache: tuple[str, ...] = ()  # per text chunk: hit, miss or off
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
 class EngineDone:
     frames: int
     stop_reason: str  # e.g. "end_token", "max_new_tokens", "silence", "duration_bound"
-    # seconds: load, prefill, decode, vocode, first_audio (from the start of stream())
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: EngineTimings = EngineTimings()
     text_output: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
+    work: EngineWork = EngineWork()
 
 
 EngineEvent = EngineAudio | EngineProgress | EngineDone
@@ -54,6 +78,30 @@ class EngineLoad:
     prefix_bytes: int = 0
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model behind the engine. `details` are further facts that shape its output (they key
+    the result cache); `sizing` only says how much it serves at once (they do not)."""
+
+    engine: str
+    loaded: bool = True
+    layout: str | None = None
+    revision: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    sizing: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, for metadata, event records and /ready."""
+        return {"engine": self.engine, "loaded": self.loaded, "layout": self.layout, "revision": self.revision,
+                "device": self.device, "dtype": self.dtype, **self.details, **self.sizing}
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the audio: everything but whether it is loaded and how much it serves."""
+        return {k: v for k, v in self.to_dict().items() if k != "loaded" and k not in self.sizing}
+
+
 @runtime_checkable
 class SpeechEngine(Protocol):
     """Turns text into audio, streaming it as frames are decoded.
@@ -69,12 +117,12 @@ class SpeechEngine(Protocol):
 
     def stream(
         self,
-        request: SpeechRequest,
+        synthesis: Synthesis,
         voices: Sequence[VoicePrompt],
         cancel: threading.Event,
     ) -> Iterator[EngineEvent]: ...
 
-    def max_frames(self, request: SpeechRequest) -> int:
+    def max_frames(self, synthesis: Synthesis) -> int:
         """The most audio frames the request can produce (all its stop bounds), known before
         generating and without the model."""
         ...
@@ -88,7 +136,7 @@ class SpeechEngine(Protocol):
 
     def is_ready(self) -> bool: ...
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         """Model name, checkpoint layout and revision, device, dtype: goes into metadata."""
         ...
 

@@ -13,18 +13,16 @@ import json
 import logging
 from array import array
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from core.domain.audio import samples_from_bytes, samples_to_bytes
 from core.domain.errors import DomainError
 from core.domain.request import SpeechRequest
 from core.domain.voice import VoicePrompt
 from core.ports.object_store import ObjectStore
+from core.ports.speech_engine import ModelInfo
 
 log = logging.getLogger(__name__)
-
-# parts of an engine's description that say nothing about its output
-_VOLATILE = {"loaded", "max_batch", "max_cache_len", "kv_cache_mib", "model_path"}
 
 
 @dataclass(frozen=True)
@@ -46,14 +44,14 @@ class ResultCache:
         that would be overwritten."""
         return request.sampling.seed is not None
 
-    def key(self, request: SpeechRequest, voices: Sequence[VoicePrompt], model: Mapping[str, Any]) -> str:
+    def key(self, request: SpeechRequest, voices: Sequence[VoicePrompt], model: ModelInfo) -> str:
         identity = {
             "text": request.text,
             "scene": request.scene_prompt,
             "voices": [[v.content_hash, v.transcript] for v in voices],
             "sampling": asdict(request.sampling),
             "chunking": [request.chunking.method.value, request.chunking.max_word_num, request.chunking.max_num_turns],
-            "model": {k: v for k, v in sorted(model.items()) if k not in _VOLATILE},
+            "model": model.identity(),
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.prefix}/result-cache/{digest}" if self.prefix else f"result-cache/{digest}"

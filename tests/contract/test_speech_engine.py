@@ -7,7 +7,7 @@ import pytest
 
 from adapters.fake import FakeSpeechEngine, InMemoryVoiceLibrary
 from core.domain.request import Sampling, SpeechRequest
-from core.ports.speech_engine import EngineAudio, EngineDone, EngineProgress, SpeechEngine
+from core.ports.speech_engine import EngineAudio, EngineDone, EngineProgress, ModelInfo, SpeechEngine
 
 
 def _higgs(request):
@@ -42,7 +42,7 @@ def request(seed=3, max_new_tokens=60, text="Hello world, this is a test."):
 
 
 def run(engine, req, voices, cancel=None):
-    return list(engine.stream(req, voices, cancel or threading.Event()))
+    return list(engine.stream(req.synthesis, voices, cancel or threading.Event()))
 
 
 def test_is_a_speech_engine(engine):
@@ -53,7 +53,8 @@ def test_is_a_speech_engine(engine):
 def test_warm_up_makes_it_ready(engine):
     engine.warm_up()
     assert engine.is_ready()
-    assert isinstance(engine.describe(), dict)
+    info = engine.describe()
+    assert isinstance(info, ModelInfo) and info.loaded and info.to_dict()["engine"] == info.engine
 
 
 def test_stream_ends_with_one_done_and_audio_is_float32(engine, voices):

@@ -17,8 +17,8 @@ from boson_multimodal.layout import ModelPaths
 from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
 from core.domain.events import SpeechCompleted, SpeechFailed
-from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import InlineVoice, NamedVoice, Sampling, SpeechRequest
+from core.service.generate_speech import GenerateSpeech
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,11 +36,12 @@ def use_case(engine, bundle):
 
 def test_lazy_load_then_warm_up(demo_bundle):
     engine = HiggsSpeechEngine(demo_bundle, device="cpu")
-    assert not engine.is_ready() and engine.describe()["loaded"] is False
+    assert not engine.is_ready() and engine.describe().loaded is False
     engine.warm_up()
     assert engine.is_ready()
     info = engine.describe()
-    assert info["layout"] == "transformers" and info["demo"] is True and info["device"] == "cpu"
+    assert info.layout == "transformers" and info.details["demo"] is True and info.device == "cpu"
+    assert info.sizing["max_batch"] == engine.max_batch and "max_batch" not in info.identity()
     engine.close()
     assert not engine.is_ready()
 
@@ -48,7 +49,7 @@ def test_lazy_load_then_warm_up(demo_bundle):
 def test_missing_weights_are_a_model_error_whose_path_only_the_log_names(tmp_path, caplog):
     engine = HiggsSpeechEngine(ModelPaths.under(tmp_path / "empty"), device="cpu")
     with pytest.raises(DomainError) as info:
-        list(engine.stream(SpeechRequest("Hi."), [], threading.Event()))
+        list(engine.stream(SpeechRequest("Hi.").synthesis, [], threading.Event()))
     error = info.value
     assert error.type.value == "model_error" and error.code == "MODEL_NOT_FOUND"
     assert str(tmp_path) not in json.dumps(error.to_dict())  # callers never see the worker's filesystem

@@ -133,8 +133,8 @@ def test_warm_voices_are_hits_from_the_first_request(demo_bundle):
                             sampling=Sampling(max_new_tokens=30, seed=1))
     import threading
 
-    done = [e for e in engine.stream(request, [voice], threading.Event()) if isinstance(e, EngineDone)][0]
-    assert done.metadata["prefix_cache"] == ["hit"]
+    done = [e for e in engine.stream(request.synthesis, [voice], threading.Event()) if isinstance(e, EngineDone)][0]
+    assert done.work.prefix_cache == ("hit",)
     load = engine.load()
     assert load.prefix_hits >= 1 and load.prefix_bytes > 0
     engine.close()

@@ -10,7 +10,7 @@ from adapters.http import HttpService, create_app
 from adapters.runpod import WorkerMetrics
 from app.http_api import BackgroundServer
 from core.domain.audio import WavEncoder
-from core.domain.generate_speech import GenerateSpeech
+from core.service import GenerateSpeech, SpeechService
 
 
 def get(url, key=None):
@@ -27,10 +27,16 @@ def serve(routes="health", keys=()):
     metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 2048, "reserved": 4096}, engine_load=engine.load)
     metrics.ready.set_function(lambda: 1.0 if engine.is_ready() else 0.0)
     use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
-    service = HttpService(use_case, InMemoryVoiceLibrary.with_demo_voices(), engine, api_keys=keys,
+    speech = SpeechService(use_case, engine, InMemoryVoiceLibrary.with_demo_voices())
+    service = HttpService(speech, api_keys=keys,
                           completed=metrics.completed, failed=metrics.failed, metrics_text=metrics.render,
                           routes=routes)
     return engine, BackgroundServer(create_app(service), "127.0.0.1", 0).start()
+
+
+def idle_service():
+    engine = FakeSpeechEngine()
+    return SpeechService(GenerateSpeech(engine, InMemoryVoiceLibrary(), WavEncoder()), engine, InMemoryVoiceLibrary())
 
 
 def test_health_ready_ping_and_metrics():
@@ -39,7 +45,7 @@ def test_health_ready_ping_and_metrics():
     try:
         assert get(f"{base}/health") == (200, '{"status":"ok"}')
         status, body = get(f"{base}/ready")
-        assert status == 503 and json.loads(body) == {"ready": False, "model": engine.describe()}
+        assert status == 503 and json.loads(body) == {"ready": False, "model": engine.describe().to_dict()}
         assert get(f"{base}/ping")[0] == 204
         engine.warm_up()
         assert get(f"{base}/ready")[0] == 200
@@ -73,7 +79,7 @@ def test_a_taken_port_is_an_error_at_once():
     _, server = serve()
     try:
         with pytest.raises(OSError):
-            BackgroundServer(create_app(HttpService(None, None, FakeSpeechEngine(), routes="health")),
+            BackgroundServer(create_app(HttpService(idle_service(), routes="health")),
                              "127.0.0.1", server.port)
     finally:
         server.stop()
@@ -89,7 +95,8 @@ def test_a_failing_voice_library_is_a_500_in_openai_shape_and_the_server_goes_on
     engine = FakeSpeechEngine()
     engine.warm_up()
     use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
-    server = BackgroundServer(create_app(HttpService(use_case, Broken(), engine)), "127.0.0.1", 0).start()
+    app = create_app(HttpService(SpeechService(use_case, engine, Broken())))
+    server = BackgroundServer(app, "127.0.0.1", 0).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
         response = httpx.get(base + "/v1/audio/voices")

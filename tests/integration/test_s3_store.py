@@ -14,8 +14,8 @@ from adapters.s3 import S3Config, S3ObjectStore
 from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
 from core.domain.events import AudioStored, SpeechCompleted, SpeechFailed
-from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import NamedVoice, OutputTarget, Sampling, SpeechRequest
+from core.service.generate_speech import GenerateSpeech
 from tests.integration.s3_fault_proxy import FaultProxy
 from tests.seaweed import ACCESS_KEY, SECRET_KEY
 

@@ -4,6 +4,8 @@ import ast
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 STDLIB = set(sys.stdlib_module_names)
 PROJECT = {"core", "adapters", "boson_multimodal", "app"}
@@ -19,6 +21,12 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
+def imported_names(path: Path) -> set[str]:
+    """`module.name` for every `from module import name`."""
+    return {f"{node.module}.{alias.name}" for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
+
+
 def modules(package: str):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"no modules under {package}"
@@ -30,6 +38,31 @@ def test_core_imports_only_stdlib_and_core():
         for name in imports_of(path):
             top = name.split(".")[0]
             assert top in STDLIB or top == "core" or top == "__future__", f"{path}: {name}"
+
+
+# inside core: the domain stands alone, ports know the domain, the service knows both
+CORE_LAYERS = {"domain": {"domain"}, "ports": {"domain", "ports"}, "service": {"domain", "ports", "service"}}
+
+
+@pytest.mark.parametrize("layer", sorted(CORE_LAYERS))
+def test_core_layers_import_only_the_layers_below(layer):
+    for path in modules(f"core/{layer}"):
+        for name in imports_of(path):
+            parts = name.split(".")
+            if parts[0] == "core":
+                assert len(parts) > 1 and parts[1] in CORE_LAYERS[layer], f"{path}: {name}"
+
+
+DRIVING = ("grpc", "http", "runpod")  # adapters that take requests: they go through the service
+
+
+@pytest.mark.parametrize("adapter", DRIVING)
+def test_driving_adapters_reach_the_engine_and_voices_only_through_the_service(adapter):
+    for path in modules(f"adapters/{adapter}"):
+        names = imported_names(path)
+        assert "core.ports.speech_engine.SpeechEngine" not in names, path
+        assert not any(n.startswith("core.ports.voice_library.") for n in names), path
+        assert "core.service.generate_speech.GenerateSpeech" not in names, path
 
 
 def test_boson_multimodal_imports_no_service_code():
@@ -50,5 +83,7 @@ def test_adapters_import_core_and_never_each_other():
 
 def test_the_rule_itself_catches_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import torch\nfrom adapters.s3 import x\n")
-    assert imports_of(bad) == {"torch", "adapters.s3"}
+    bad.write_text("import torch\nfrom adapters.s3 import x\nfrom core.ports.speech_engine import SpeechEngine\n")
+    assert imports_of(bad) == {"torch", "adapters.s3", "core.ports.speech_engine"}
+    assert "core.ports.speech_engine.SpeechEngine" in imported_names(bad)
+    assert "ports" not in CORE_LAYERS["domain"]

@@ -15,7 +15,7 @@ from core.domain.events import (
     SpeechFailed,
     SpeechStarted,
 )
-from core.domain.generate_speech import GenerateSpeech, default_key
+from core.domain.records import default_key
 from core.domain.request import (
     InlineVoice,
     NamedVoice,
@@ -23,6 +23,7 @@ from core.domain.request import (
     Sampling,
     SpeechRequest,
 )
+from core.service.generate_speech import GenerateSpeech
 
 TEXT = "The quick brown fox jumps over the lazy dog, twice over."
 

@@ -10,10 +10,10 @@ from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLi
 from adapters.fake.voices import tone_clip
 from core.domain.audio import WavEncoder, pcm16_bytes
 from core.domain.events import AudioChunk, AudioStored, SpeechCompleted, SpeechStarted
-from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import NamedVoice, OutputTarget, Sampling, SpeechRequest
-from core.domain.result_cache import ResultCache
 from core.domain.voice import VoicePrompt
+from core.service.generate_speech import GenerateSpeech
+from core.service.result_cache import ResultCache
 
 
 def setup(voices=None):

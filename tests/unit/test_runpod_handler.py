@@ -19,8 +19,8 @@ from app.settings import Settings
 from app.telemetry import make_tracer_provider
 from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
-from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import ChunkMethod, InlineVoice, NamedVoice
+from core.service import GenerateSpeech, SpeechService
 
 GOOD = {"transcript": "Hello from the fake engine.", "ref_audio": "belinda", "seed": 3}
 
@@ -31,7 +31,8 @@ def make_worker(engine=None, tracer=None, progress=None, **options):
                               InMemoryObjectStore(), tracer=tracer)
     metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 123})
     kwargs = {"progress": progress} if progress else {}
-    return RunpodWorker(use_case, metrics, WorkerOptions(**options), tracer=tracer, **kwargs), metrics
+    service = SpeechService(use_case, engine, InMemoryVoiceLibrary.with_demo_voices())
+    return RunpodWorker(service, metrics, WorkerOptions(**options), tracer=tracer, **kwargs), metrics
 
 
 def run(worker, job_input, job_id="job-1"):
@@ -173,11 +174,10 @@ def test_an_unexpected_failure_is_an_internal_error_and_the_next_job_runs():
             raise RuntimeError("boom")
 
     worker, _ = make_worker()
-    good = worker._generate
-    worker._generate = Broken()
+    worker._service.speak = Broken()  # shadows the method on this instance
     output = run(worker, GOOD)["output"]
     assert output["success"] is False and output["error"]["code"] == "INTERNAL_ERROR"
-    worker._generate = good
+    del worker._service.speak
     assert run(worker, GOOD)["output"]["success"] is True
 
 
@@ -310,7 +310,7 @@ def test_the_worker_takes_as_many_jobs_as_the_engine_decodes_together():
     engine = FakeSpeechEngine(step_delay=0.004, capacity=3)
     use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
     metrics = WorkerMetrics(engine_load=engine.load)
-    worker = RunpodWorker(use_case, metrics, capacity=engine.load().capacity)
+    worker = RunpodWorker(SpeechService(use_case, engine, InMemoryVoiceLibrary()), metrics)
     assert worker.concurrency(0) == 3
 
     async def five_jobs():
@@ -329,6 +329,8 @@ def test_the_worker_takes_as_many_jobs_as_the_engine_decodes_together():
     assert rate > 0
 
 
-def test_a_worker_without_an_engine_slot_refuses_to_start():
-    with pytest.raises(ValueError):
-        RunpodWorker(lambda *a, **k: iter(()), WorkerMetrics(), capacity=0)
+def test_an_engine_that_reports_no_slot_still_gets_one_job_at_a_time():
+    engine = FakeSpeechEngine(capacity=0)
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary(), WavEncoder())
+    worker = RunpodWorker(SpeechService(use_case, engine, InMemoryVoiceLibrary()), WorkerMetrics())
+    assert worker.concurrency(0) == 1 and worker.concurrency(5) == 1

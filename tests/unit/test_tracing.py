@@ -8,8 +8,8 @@ from adapters.otel import OtelTracer
 from app.settings import Settings
 from app.telemetry import make_tracer_provider
 from core.domain.audio import WavEncoder
-from core.domain.generate_speech import GenerateSpeech
 from core.domain.request import NamedVoice, OutputTarget, SpeechRequest
+from core.service.generate_speech import GenerateSpeech
 
 
 def run(request, engine=None):

@@ -1,0 +1,85 @@
+"""What the driving adapters (gRPC, HTTP, RunPod, the CLI) call: the use case, the voice
+library and the engine's state. They hold this, never the engine or the library itself."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Iterator, TypeVar
+
+from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.events import SpeechEvent
+from core.domain.request import SpeechRequest
+from core.domain.voice import VoiceInfo, VoicePrompt
+from core.ports.speech_engine import EngineLoad, ModelInfo, SpeechEngine
+from core.ports.voice_library import VoiceLibrary
+from core.service.generate_speech import GenerateSpeech
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SpeechService:
+    def __init__(self, generate: GenerateSpeech, engine: SpeechEngine, voices: VoiceLibrary) -> None:
+        self._generate = generate
+        self._engine = engine
+        self._voices = voices
+
+    # -- speech -----------------------------------------------------------------------------
+
+    def speak(self, request: SpeechRequest, cancel: threading.Event | None = None,
+              received_at: float | None = None) -> Iterator[SpeechEvent]:
+        """The use case's events (see GenerateSpeech): never raises, a failure is an event."""
+        return self._generate(request, cancel, received_at)
+
+    def inline_bound(self, request: SpeechRequest) -> int | None:
+        """The most bytes the request's audio can be when it comes back inline; None if stored."""
+        return self._generate.inline_bound(request)
+
+    # -- the engine -------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        return self._engine.is_ready()
+
+    def warm_up(self) -> ModelInfo:
+        """Load and warm the model now; raises DomainError (model_error) when it cannot."""
+        self._engine.warm_up()
+        return self._engine.describe()
+
+    def model(self) -> ModelInfo:
+        return self._engine.describe()
+
+    def load(self) -> EngineLoad:
+        return self._engine.load()
+
+    @property
+    def capacity(self) -> int:
+        """Requests that generate at once (at least one)."""
+        return max(1, self._engine.load().capacity)
+
+    def close(self) -> None:
+        self._engine.close()
+
+    # -- voices -----------------------------------------------------------------------------
+
+    def voices(self) -> list[VoiceInfo]:
+        return _library("list voices", self._voices.list)
+
+    def add_voice(self, voice: VoicePrompt) -> VoiceInfo:
+        return _library(f"add voice {voice.name!r}", lambda: self._voices.add(voice))
+
+    def delete_voice(self, name: str) -> None:
+        _library(f"delete voice {name!r}", lambda: self._voices.delete(name))
+
+
+def _library(what: str, call: Callable[[], T]) -> T:
+    """A voice library call whose unexpected failures become an internal error without internals."""
+    try:
+        return call()
+    except DomainError:
+        raise
+    except Exception as exc:
+        log.exception("could not %s", what)
+        raise DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
+                          f"could not {what} ({type(exc).__name__})") from exc
