@@ -2,130 +2,146 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 DEFAULT_MODEL_PATH = "/runpod-volume/higgs_audio"
 HUB_SCHEME = "hf://"
 
 
+def _text(name: str, value: str) -> str:
+    return value.strip()
+
+
+def _flag(name: str, value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _digits(value: str) -> bool:
+    value = value.strip()
+    return value.isascii() and value.isdigit()
+
+
+def _non_negative(name: str, value: str) -> int:
+    if not _digits(value):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _positive(name: str, value: str) -> int:
+    if not _digits(value) or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def _port(name: str, value: str) -> int:
+    if not _digits(value) or not 0 <= int(value) <= 65535:
+        raise ValueError(f"{name} must be a port number, not {value!r}")
+    return int(value)
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value) if value.strip().isascii() else math.nan
+    except ValueError:
+        number = math.nan
+    if not 0 <= number < math.inf:
+        raise ValueError(f"{name} must be a number of at least 0, not {value!r}")
+    return number
+
+
+def _names(name: str, value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _one_of(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        value = value.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+    return parse
+
+
+def setting(default: Any, *names: str, parse: Callable[[str, str], Any] = _text, empty_is_value: bool = False) -> Any:
+    """A setting: its default, stated here once, and the variables it is read from (the first
+    one set wins; an empty variable counts as unset unless `empty_is_value`)."""
+    return field(default=default, metadata={"env": names, "parse": parse, "empty": empty_is_value})
+
+
 @dataclass(frozen=True)
 class Settings:
-    model_path: Path = Path(DEFAULT_MODEL_PATH)
-    # MODEL_PATH=hf://ORG/NAME[@REVISION]: the generation model from a hub cache (RunPod cached
-    # models, HF_HUB_CACHE, HF_HOME); the audio tokenizer repo beside it
-    hub_repo: str | None = None
-    hub_revision: str | None = None
-    tokenizer_repo: str = "bosonai/higgs-audio-v2-tokenizer"
-    tokenizer_revision: str | None = None
-    engine: str = "higgs"  # higgs | fake
-    output_dir: Path = Path("out")
-    store: str = "auto"  # auto | s3 | local | none
-    s3_bucket: str | None = None  # default bucket when a request names none
-    s3_key_prefix: str = "higgs-tts"
-    s3_endpoint_url: str | None = None
-    aws_region: str | None = None
-    s3_path_style: bool = False
-    s3_multipart_threshold_mb: int = 8
-    s3_presign_expiry: int = 3600  # seconds, at most 7 days
-    s3_max_attempts: int = 5
+    # -- the model (MODEL_PATH=hf://ORG/NAME[@REVISION]: from a hub cache, e.g. RunPod cached
+    # models; the audio tokenizer repo beside it)
+    # MODEL_PATH sets model_path, or hub_repo and hub_revision (see _model_path)
+    model_path: Path = setting(Path(DEFAULT_MODEL_PATH), "MODEL_PATH", parse=lambda n, v: _model_path(v))
+    hub_repo: str | None = None  # from MODEL_PATH
+    hub_revision: str | None = None  # from MODEL_PATH
+    tokenizer_repo: str = setting("bosonai/higgs-audio-v2-tokenizer", "HIGGS_TOKENIZER_REPO")
+    tokenizer_revision: str | None = setting(None, "HIGGS_TOKENIZER_REVISION")
+    demo_fallback: bool = setting(False, "HIGGS_DEMO_FALLBACK", parse=_flag)  # no weights: use the demo bundle
+    demo_model_dir: Path = setting(Path(".cache/demo-model"), "HIGGS_DEMO_MODEL_DIR", parse=lambda n, v: Path(v))
+    generation_subdir: str | None = setting(None, "HIGGS_GENERATION_SUBDIR")
+    tokenizer_subdir: str | None = setting(None, "HIGGS_TOKENIZER_SUBDIR")
+    voices_subdir: str | None = setting(None, "HIGGS_VOICES_SUBDIR")
+    # -- the engine
+    engine: str = setting("higgs", "HIGGS_ENGINE", parse=_one_of("higgs", "fake"))
+    device: str | None = setting(None, "HIGGS_DEVICE")  # cuda | cpu; default: cuda when available
+    cpu_threads: int | None = setting(None, "HIGGS_CPU_THREADS", parse=_positive)  # None: usable cores less one
+    max_cache_len: int = setting(8192, "HIGGS_MAX_CACHE_LEN", parse=_positive)  # KV positions per slot
+    max_batch: int = setting(8, "HIGGS_MAX_BATCH", parse=_positive)  # requests that decode together
+    prefix_cache_mb: int = setting(512, "HIGGS_PREFIX_CACHE_MB", parse=_non_negative)  # voice-prompt KV; 0: off
+    warm_voices: tuple[str, ...] = setting((), "HIGGS_WARM_VOICES", parse=_names)  # prefixes cached at start
+    # -- storage (S3, or files under OUTPUT_DIR)
+    store: str = setting("auto", "HIGGS_STORE", parse=_one_of("auto", "s3", "local", "none"))
+    output_dir: Path = setting(Path("out"), "OUTPUT_DIR", parse=lambda n, v: Path(v))
+    s3_bucket: str | None = setting(None, "S3_BUCKET")  # the default bucket when a request names none
+    s3_key_prefix: str = setting("higgs-tts", "S3_KEY_PREFIX", empty_is_value=True)
+    s3_endpoint_url: str | None = setting(None, "S3_ENDPOINT_URL", "BUCKET_ENDPOINT_URL")
+    aws_region: str | None = setting(None, "AWS_DEFAULT_REGION", "AWS_REGION")
+    s3_path_style: bool = setting(False, "S3_ADDRESSING_STYLE", parse=lambda n, v: v.strip().lower() == "path")
+    s3_multipart_threshold_mb: int = setting(8, "S3_MULTIPART_THRESHOLD_MB", parse=_positive)
+    s3_presign_expiry: int = setting(3600, "S3_PRESIGN_EXPIRY", parse=_positive)  # seconds, at most 7 days
+    s3_max_attempts: int = setting(5, "S3_MAX_ATTEMPTS", parse=_positive)
     # RunPod's rp_upload names; None: the standard AWS credential chain
-    bucket_access_key_id: str | None = None
-    bucket_secret_access_key: str | None = None
-    device: str | None = None  # cuda | cpu; default: cuda when available
-    cpu_threads: int | None = None  # torch's intra-op threads; None: the usable cores less one
-    max_cache_len: int = 8192  # KV-cache positions per slot: prompt + generated frames of one chunk
-    max_batch: int = 8  # requests that decode together (slots of the KV cache)
-    prefix_cache_mb: int = 512  # KV of prompt prefixes (system + voice turns) kept for reuse; 0: off
-    warm_voices: tuple[str, ...] = ()  # voices whose prefixes are cached at start
-    result_cache: bool = False  # HIGGS_RESULT_CACHE=on: seeded repeats answered from stored audio
-    demo_fallback: bool = False  # no weights at MODEL_PATH: use (and write) the demo bundle
-    demo_model_dir: Path = Path(".cache/demo-model")
-    generation_subdir: str | None = None
-    tokenizer_subdir: str | None = None
-    voices_subdir: str | None = None
-    log_level: str = "INFO"
-    otel_exporter: str = "none"  # from OTEL_TRACES_EXPORTER: otlp | console | none
-    otel_service_name: str = "higgs-tts"
-    # RunPod worker
-    runpod_stream: bool = False  # generator handler: audio chunks as they are made
-    health_port: int | None = None  # /health, /ready, /metrics, /ping
-    ping_port: int | None = None  # PORT_HEALTH: RunPod load-balancing endpoints probe /ping here
-    health_host: str = "0.0.0.0"
-    inline_audio_max_mb: float = 7.0  # audio returned inline (base64) when no store is configured
-    progress_interval: float = 2.0  # seconds between progress updates of a RunPod job
-    # HTTP API and shared voices
-    api_keys: tuple[str, ...] = ()  # HIGGS_API_KEYS: comma-separated, or a file of one key per line
-    voices_s3_uri: str | None = None  # HIGGS_VOICES_S3_URI=s3://bucket/prefix: the voice library in S3
-    http_port: int | None = None  # PORT: the HTTP server's port (RunPod load-balancing endpoints set it)
+    bucket_access_key_id: str | None = setting(None, "BUCKET_ACCESS_KEY_ID")
+    bucket_secret_access_key: str | None = setting(None, "BUCKET_SECRET_ACCESS_KEY")
+    result_cache: bool = setting(False, "HIGGS_RESULT_CACHE", parse=_flag)  # seeded repeats from stored audio
+    voices_s3_uri: str | None = setting(None, "HIGGS_VOICES_S3_URI")  # s3://bucket/prefix: a shared voice library
+    # -- telemetry
+    log_level: str = setting("INFO", "LOG_LEVEL", parse=lambda n, v: v.strip().upper())
+    otel_exporter: str = setting("none", "OTEL_TRACES_EXPORTER", parse=lambda n, v: v.strip().lower())
+    otel_service_name: str = setting("higgs-tts", "OTEL_SERVICE_NAME")
+    # -- the servers: HTTP (and health), gRPC clients' keys, the RunPod worker
+    api_keys: tuple[str, ...] = setting((), "HIGGS_API_KEYS", parse=lambda n, v: read_api_keys(v))
+    http_port: int | None = setting(None, "PORT", parse=_port)  # RunPod load-balancing endpoints set it
+    health_port: int | None = setting(None, "HEALTH_PORT", parse=_port)  # /health, /ready, /metrics, /ping
+    ping_port: int | None = setting(None, "PORT_HEALTH", parse=_port)  # RunPod load balancers probe /ping here
+    health_host: str = setting("0.0.0.0", "HEALTH_HOST")
+    runpod_stream: bool = setting(False, "RUNPOD_STREAM", parse=_flag)  # generator handler: chunks as made
+    inline_audio_max_mb: float = setting(7.0, "RUNPOD_INLINE_AUDIO_MAX_MB", parse=_number)  # base64 in the output
+    progress_interval: float = setting(2.0, "RUNPOD_PROGRESS_INTERVAL", parse=_number)  # seconds between updates
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        engine = env.get("HIGGS_ENGINE", "higgs").strip().lower()
-        if engine not in ("higgs", "fake"):
-            raise ValueError(f"HIGGS_ENGINE must be 'higgs' or 'fake', not {engine!r}")
-        store = env.get("HIGGS_STORE", "auto").strip().lower()
-        if store not in ("auto", "s3", "local", "none"):
-            raise ValueError(f"HIGGS_STORE must be auto, s3, local or none, not {store!r}")
-        model_path = env.get("MODEL_PATH") or DEFAULT_MODEL_PATH
-        hub_repo = hub_revision = None
-        if model_path.startswith(HUB_SCHEME):
-            hub_repo, _, hub_revision = model_path[len(HUB_SCHEME):].partition("@")
-            if hub_repo.count("/") != 1 or not all(hub_repo.split("/")):
-                raise ValueError(f"MODEL_PATH {model_path!r}: a hub model is hf://ORG/NAME[@REVISION]")
-            model_path = DEFAULT_MODEL_PATH  # voice prompts stay on the volume
-        return cls(
-            model_path=Path(model_path),
-            hub_repo=hub_repo,
-            hub_revision=hub_revision or None,
-            tokenizer_repo=env.get("HIGGS_TOKENIZER_REPO") or "bosonai/higgs-audio-v2-tokenizer",
-            tokenizer_revision=env.get("HIGGS_TOKENIZER_REVISION") or None,
-            engine=engine,
-            output_dir=Path(env.get("OUTPUT_DIR") or "out"),
-            store=store,
-            s3_bucket=env.get("S3_BUCKET") or None,
-            s3_key_prefix=env.get("S3_KEY_PREFIX", "higgs-tts"),
-            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or env.get("BUCKET_ENDPOINT_URL") or None,
-            aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None,
-            s3_path_style=(env.get("S3_ADDRESSING_STYLE") or "").strip().lower() == "path",
-            s3_multipart_threshold_mb=int(env.get("S3_MULTIPART_THRESHOLD_MB") or 8),
-            s3_presign_expiry=int(env.get("S3_PRESIGN_EXPIRY") or 3600),
-            s3_max_attempts=int(env.get("S3_MAX_ATTEMPTS") or 5),
-            bucket_access_key_id=env.get("BUCKET_ACCESS_KEY_ID") or None,
-            bucket_secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY") or None,
-            device=env.get("HIGGS_DEVICE") or None,
-            cpu_threads=_positive(env, "HIGGS_CPU_THREADS"),
-            max_cache_len=_positive(env, "HIGGS_MAX_CACHE_LEN") or 8192,
-            max_batch=_positive(env, "HIGGS_MAX_BATCH") or 8,
-            prefix_cache_mb=_non_negative(env, "HIGGS_PREFIX_CACHE_MB", 512),
-            warm_voices=tuple(v.strip() for v in (env.get("HIGGS_WARM_VOICES") or "").split(",") if v.strip()),
-            result_cache=_flag(env.get("HIGGS_RESULT_CACHE")),
-            demo_fallback=_flag(env.get("HIGGS_DEMO_FALLBACK")),
-            demo_model_dir=Path(env.get("HIGGS_DEMO_MODEL_DIR") or ".cache/demo-model"),
-            generation_subdir=env.get("HIGGS_GENERATION_SUBDIR") or None,
-            tokenizer_subdir=env.get("HIGGS_TOKENIZER_SUBDIR") or None,
-            voices_subdir=env.get("HIGGS_VOICES_SUBDIR") or None,
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
-            otel_exporter=(env.get("OTEL_TRACES_EXPORTER") or "none").strip().lower(),
-            otel_service_name=env.get("OTEL_SERVICE_NAME") or "higgs-tts",
-            runpod_stream=_flag(env.get("RUNPOD_STREAM")),
-            health_port=_port(env, "HEALTH_PORT"),
-            ping_port=_port(env, "PORT_HEALTH"),
-            health_host=env.get("HEALTH_HOST") or "0.0.0.0",
-            inline_audio_max_mb=float(env.get("RUNPOD_INLINE_AUDIO_MAX_MB") or 7.0),
-            progress_interval=float(env.get("RUNPOD_PROGRESS_INTERVAL") or 2.0),
-            api_keys=read_api_keys(env.get("HIGGS_API_KEYS")),
-            voices_s3_uri=env.get("HIGGS_VOICES_S3_URI") or None,
-            http_port=_port(env, "PORT"),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            for name in f.metadata.get("env", ()):
+                raw = environ.get(name)
+                if raw is not None and (raw.strip() or f.metadata["empty"]):
+                    values[f.name] = f.metadata["parse"](name, raw)
+                    break
+        model = values.pop("model_path", None)
+        return cls(**values, **(model or {}))
 
     def __repr__(self) -> str:  # never print a secret
         hidden = {"bucket_secret_access_key", "api_keys"}
-        fields = ", ".join(f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.__dict__.items())
-        return f"Settings({fields})"
+        fields_ = ", ".join(f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.__dict__.items())
+        return f"Settings({fields_})"
 
     @property
     def uses_s3(self) -> bool:
@@ -140,6 +156,18 @@ class Settings:
         if self.store == "auto":
             return "s3" if self.uses_s3 else "local"
         return self.store
+
+
+def _model_path(value: str) -> dict[str, Any]:
+    """MODEL_PATH: a directory, or hf://ORG/NAME[@REVISION] (a hub repo and revision; voice
+    prompts then stay on the volume at the default path)."""
+    value = value.strip()
+    if not value.startswith(HUB_SCHEME):
+        return {"model_path": Path(value)}
+    repo, _, revision = value[len(HUB_SCHEME):].partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ValueError(f"MODEL_PATH {value!r}: a hub model is hf://ORG/NAME[@REVISION]")
+    return {"hub_repo": repo, "hub_revision": revision or None, "model_path": Path(DEFAULT_MODEL_PATH)}
 
 
 def read_api_keys(value: str | None) -> tuple[str, ...]:
@@ -159,26 +187,10 @@ def read_api_keys(value: str | None) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _non_negative(env: Mapping[str, str], name: str, default: int) -> int:
-    value = (env.get(name) or "").strip()
-    if not value:
-        return default
-    if not value.isdigit():
-        raise ValueError(f"{name} must be a whole number, not {value!r}")
-    return int(value)
 
 
-def _positive(env: Mapping[str, str], name: str) -> int | None:
-    value = (env.get(name) or "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return int(value)
 
 
 def usable_cpus() -> int:
@@ -204,12 +216,3 @@ def limit_cpu_threads(settings: Settings, env: dict | None = None) -> int:
     env.setdefault("OMP_NUM_THREADS", str(threads))
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     return int(env["OMP_NUM_THREADS"])
-
-
-def _port(env: Mapping[str, str], name: str) -> int | None:
-    value = (env.get(name) or "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or not 0 <= int(value) <= 65535:
-        raise ValueError(f"{name} must be a port number, not {value!r}")
-    return int(value)

@@ -40,3 +40,48 @@ def test_a_warm_voice_that_does_not_exist_is_skipped_and_said(caplog):
     caplog.set_level(logging.WARNING)
     found = _warm_voices(InMemoryVoiceLibrary.with_demo_voices(), ("belinda", "typo", "en_man"))
     assert [v.name for v in found] == ["belinda", "en_man"] and "typo is skipped" in caplog.text
+
+
+def test_an_empty_environment_gives_exactly_the_declared_defaults():
+    assert Settings.from_env({}) == Settings()
+
+
+def _env_settings():
+    from dataclasses import fields
+
+    return [(f.name, name, f.metadata["parse"]) for f in fields(Settings) for name in f.metadata.get("env", ())]
+
+
+def test_every_setting_is_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [name for _, name, _ in _env_settings() if f"`{name}`" not in readme]
+    assert not missing, f"settings the README does not list: {missing}"
+
+
+@pytest.mark.parametrize("field_name, name", [(f, n) for f, n, parse in _env_settings()
+                                              if parse.__name__ in ("_positive", "_non_negative", "_port",
+                                                                    "_number")])
+@pytest.mark.parametrize("value", ["x", "-1", "1e999x", "٣"])
+def test_a_bad_number_names_its_variable(field_name, name, value):
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({name: value})
+    assert name in str(caught.value)
+
+
+@pytest.mark.parametrize("name, value", [("HIGGS_ENGINE", "gpu"), ("HIGGS_STORE", "ftp"),
+                                         ("MODEL_PATH", "hf://only-org"), ("MODEL_PATH", "hf:///x")])
+def test_a_bad_choice_names_its_variable(name, value):
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({name: value})
+    assert name in str(caught.value)
+
+
+def test_alternative_names_and_empty_values():
+    settings = Settings.from_env({"BUCKET_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_REGION": "eu-west-1",
+                                  "S3_KEY_PREFIX": "", "HIGGS_MAX_BATCH": "", "MODEL_PATH": "hf://org/name@abc"})
+    assert settings.s3_endpoint_url == "http://127.0.0.1:1" and settings.aws_region == "eu-west-1"
+    assert settings.s3_key_prefix == "" and settings.max_batch == 8  # an empty prefix is a value; an empty number not
+    assert (settings.hub_repo, settings.hub_revision, str(settings.model_path)) == (
+        "org/name", "abc", "/runpod-volume/higgs_audio")
