@@ -84,9 +84,16 @@ def lying_wav_b64() -> str:
     return base64.b64encode(data).decode()
 
 
-def hostile_cases() -> list[tuple[str, object, str | None]]:
-    """(name, job input, expected code or None when any structured outcome is fine)."""
-    cases: list[tuple[str, object, str | None]] = []
+Case = tuple[str, object, "str | None"]  # name, job input, expected code (None: any structured outcome)
+
+
+def hostile_cases() -> list[Case]:
+    """Every class of bad input; the key collisions last, in the order they must happen."""
+    return [*_field_cases(), *_location_cases(), *_shape_cases(), *_clip_cases(), *_collision_cases()]
+
+
+def _field_cases() -> list[Case]:
+    cases: list[Case] = []
     for field, code in TEXT_FIELDS.items():
         for name, value in WRONG_TYPES.items():
             cases.append((f"{field} as {name}", {**VALID, field: value}, None))
@@ -97,6 +104,12 @@ def hostile_cases() -> list[tuple[str, object, str | None]]:
     for field in NUMERIC_FIELDS:
         for name, value in BAD_NUMBERS.items():
             cases.append((f"{field}={name}", {**VALID, field: value}, None))
+    return cases
+
+
+def _location_cases() -> list[Case]:
+    """Voice names, S3 keys and buckets that try to leave where they belong."""
+    cases: list[Case] = []
     for value in ["../etc/passwd", "..", "a/b", "/abs", "C:\\x", "belinda\n", "belinda ", " belinda", "belinda,",
                   ",", "a" * 65, "belinda,../x", "belinda\t", "%2e%2e"]:
         cases.append((f"voice {value!r}", {**BASE, "ref_audio": value}, "INVALID_VOICE_NAME"))
@@ -106,6 +119,12 @@ def hostile_cases() -> list[tuple[str, object, str | None]]:
     for value in ["192.168.1.1", "10.0.0.1", "..", "ab", "A-B", "xn--abc", "-abc", "abc-", "a" * 64,
                   "bucket-s3alias", "a..b", "b_b"]:
         cases.append((f"bucket {value[:40]!r}", {**VALID, "s3_bucket": value}, "INVALID_S3_BUCKET"))
+    return cases
+
+
+def _shape_cases() -> list[Case]:
+    """The input's shape, field names, trace context and flags."""
+    cases: list[Case] = []
     for name, value in {"a string": "text", "a number": 123, "a list": [], "null": None, "true": True,
                         "a list of jobs": [{"transcript": "x"}]}.items():
         cases.append((f"input is {name}", value, "INVALID_INPUT" if value is not None else None))
@@ -113,6 +132,20 @@ def hostile_cases() -> list[tuple[str, object, str | None]]:
                         "empty field name": {**VALID, "": 1}, "field name with a space": {"transcript ": "hi"},
                         "1000 unknown fields": {**VALID, **{f"f{i}": i for i in range(1000)}}}.items():
         cases.append((name, value, "UNKNOWN_FIELD"))
+    for name, value in {"garbage": "garbage", "1 MB": "0" * MB, "all zero": "00-" + "0" * 32 + "-" + "0" * 16 + "-01",
+                        "number": 5, "valid": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}.items():
+        cases.append((f"traceparent {name}", {**VALID, "traceparent": value}, "ok" if name != "number" else None))
+    for value in ["yes", 1, [], {}]:
+        cases.append((f"overwrite={value!r}", {**VALID, "s3_bucket": "hostile", "s3_key": "x.wav", "overwrite": value},
+                      None))
+    cases.append(("transcript of 15000 characters", {**VALID, "transcript": "a" * 15000}, "INVALID_TRANSCRIPT"))
+    cases.append(("missing transcript", {"ref_audio": "belinda"}, "INVALID_TRANSCRIPT"))
+    cases.append(("unknown voice", {**BASE, "ref_audio": "nobody"}, "UNKNOWN_VOICE"))
+    return cases
+
+
+def _clip_cases() -> list[Case]:
+    cases: list[Case] = []
     clip = {"ref_audio_transcript": "A tone."}
     for name, value, code in [
         ("not base64", "not base64!!", "INVALID_REFERENCE_AUDIO"), ("padding only", "====", "INVALID_REFERENCE_AUDIO"),
@@ -128,16 +161,12 @@ def hostile_cases() -> list[tuple[str, object, str | None]]:
     ]:
         cases.append((f"clip: {name}", {**BASE, **clip, "ref_audio_base64": value}, code))
     cases.append(("transcript without clip", {**BASE, "ref_audio_transcript": "x"}, "INVALID_REFERENCE_AUDIO"))
-    for name, value in {"garbage": "garbage", "1 MB": "0" * MB, "all zero": "00-" + "0" * 32 + "-" + "0" * 16 + "-01",
-                        "number": 5, "valid": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}.items():
-        cases.append((f"traceparent {name}", {**VALID, "traceparent": value}, "ok" if name != "number" else None))
-    for value in ["yes", 1, [], {}]:
-        cases.append((f"overwrite={value!r}", {**VALID, "s3_bucket": "hostile", "s3_key": "x.wav", "overwrite": value},
-                      None))
-    cases.append(("transcript of 15000 characters", {**VALID, "transcript": "a" * 15000}, "INVALID_TRANSCRIPT"))
-    cases.append(("missing transcript", {"ref_audio": "belinda"}, "INVALID_TRANSCRIPT"))
-    cases.append(("unknown voice", {**BASE, "ref_audio": "nobody"}, "UNKNOWN_VOICE"))
-    # record-key collisions, in order: the first write succeeds, then nothing may write over it
+    return cases
+
+
+def _collision_cases() -> list[Case]:
+    """Record-key collisions, in order: the first write succeeds, then nothing may write over it."""
+    cases: list[Case] = []
     key = {"s3_bucket": "hostile", "s3_key": "collide/weather.wav"}
     cases.append(("first write of a key", {**VALID, **key}, "ok"))
     cases.append(("second write of the same key", {**VALID, **key}, "OBJECT_EXISTS"))
