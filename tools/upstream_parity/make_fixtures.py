@@ -34,6 +34,8 @@ where none of this project's code can be imported, that reads top to bottom as t
 the fixtures.
 """
 
+# long: one standalone script for upstream's virtualenv (see above)
+
 from __future__ import annotations
 
 import argparse
