@@ -195,14 +195,13 @@ class RunpodWorker:
         job_id = job.get("id")  # the job's id names the request, when it is a usable one
         return request_from_input(job.get("input"), job_id if is_valid_request_id(job_id) else None)
 
-    async def _events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
-                      cancel: threading.Event | None = None) -> AsyncIterator[SpeechEvent]:
+    def _events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
+                cancel: threading.Event | None = None) -> AsyncIterator[SpeechEvent]:
         """The use case's events, produced on a worker thread, delivered on the event loop.
-        Leaving early (the stream's reader is gone) cancels the generation."""
+        Closing the iterator early (the stream's reader is gone) cancels the generation and
+        waits for its thread."""
         cancel = cancel or threading.Event()
-        async for event in iterate_in_thread(lambda: self._job_events(job, request, received, cancel),
-                                             self._threads, cancel):
-            yield event
+        return iterate_in_thread(lambda: self._job_events(job, request, received, cancel), self._threads, cancel)
 
     def _job_events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
                     cancel: threading.Event) -> Iterator[SpeechEvent]:
