@@ -14,7 +14,7 @@ from adapters.local import LocalObjectStore
 from adapters.otel import OtelTracer
 from adapters.soundfile import SoundfileEncoder
 from adapters.voices import VolumeVoiceLibrary
-from app.settings import HUB_SCHEME, Settings
+from app.settings import HUB_SCHEME, Settings, given
 from app.telemetry import make_tracer_provider
 from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, from_hub_cache, hub_caches
 from core.domain.errors import DomainError
@@ -67,17 +67,18 @@ def _s3_store(settings: Settings):
     from adapters.s3 import S3Config, S3ObjectStore
 
     mib = 1024 * 1024
+    threshold = settings.s3_multipart_threshold_mb
     return S3ObjectStore(S3Config(
         endpoint_url=settings.s3_endpoint_url,
         region=settings.aws_region,
         path_style=settings.s3_path_style,
-        multipart_threshold=settings.s3_multipart_threshold_mb * mib,
-        part_size=max(8, settings.s3_multipart_threshold_mb) * mib,
-        presign_expiry=settings.s3_presign_expiry,
-        max_attempts=settings.s3_max_attempts,
         access_key_id=settings.bucket_access_key_id,
         secret_access_key=settings.bucket_secret_access_key,
+        **given(multipart_threshold=threshold and threshold * mib,
+                 part_size=threshold and max(8, threshold) * mib,  # parts of at least 8 MiB
+                 presign_expiry=settings.s3_presign_expiry, max_attempts=settings.s3_max_attempts),
     ))
+
 
 
 def validate_storage(container: "Container") -> None:
@@ -95,6 +96,7 @@ def _voices(settings: Settings, paths: ModelPaths | None):
         import boto3
         from botocore.config import Config
 
+        from adapters.s3 import S3Config
         from adapters.voices.s3 import S3VoiceLibrary, parse_s3_uri
 
         bucket, prefix = parse_s3_uri(settings.voices_s3_uri)
@@ -102,9 +104,9 @@ def _voices(settings: Settings, paths: ModelPaths | None):
         if settings.bucket_access_key_id and settings.bucket_secret_access_key:
             session_args = {"aws_access_key_id": settings.bucket_access_key_id,
                             "aws_secret_access_key": settings.bucket_secret_access_key}
+        retries = {"max_attempts": settings.s3_max_attempts or S3Config.max_attempts, "mode": "standard"}
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
-                              config=Config(signature_version="s3v4", retries={"max_attempts": settings.s3_max_attempts,
-                                                                           "mode": "standard"},
+                              config=Config(signature_version="s3v4", retries=retries,
                                             s3={"addressing_style": "path" if settings.s3_path_style else "auto"}),
                               **session_args)
         return S3VoiceLibrary(client, bucket, prefix)

@@ -16,9 +16,11 @@ import time
 from typing import Any, Mapping
 
 from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
+from adapters.runpod.handler import MB
 from app.cli import EXIT_FAILED, EXIT_OK, warn_if_demo
 from app.container import Container, validate_storage
 from app.http_api import BackgroundServer, health_server
+from app.settings import given
 from core.domain.errors import DomainError
 from core.service import SpeechService
 
@@ -75,8 +77,9 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
     worker = RunpodWorker(
         service,
         metrics,
-        WorkerOptions(inline_audio_limit=int(settings.inline_audio_max_mb * 1_000_000),
-                      progress_interval=settings.progress_interval),
+        WorkerOptions(**given(
+            inline_audio_limit=None if settings.inline_audio_max_mb is None else int(settings.inline_audio_max_mb * MB),
+            progress_interval=settings.progress_interval)),
         progress=runpod_progress,
         tracer=container.tracer(),
     )

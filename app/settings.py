@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
+
 DEFAULT_MODEL_PATH = "/runpod-volume/higgs_audio"
 HUB_SCHEME = "hf://"
 
@@ -91,9 +93,9 @@ class Settings:
     engine: str = setting("higgs", "HIGGS_ENGINE", parse=_one_of("higgs", "fake"))
     device: str | None = setting(None, "HIGGS_DEVICE")  # cuda | cpu; default: cuda when available
     cpu_threads: int | None = setting(None, "HIGGS_CPU_THREADS", parse=_positive)  # None: usable cores less one
-    max_cache_len: int = setting(8192, "HIGGS_MAX_CACHE_LEN", parse=_positive)  # KV positions per slot
-    max_batch: int = setting(8, "HIGGS_MAX_BATCH", parse=_positive)  # requests that decode together
-    prefix_cache_mb: int = setting(512, "HIGGS_PREFIX_CACHE_MB", parse=_non_negative)  # voice-prompt KV; 0: off
+    max_cache_len: int = setting(MAX_CACHE_LEN, "HIGGS_MAX_CACHE_LEN", parse=_positive)  # KV positions per slot
+    max_batch: int = setting(MAX_BATCH, "HIGGS_MAX_BATCH", parse=_positive)  # requests that decode together
+    prefix_cache_mb: int = setting(PREFIX_CACHE_MB, "HIGGS_PREFIX_CACHE_MB", parse=_non_negative)  # 0: off
     warm_voices: tuple[str, ...] = setting((), "HIGGS_WARM_VOICES", parse=_names)  # prefixes cached at start
     # -- storage (S3, or files under OUTPUT_DIR)
     store: str = setting("auto", "HIGGS_STORE", parse=_one_of("auto", "s3", "local", "none"))
@@ -103,9 +105,10 @@ class Settings:
     s3_endpoint_url: str | None = setting(None, "S3_ENDPOINT_URL", "BUCKET_ENDPOINT_URL")
     aws_region: str | None = setting(None, "AWS_DEFAULT_REGION", "AWS_REGION")
     s3_path_style: bool = setting(False, "S3_ADDRESSING_STYLE", parse=lambda n, v: v.strip().lower() == "path")
-    s3_multipart_threshold_mb: int = setting(8, "S3_MULTIPART_THRESHOLD_MB", parse=_positive)
-    s3_presign_expiry: int = setting(3600, "S3_PRESIGN_EXPIRY", parse=_positive)  # seconds, at most 7 days
-    s3_max_attempts: int = setting(5, "S3_MAX_ATTEMPTS", parse=_positive)
+    # None: the S3 adapter's own default (S3Config)
+    s3_multipart_threshold_mb: int | None = setting(None, "S3_MULTIPART_THRESHOLD_MB", parse=_positive)
+    s3_presign_expiry: int | None = setting(None, "S3_PRESIGN_EXPIRY", parse=_positive)  # seconds, at most 7 days
+    s3_max_attempts: int | None = setting(None, "S3_MAX_ATTEMPTS", parse=_positive)
     # RunPod's rp_upload names; None: the standard AWS credential chain
     bucket_access_key_id: str | None = setting(None, "BUCKET_ACCESS_KEY_ID")
     bucket_secret_access_key: str | None = setting(None, "BUCKET_SECRET_ACCESS_KEY")
@@ -122,8 +125,9 @@ class Settings:
     ping_port: int | None = setting(None, "PORT_HEALTH", parse=_port)  # RunPod load balancers probe /ping here
     health_host: str = setting("0.0.0.0", "HEALTH_HOST")
     runpod_stream: bool = setting(False, "RUNPOD_STREAM", parse=_flag)  # generator handler: chunks as made
-    inline_audio_max_mb: float = setting(7.0, "RUNPOD_INLINE_AUDIO_MAX_MB", parse=_number)  # base64 in the output
-    progress_interval: float = setting(2.0, "RUNPOD_PROGRESS_INTERVAL", parse=_number)  # seconds between updates
+    # None: the RunPod adapter's own default (WorkerOptions)
+    inline_audio_max_mb: float | None = setting(None, "RUNPOD_INLINE_AUDIO_MAX_MB", parse=_number)
+    progress_interval: float | None = setting(None, "RUNPOD_PROGRESS_INTERVAL", parse=_number)  # seconds
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -168,6 +172,12 @@ def _model_path(value: str) -> dict[str, Any]:
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise ValueError(f"MODEL_PATH {value!r}: a hub model is hf://ORG/NAME[@REVISION]")
     return {"hub_repo": repo, "hub_revision": revision or None, "model_path": Path(DEFAULT_MODEL_PATH)}
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The optional settings that were set, for an adapter's options: the others keep the
+    adapter's own default."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def read_api_keys(value: str | None) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ from boson_multimodal.generate import (
     advance,
 )
 from boson_multimodal.graphs import StepGraphs, batch_buckets
+from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN
 from boson_multimodal.prefix_cache import MIN_PREFIX_TOKENS, PrefixCache, prefix_key
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,8 @@ class BatchDecoder:
     def __init__(
         self,
         model,
-        max_batch: int = 8,
-        max_cache_len: int = 8192,
+        max_batch: int = MAX_BATCH,
+        max_cache_len: int = MAX_CACHE_LEN,
         smallest_bucket: int | None = None,
         use_cuda_graphs: bool | None = None,
         cpu_kernels: bool | None = None,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from boson_multimodal.generate import arange_once
+from boson_multimodal.limits import MAX_BATCH
 
 
 def bucket_sizes(max_cache_len: int, smallest: int = 1024, linear: bool = False) -> list[int]:
@@ -115,7 +116,7 @@ def _fuse(linears: list[torch.nn.Linear]) -> torch.Tensor:
 class DecodeModel:
     """The model's decode step for a batch of slots, each at its own position."""
 
-    def __init__(self, model, max_positions: int, max_batch: int = 8, cpu_kernels: bool | None = None) -> None:
+    def __init__(self, model, max_positions: int, max_batch: int = MAX_BATCH, cpu_kernels: bool | None = None) -> None:
         """`cpu_kernels`: oneDNN-packed weights (within PACKED_CPU_BUDGET) and attention as
         batched matmuls, the faster choices on a CPU; default: on when the model is on the CPU.
         Off, the step is the one CUDA runs (GEMMs and SDPA)."""

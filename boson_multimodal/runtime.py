@@ -21,6 +21,7 @@ from boson_multimodal.chunking import chunk_text
 from boson_multimodal.codec import AudioCodec, read_clip
 from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.layout import ModelPaths
+from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN
 from boson_multimodal.loader import LoadedBundle, load_bundle
 from boson_multimodal.prompt import PromptBuilder, Turn, conversation
 from boson_multimodal.streaming import Segment, StreamingVocoder
@@ -105,8 +106,8 @@ def max_audio_frames(text: str, max_new_tokens: int, chunk_method: str = "none",
 
 
 class HiggsAudio:
-    def __init__(self, bundle: LoadedBundle, max_cache_len: int = 8192, reference_cache: int = 64,
-                 max_batch: int = 8, prefix_cache_bytes: int = 0) -> None:
+    def __init__(self, bundle: LoadedBundle, max_cache_len: int = MAX_CACHE_LEN, reference_cache: int = 64,
+                 max_batch: int = MAX_BATCH, prefix_cache_bytes: int = 0) -> None:
         self.bundle = bundle
         self.config = bundle.model.config
         self.codec = AudioCodec(bundle.audio_tokenizer, bundle.device)
@@ -119,8 +120,8 @@ class HiggsAudio:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = 8192,
-             max_batch: int = 8, prefix_cache_bytes: int = 0) -> "HiggsAudio":
+    def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = MAX_CACHE_LEN,
+             max_batch: int = MAX_BATCH, prefix_cache_bytes: int = 0) -> "HiggsAudio":
         return cls(load_bundle(paths, device, dtype), max_cache_len=max_cache_len, max_batch=max_batch,
                    prefix_cache_bytes=prefix_cache_bytes)
 

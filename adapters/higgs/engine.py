@@ -14,6 +14,7 @@ from boson_multimodal.batch import DecoderClosed
 from boson_multimodal.codec import AudioInputError
 from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.layout import ModelPaths
+from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
 from boson_multimodal.loader import ModelLoadError
 from boson_multimodal.runtime import (
     AudioOut,
@@ -52,9 +53,9 @@ class HiggsSpeechEngine:
         self,
         paths: ModelPaths,
         device: str | None = None,
-        max_cache_len: int = 8192,
-        max_batch: int = 8,
-        prefix_cache_mb: int = 512,
+        max_cache_len: int = MAX_CACHE_LEN,
+        max_batch: int = MAX_BATCH,
+        prefix_cache_mb: int = PREFIX_CACHE_MB,
         warm_voices: Callable[[], Sequence[VoicePrompt]] = lambda: (),
         max_reference_seconds: float = 30.0,
         loader: Callable[..., HiggsAudio] = HiggsAudio.load,

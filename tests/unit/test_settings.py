@@ -85,3 +85,35 @@ def test_alternative_names_and_empty_values():
     assert settings.s3_key_prefix == "" and settings.max_batch == 8  # an empty prefix is a value; an empty number not
     assert (settings.hub_repo, settings.hub_revision, str(settings.model_path)) == (
         "org/name", "abc", "/runpod-volume/higgs_audio")
+
+
+def _readme_defaults() -> dict[str, str]:
+    """`| `NAME` | default | meaning |` rows of the README's configuration table."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", readme, re.M)
+    return {name: cell.strip().strip("`") for name, cell in rows}
+
+
+def test_the_readme_states_the_defaults_the_code_has():
+    from dataclasses import fields
+
+    from adapters.runpod import WorkerOptions
+    from adapters.s3 import S3Config
+
+    stated = _readme_defaults()
+    checked = 0
+    for f in fields(Settings):
+        for name in f.metadata.get("env", ())[:1]:
+            if name in stated and isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+                assert float(stated[name]) == f.default, name
+                checked += 1
+    adapter_defaults = {"S3_MULTIPART_THRESHOLD_MB": S3Config.multipart_threshold / 2**20,
+                        "S3_PRESIGN_EXPIRY": S3Config.presign_expiry, "S3_MAX_ATTEMPTS": S3Config.max_attempts,
+                        "RUNPOD_INLINE_AUDIO_MAX_MB": WorkerOptions.inline_audio_limit / 1e6,
+                        "RUNPOD_PROGRESS_INTERVAL": WorkerOptions.progress_interval}
+    for name, value in adapter_defaults.items():
+        assert float(stated[name]) == value, name
+    assert checked >= 3  # the engine's sizes at least
