@@ -77,23 +77,23 @@ class FakeSpeechEngine:
     def close(self) -> None:
         self._ready.clear()
 
-    def max_frames(self, request: Synthesis) -> int:
-        return _frames(request)
+    def max_frames(self, synthesis: Synthesis) -> int:
+        return _frames(synthesis)
 
     def stream(
-        self, request: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         with self._counting:
             self.active += 1
             self.peak_active = max(self.peak_active, self.active)
         try:
-            yield from self._stream(request, voices, cancel)
+            yield from self._stream(synthesis, voices, cancel)
         finally:
             with self._counting:
                 self.active -= 1
 
     def _stream(
-        self, request: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         started = time.perf_counter()
         load = 0.0
@@ -101,8 +101,8 @@ class FakeSpeechEngine:
             self.warm_up()
             load = time.perf_counter() - started
         self.requests += 1
-        frames_total = _frames(request)
-        seed = request.sampling.seed
+        frames_total = _frames(synthesis)
+        seed = synthesis.sampling.seed
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         key = f"{seed}|{'|'.join(v.content_hash for v in voices)}".encode()
@@ -114,7 +114,7 @@ class FakeSpeechEngine:
         chunk_start = 0
         chunk = array("f")
         target = self.first_chunk_frames
-        stop_reason = "end_token" if frames_total < request.sampling.max_new_tokens else "max_new_tokens"
+        stop_reason = "end_token" if frames_total < synthesis.sampling.max_new_tokens else "max_new_tokens"
         while frame < frames_total:
             if cancel.is_set():
                 stop_reason = "cancelled"
@@ -136,12 +136,13 @@ class FakeSpeechEngine:
             frames=frame,
             stop_reason=stop_reason,
             timings=EngineTimings(load=load, decode=decode),
-            text_output=request.text,
+            text_output=synthesis.text,
         )
 
 
-def _frames(request: Synthesis) -> int:
-    return min(request.sampling.max_new_tokens, max(1, math.ceil(len(request.text) / CHARS_PER_SECOND * FRAME_RATE)))
+def _frames(synthesis: Synthesis) -> int:
+    spoken = math.ceil(len(synthesis.text) / CHARS_PER_SECOND * FRAME_RATE)
+    return min(synthesis.sampling.max_new_tokens, max(1, spoken))
 
 
 def _tone(frame: int, pitch: float, phase: float) -> array:

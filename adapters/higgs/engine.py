@@ -149,29 +149,29 @@ class HiggsSpeechEngine:
 
     # -- one request ----------------------------------------------------------------------
 
-    def max_frames(self, request: SynthesisRequest) -> int:
-        chunking = request.chunking
-        return max_audio_frames(request.text, request.sampling.max_new_tokens, chunking.method.value,
+    def max_frames(self, synthesis: SynthesisRequest) -> int:
+        chunking = synthesis.chunking
+        return max_audio_frames(synthesis.text, synthesis.sampling.max_new_tokens, chunking.method.value,
                                 chunking.max_word_num, chunking.max_num_turns)
 
     def stream(
-        self, request: SynthesisRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, synthesis: SynthesisRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         runtime, load_seconds = self._load()
-        s = request.sampling
-        synthesis = Synthesis(
-            text=request.text,
+        s = synthesis.sampling
+        job = Synthesis(
+            text=synthesis.text,
             voices=[VoiceClip(v.name, v.transcript, v.audio, v.content_hash) for v in voices],
-            scene=request.scene_prompt,
+            scene=synthesis.scene_prompt,
             sampling=SamplingConfig(s.temperature, s.top_k, s.top_p, s.ras_win_len,
                                     s.ras_win_max_num_repeat, s.seed),
             max_new_tokens=s.max_new_tokens,
-            chunk_method=request.chunking.method.value,
-            chunk_max_word_num=request.chunking.max_word_num,
-            chunk_max_num_turns=request.chunking.max_num_turns,
+            chunk_method=synthesis.chunking.method.value,
+            chunk_max_word_num=synthesis.chunking.max_word_num,
+            chunk_max_num_turns=synthesis.chunking.max_num_turns,
         )
         try:
-            for event in runtime.stream(synthesis, cancel):
+            for event in runtime.stream(job, cancel):
                 if isinstance(event, AudioOut):
                     samples = array("f")
                     samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
@@ -179,7 +179,7 @@ class HiggsSpeechEngine:
                 elif isinstance(event, ProgressOut):
                     yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total)
                 elif isinstance(event, Finished):
-                    yield _done(event, load_seconds, request.text)
+                    yield _done(event, load_seconds, synthesis.text)
         except AudioInputError as exc:
             raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc),
                               {"field": "ref_audio", "constraint": "audio_clip"}) from exc

@@ -1,0 +1,37 @@
+"""Checked by mypy in `make test` (not run): every adapter is its port, method signatures and
+return types included. Protocols are structural, so without this a changed port or adapter
+signature is only found when a call fails."""
+
+from __future__ import annotations
+
+from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLibrary
+from adapters.higgs import HiggsSpeechEngine
+from adapters.local import LocalObjectStore
+from adapters.otel import OtelTracer
+from adapters.s3 import S3ObjectStore
+from adapters.soundfile import SoundfileEncoder
+from adapters.voices import VolumeVoiceLibrary
+from adapters.voices.s3 import S3VoiceLibrary
+from core.domain.audio import WavEncoder
+from core.ports import AudioEncoder, ObjectStore, SpeechEngine, Tracer, VoiceLibrary
+
+
+def engines(fake: FakeSpeechEngine, higgs: HiggsSpeechEngine) -> list[SpeechEngine]:
+    return [fake, higgs]
+
+
+def stores(memory: InMemoryObjectStore, local: LocalObjectStore, s3: S3ObjectStore) -> list[ObjectStore]:
+    return [memory, local, s3]
+
+
+def voice_libraries(memory: InMemoryVoiceLibrary, volume: VolumeVoiceLibrary,
+                    s3: S3VoiceLibrary) -> list[VoiceLibrary]:
+    return [memory, volume, s3]
+
+
+def encoders(soundfile: SoundfileEncoder, wav: WavEncoder) -> list[AudioEncoder]:
+    return [soundfile, wav]
+
+
+def tracers(otel: OtelTracer) -> list[Tracer]:
+    return [otel]
