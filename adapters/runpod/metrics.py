@@ -51,21 +51,18 @@ class _LoadCollector:
             load = self._read()
         except Exception:  # a scrape never fails because the engine could not be asked
             return
-        for name, value, text in (
-            ("higgs_tts_batch_capacity", load.capacity, "Requests the engine decodes together"),
-            ("higgs_tts_batch_occupancy", load.active, "Requests decoding now (busy slots of the batch)"),
-            ("higgs_tts_engine_waiting", load.waiting, "Requests waiting for a free slot"),
-            ("higgs_tts_prefix_cache_bytes", load.prefix_bytes, "Bytes of prompt-prefix KV kept"),
+        gauge, counter = GaugeMetricFamily, CounterMetricFamily
+        for kind, name, value, text in (
+            (gauge, "higgs_tts_batch_capacity", load.capacity, "Requests the engine decodes together"),
+            (gauge, "higgs_tts_batch_occupancy", load.active, "Requests decoding now (busy slots of the batch)"),
+            (gauge, "higgs_tts_engine_waiting", load.waiting, "Requests waiting for a free slot"),
+            (gauge, "higgs_tts_prefix_cache_bytes", load.prefix_bytes, "Bytes of prompt-prefix KV kept"),
+            (counter, "higgs_tts_prefix_cache_hits", load.prefix_hits, "Prefills that reused a cached prompt prefix"),
+            (counter, "higgs_tts_prefix_cache_misses", load.prefix_misses, "Prefills that computed their prefix"),
+            (counter, "higgs_tts_prefix_cache_evictions", load.prefix_evictions,
+             "Prefixes dropped for the memory budget"),
         ):
-            family = GaugeMetricFamily(name, text)
-            family.add_metric([], float(value))
-            yield family
-        for name, value, text in (
-            ("higgs_tts_prefix_cache_hits", load.prefix_hits, "Prefills that reused a cached prompt prefix"),
-            ("higgs_tts_prefix_cache_misses", load.prefix_misses, "Prefills that computed their prefix"),
-            ("higgs_tts_prefix_cache_evictions", load.prefix_evictions, "Prefixes dropped for the memory budget"),
-        ):
-            family = CounterMetricFamily(name, text)
+            family = kind(name, text)
             family.add_metric([], float(value))
             yield family
 
