@@ -69,6 +69,20 @@ def _safetensors(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def tensor_names(directory) -> list[str]:
+    """The tensor names a directory's safetensors files hold, from their headers alone."""
+    from safetensors import safe_open
+
+    files = sorted(Path(directory).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {directory}")
+    names: list[str] = []
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            names.extend(f.keys())
+    return names
+
+
 def load_original_generation(directory) -> tuple[Any, dict[str, torch.Tensor]]:
     from transformers import AutoTokenizer
 
@@ -109,9 +123,35 @@ def load_original_audio_tokenizer(directory) -> tuple[Any, dict[str, torch.Tenso
     return config, tokenizer_state(state, len(config.acoustic_model_config.downsampling_ratios))
 
 
+def skeleton(cls, config, state: dict[str, torch.Tensor], source) -> Any:
+    """The model `config` describes, built on the meta device (no memory, no random init) and
+    given `state`: every weight it needs must be there with its shape, and nothing else. This is
+    the check every conversion passes before a weight is copied, and with meta tensors in
+    `state` it is the whole model: the real checkpoint's names and shapes can be checked
+    without its weights."""
+    with torch.device("meta"):
+        model = cls(config)
+    expected = model.state_dict()
+    wrong = {
+        "missing_keys": sorted(set(expected) - set(state)),
+        "unexpected_keys": sorted(set(state) - set(expected)),
+        "mismatched_keys": sorted(f"{k}: {tuple(state[k].shape)} for {tuple(v.shape)}"
+                                  for k, v in expected.items() if k in state and state[k].shape != v.shape),
+    }
+    wrong = {k: v[:5] for k, v in wrong.items() if v}
+    if wrong:
+        raise ConversionError(f"{source}: the converted weights do not fit the model: {wrong}")
+    model.load_state_dict({k: state[k].to("meta") for k in expected}, strict=True, assign=True)
+    return model.eval()
+
+
 def build_model(cls, config, state: dict[str, torch.Tensor], dtype, source) -> Any:
     """A converted state through from_pretrained: no random init of the full-size weights,
-    buffers set up as for any checkpoint, and every weight accounted for."""
+    buffers set up as for any checkpoint, and every weight accounted for (checked first on the
+    meta device, see `skeleton`; a state of meta tensors gives that skeleton)."""
+    model = skeleton(cls, config, state, source)
+    if all(t.is_meta for t in state.values()):
+        return model
     model, info = cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype,
                                       output_loading_info=True)
     wrong = {k: sorted(v)[:5] for k, v in info.items()
