@@ -36,6 +36,18 @@ class SamplingConfig:
     ras_win_max_num_repeat: int = 2
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        """Values that would make the filters meaningless (a NaN temperature turns every score
+        into NaN) are refused here; the service's request validation is narrower still."""
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be finite and at least 0, not {self.temperature!r}")
+        if not (math.isfinite(self.top_p) and 0 <= self.top_p <= 1):
+            raise ValueError(f"top_p must be in [0, 1] (0 or 1: off), not {self.top_p!r}")
+        if self.top_k < 0 or self.ras_win_len < 0 or self.ras_win_max_num_repeat < 0:
+            raise ValueError("top_k, ras_win_len and ras_win_max_num_repeat must not be negative")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), not {self.seed!r}")
+
 
 @dataclass
 class Prompt:
@@ -178,55 +190,136 @@ def advance(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> None:
 
 
 def sample_frame(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.Tensor:
-    """The next frame [B, K] of each row: the delay pattern and the end of stream force BOS or
-    EOS where they apply; the rest is drawn from the warped distribution (or taken greedily);
-    a code repeated too often in the recent window is redrawn from the unwarped distribution."""
+    """The next frame [B, K] of each row: drawn from the filtered distribution (or taken
+    greedily); a code repeated too often in the recent window is redrawn from the unfiltered
+    distribution; then the delay pattern and the end of stream set BOS or EOS where they apply.
+    Forced codes are put in after every draw, never drawn: no random value can move them. A row
+    whose scores overflow (logits / temperature) is marked non-finite, as for NaN logits."""
     batch, n, size = logits.shape
+    logits = logits.float()
     codebook = arange_once(n, logits.device)[None]
     vocab = arange_once(size, logits.device)
     step = state.step[:, None]
     bos_forced = codebook >= step
-    eos_forced = codebook < (step - state.eos_base[:, None])
-    forced = bos_forced | eos_forced
-    forced_token = torch.where(bos_forced, ids.bos, ids.eos)
-    only_forced = torch.where(vocab == forced_token[..., None], 0.0, -math.inf)
+    forced = bos_forced | (codebook < (step - state.eos_base[:, None]))
     logits = logits.masked_fill(state.suppress_eos[:, None, None] & (vocab == ids.eos), -math.inf)
-    logits = torch.where(forced[..., None], only_forced, logits)
 
-    first, second = uniforms(state.key, state.step, n * size).view(batch, 2, n, size).unbind(1)
+    first, second = uniforms(state.key, state.step, n).view(batch, 2, n).unbind(1)
     column = (batch, 1, 1)
-    warped = warp(logits, state.temperature.view(column), state.top_k.view(column), state.top_p_floor.view(column))
-    drawn = _draw(warped.softmax(dim=-1), first)
-    choice = torch.where(state.greedy[:, None], logits.argmax(dim=-1), drawn)
+    kept = warp(logits, state.temperature.view(column), state.top_k.view(column), state.top_p_floor.view(column))
+    state.nonfinite |= ~torch.isfinite(kept.cumulative[..., -1]).all(dim=1)
+    choice = torch.where(state.greedy[:, None], logits.argmax(dim=-1), kept.draw(first[..., None])[..., 0])
 
     window = state.window
     recent = arange_once(window.shape[1], logits.device)[None, :, None] < state.ras_len[:, None, None]
     counted = recent & (window < ids.bos)
     repeats = ((window == choice[:, None]) & counted).sum(dim=1)
-    redraw = (repeats >= state.ras_max[:, None]) & (state.ras_len[:, None] > 0) & ~forced
-    alternative = _draw(logits.softmax(dim=-1), second)
-    return torch.where(redraw, alternative, choice)
+    redraw = (repeats >= state.ras_max[:, None]) & (state.ras_len[:, None] > 0)
+    unfiltered = Distribution(vocab.expand_as(logits), logits.softmax(dim=-1).cumsum(dim=-1), torch.zeros_like(first),
+                              size)
+    choice = torch.where(redraw, unfiltered.draw(second[..., None])[..., 0], choice)
+    return torch.where(forced, torch.where(bos_forced, ids.bos, ids.eos), choice)
+
+
+@dataclass
+class Distribution:
+    """Codes to draw from, as an inverse CDF: `cumulative` [..., N] is non-decreasing over the
+    codes in `order` (N of the codebook's `size`, the rest having no mass); the first `floor`
+    of the mass is excluded (top-p's dropped tail)."""
+
+    order: torch.Tensor  # [..., N] the code at each position
+    cumulative: torch.Tensor  # [..., N] probability mass up to and including each position
+    floor: torch.Tensor  # [...] mass below the first position that may be drawn
+    size: int  # codes in the codebook
+    kept: torch.Tensor | None = None  # [..., N] bool: what the filters keep (positions, before any mass)
+
+    def draw(self, uniform: torch.Tensor) -> torch.Tensor:
+        """Codes [..., M] for uniforms [..., M] (M draws per row): the code where
+        `floor + u x (total - floor)` falls, i.e. the first position whose cumulative mass
+        exceeds it. A position of probability 0 adds no mass, so it is never the first to exceed
+        anything; the target is kept below the total (u = 1, rounding), so the position found
+        always has mass. Any value of u is safe; the stream gives u in (0, 1)."""
+        total = self.cumulative[..., -1:]
+        floor = self.floor[..., None]
+        target = floor + uniform.float().clamp(0.0, 1.0) * (total - floor)
+        target = torch.minimum(target, torch.nextafter(total, torch.zeros_like(total)))
+        position = torch.searchsorted(self.cumulative, target, right=True)
+        return self.order.gather(-1, position.clamp(max=self.order.shape[-1] - 1))
+
+    def support(self) -> torch.Tensor:
+        """[..., size] bool in code order: the codes the filters keep. A kept code far below the
+        largest can still have no mass in float32 (then no draw returns it, as in a reference
+        sampler's float32 probabilities)."""
+        out = torch.zeros((*self.order.shape[:-1], self.size), dtype=torch.bool, device=self.order.device)
+        kept = self.kept if self.kept is not None else self.cumulative > self.floor[..., None]
+        return out.scatter_(-1, self.order, kept)
+
+
+CANDIDATES = (64, 128, 256, 512)  # how many of the largest scores top-p may look at, by top-k
+TIE_ROOM = 16  # candidates beyond the largest top-k, for scores tied with the k-th
 
 
 def warp(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
-         top_p_floor: torch.Tensor) -> torch.Tensor:
-    """Scores to sample from, in the reference implementation's order (transformers' warpers):
+         top_p_floor: torch.Tensor) -> Distribution:
+    """What to sample from, in the reference implementation's order (transformers' warpers):
     temperature; top-k (every score below the k-th largest is dropped, ties kept); top-p on the
     renormalised result (in ascending order, the scores whose cumulative probability is at most
     1 - top_p are dropped, the largest always kept). Settings are tensors (broadcast against
-    the rows) so that one captured step serves every request. Top-p sorts the top-k result
-    again, as transformers does: sorting once would order tied scores differently."""
+    the rows) so that one captured step serves every request. Tied scores are ordered by code.
+
+    Top-p only ever sees top-k's survivors. Where the rows' top-k is small and the step runs
+    eagerly on the CPU, only the largest few scores are sorted (`topk`), when they hold every
+    survivor (checked); otherwise every score is (one stable sort; the ones top-k drops sit
+    first). Both give the same numbers: the mass is a running sum that starts with the largest
+    score subtracted and zeros for dropped scores, so the survivors' sums do not depend on how
+    many dropped ones precede them."""
     scores = logits / temperature
-    size = scores.shape[-1]
-    descending = scores.sort(dim=-1, descending=True).values
-    kth = descending.gather(-1, (top_k.clamp(1, size) - 1).expand(*scores.shape[:-1], 1))
-    scores = scores.masked_fill((top_k > 0) & (scores < kth), -math.inf)
-    ascending, order = scores.sort(dim=-1)
-    cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
-    drop = cumulative <= top_p_floor
+    candidates = _candidates(scores, top_k)
+    if candidates is not None:
+        ascending, order = _largest(scores, candidates)
+        if bool((_survivors(scores, ascending, top_k) <= candidates).all()):
+            return _filtered(ascending, order, top_k, top_p_floor, scores.shape[-1])
+    ascending, order = scores.sort(dim=-1, stable=True)
+    return _filtered(ascending, order, top_k, top_p_floor, scores.shape[-1])
+
+
+def _candidates(scores: torch.Tensor, top_k: torch.Tensor) -> int | None:
+    """How many of the largest scores to sort, or None for all of them. Needs the rows' top-k
+    on the host: only on the CPU and outside a compiled or captured step."""
+    if scores.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    if int(top_k.min()) <= 0:  # a row without top-k needs every score
+        return None
+    largest = int(top_k.max())
+    return next((c for c in CANDIDATES if largest + TIE_ROOM <= c < scores.shape[-1]), None)
+
+
+def _largest(scores: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `count` largest scores in ascending order, ties by code, and their codes."""
+    values, codes = scores.topk(count, dim=-1, sorted=False)
+    codes, by_code = codes.sort(dim=-1)
+    ascending, by_value = values.gather(-1, by_code).sort(dim=-1, stable=True)
+    return ascending, codes.gather(-1, by_value)
+
+
+def _survivors(scores: torch.Tensor, ascending: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """How many scores top-k keeps in each row (ties with the k-th included)."""
+    n = ascending.shape[-1]
+    kth = ascending.gather(-1, (n - top_k.clamp(1, n)).expand(*ascending.shape[:-1], 1))
+    return (scores >= kth).sum(dim=-1)
+
+
+def _filtered(ascending: torch.Tensor, order: torch.Tensor, top_k: torch.Tensor, top_p_floor: torch.Tensor,
+              size: int) -> Distribution:
+    n = ascending.shape[-1]
+    kth = ascending.gather(-1, (n - top_k.clamp(1, n)).expand(*ascending.shape[:-1], 1))
+    ascending = ascending.masked_fill((top_k > 0) & (ascending < kth), -math.inf)
+    mass = (ascending - ascending[..., -1:]).exp().cumsum(dim=-1)  # dropped scores add exact zeros
+    cumulative = mass / mass[..., -1:]
+    drop = (cumulative <= top_p_floor) & (top_p_floor > 0)
     drop[..., -1] = False
-    drop &= top_p_floor > 0
-    return scores.masked_fill(torch.zeros_like(drop).scatter_(-1, order, drop), -math.inf)
+    floor = torch.where(drop, cumulative, 0.0).amax(dim=-1)
+    return Distribution(order, cumulative, floor, size, kept=~drop & (ascending > -math.inf))
 
 
 def end_of_stream(frame: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.Tensor:
@@ -242,11 +335,6 @@ def end_of_stream(frame: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.
     last = (step - eos_base) >= ids.num_codebooks - 1
     done_at.copy_(torch.where((done_at == BIG) & last, step, done_at))
     return frame
-
-
-def _draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-    """One sample per row without a host sync: argmax of p / E with E ~ Exp(1) = -log U."""
-    return (probs / -torch.log(uniform)).argmax(dim=-1)
 
 
 # -- the counter-based random stream ------------------------------------------------------------
@@ -269,12 +357,20 @@ def stream_key(seed: int) -> int:
     return _mix32((seed & _M32) ^ _mix32(((seed >> 32) & _M32) ^ 0x5BD1E995))
 
 
+UNIFORM_BITS = 23  # (k + 0.5) / 2**23 is exact in float32 for every k < 2**23; at 24 bits it is not
+
+
+def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    """32 random bits -> a float32 uniform strictly inside (0, 1): the top 23 bits k give
+    (k + 0.5) / 2**23, from 2**-24 to 1 - 2**-24, every value exact (with 24 bits, the largest
+    would be 1 - 2**-25, which float32 rounds to 1.0)."""
+    return ((bits >> (32 - UNIFORM_BITS)).to(torch.float32) + 0.5) * (1.0 / (1 << UNIFORM_BITS))
+
+
 def uniforms(key: torch.Tensor, step: torch.Tensor, count: int) -> torch.Tensor:
     """`2 * count` uniform draws in (0, 1) per row ([B, 2 * count], float32), a function of the
     row's key and step only. Each row's (key, step) picks a 32-bit base (the step spread by the
-    golden-ratio constant); counter i then gives mix32(base ^ i), distinct for distinct i, with
-    24 bits of resolution."""
+    golden-ratio constant); counter i then gives mix32(base ^ i), distinct for distinct i."""
     base = _mix32(key ^ ((step * 0x9E3779B1) & _M32))  # step < 2**31: the product fits
     counter = arange_once(2 * count, key.device)
-    bits = _mix32(base[:, None] ^ counter[None])
-    return ((bits >> 8).float() + 0.5) * (1.0 / (1 << 24))
+    return uniform_from_bits(_mix32(base[:, None] ^ counter[None]))

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from boson_multimodal.generate import CodeIds, warp
 from boson_multimodal.streaming import StreamingVocoder
+from tests.unit.reference_sampling import reference_probs, reference_support
 from tests.unit.slots import one_slot, sample, sample_and_end
 
 K, SIZE, BOS, EOS = 8, 1026, 1024, 1025
@@ -22,13 +22,12 @@ class Ids(CodeIds):
         self.num_codebooks, self.codebook_size, self.bos, self.eos = K, SIZE, BOS, EOS
 
 
-def reference_support(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    scores = TemperatureLogitsWarper(temperature)(None, logits.clone())
-    if top_k:
-        scores = TopKLogitsWarper(top_k)(None, scores)
-    if top_p < 1.0:
-        scores = TopPLogitsWarper(top_p)(None, scores)
-    return torch.isfinite(scores)
+def stratified_counts(kept, n: int) -> torch.Tensor:
+    """Each code's share of `n` evenly spaced uniforms through the draw, per codebook [K, C]:
+    the probability the draw gives it, counted."""
+    u = (torch.arange(n, dtype=torch.float32) + 0.5) / n
+    codes = kept.draw(u.expand(kept.order.shape[0], n))
+    return torch.stack([torch.bincount(c, minlength=SIZE) for c in codes]).float() / n
 
 
 def logit_rows(seed: int) -> torch.Tensor:
@@ -52,9 +51,12 @@ def test_the_drawable_set_equals_transformers_warpers(seed):
     kept by top-k as transformers keeps them: the same tokens survive, for every setting."""
     logits = logit_rows(seed)
     for temperature, top_k, top_p in SETTINGS:
-        ours = torch.isfinite(warp(logits, torch.tensor(temperature), torch.tensor(top_k), torch.tensor(1 - top_p)))
+        kept = warp(logits, torch.tensor(temperature), torch.tensor(top_k), torch.tensor(1 - top_p))
         expected = reference_support(logits, temperature, top_k, top_p)
-        assert torch.equal(ours, expected), (seed, temperature, top_k, top_p)
+        probs = reference_probs(logits, temperature, top_k, top_p)
+        assert torch.equal(kept.support(), expected), (seed, temperature, top_k, top_p)
+        counted = stratified_counts(kept, 1 << 16)
+        assert float((counted - probs).abs().max()) <= 2 / (1 << 16) + 1e-6, (seed, temperature, top_k, top_p)
 
 
 def test_draws_stay_inside_the_reference_support():
