@@ -307,3 +307,29 @@ def test_graph_bookkeeping_on_the_cpu_gives_the_eager_frames(demo_runtime, promp
     out = torch.cat(list(decoder.generate(prompts[0], SETTINGS[0], frames, stats=stats, suppress_eos=True)))
     decoder.close()
     assert torch.equal(out, eager[0]) and stats.graph_replays == frames - 1
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 2016])
+def test_every_sampled_code_of_a_long_demo_stream_has_reference_probability(demo_runtime, prompts, seed):
+    """The defect's reproduction, through the real decoder: default sampling (repetition-aware
+    redraws off, so every free code comes from the filters) over 1500 frames for the seeds that
+    drew codes of probability 0 (3, 4, 5) and moved frame 0's forced BOS (2016). Each free code
+    has probability above 0 under transformers' warpers applied to that step's logits; each
+    code the delay pattern forces is BOS."""
+    from tests.unit.reference_sampling import reference_probs
+
+    sampling = SamplingConfig(seed=seed, ras_win_len=0)
+    decoder = BatchDecoder(demo_runtime.bundle.model, max_batch=1, max_cache_len=4096)
+    logits = {}
+    decoder.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
+    frames = _decode(decoder, prompts[3], sampling, 1500)
+    decoder.close()
+    eos = demo_runtime.config.audio_stream_eos_id
+    for step, frame in enumerate(frames):
+        forced = torch.arange(8) >= step
+        assert bool((frame[forced] == demo_runtime.config.audio_stream_bos_id).all()), step
+        masked = logits[step].clone()
+        masked[:, eos] = float("-inf")  # suppressed: the stream runs to the frame count
+        probs = reference_probs(masked, sampling.temperature, sampling.top_k, sampling.top_p)
+        free = torch.arange(8)[~forced]
+        assert bool((probs[free, frame[free]] > 0).all()), (step, frame)
