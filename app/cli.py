@@ -17,6 +17,7 @@ from core.domain.errors import DomainError, ErrorType
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted
 from core.domain.request import (
     Chunking,
+    ChunkMethod,
     InlineVoice,
     OutputFormat,
     OutputTarget,
@@ -50,7 +51,8 @@ def _add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ras-win-len", type=int, default=defaults.ras_win_len,
                    help="repetition-aware sampling window in frames (0 turns it off)")
     p.add_argument("--ras-win-max-num-repeat", type=int, default=defaults.ras_win_max_num_repeat)
-    p.add_argument("--chunk-method", choices=["none", "word", "speaker"], default="none")
+    p.add_argument("--chunk-method", choices=[m.value for m in ChunkMethod], default=chunking.method.value,
+                   help="auto (default): one chunk when the text fits, else split at sentences")
     p.add_argument("--chunk-max-word-num", type=int, default=chunking.max_word_num)
     p.add_argument("--chunk-max-num-turns", type=int, default=chunking.max_num_turns)
     p.add_argument("--format", choices=[f.value for f in OutputFormat], default="wav")

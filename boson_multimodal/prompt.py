@@ -84,6 +84,10 @@ class PromptBuilder:
         if unknown:
             raise ValueError(f"the text tokenizer lacks the special tokens {unknown}")
 
+    def text_tokens(self, text: str) -> int:
+        """Tokens `text` adds as a turn's content (a prompt is exactly its turns' sum)."""
+        return len(self._text(text)) if text else 0
+
     def _text(self, text: str) -> list[int]:
         # user text never becomes control tokens: "<|eot_id|>" typed by a user stays text
         return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]

@@ -6,7 +6,6 @@ thread turns its own frames into audio."""
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -17,12 +16,13 @@ import numpy as np
 import torch
 
 from boson_multimodal.batch import BatchDecoder
-from boson_multimodal.chunking import chunk_text
+from boson_multimodal.chunking import duration_bound_frames, plan_chunks, speech_frames
 from boson_multimodal.codec import AudioCodec, read_clip
 from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN
 from boson_multimodal.loader import LoadedBundle, load_bundle
+from boson_multimodal.planning import MIN_SPLIT_FRAMES, ChunkFit, TextDoesNotFit, frames_needed, plan
 from boson_multimodal.prompt import PromptBuilder, Turn, conversation
 from boson_multimodal.streaming import Segment, StreamingVocoder
 from boson_multimodal.transcript import normalize_transcript
@@ -49,7 +49,7 @@ class Synthesis:
     scene: str | None = None
     sampling: SamplingConfig = SamplingConfig()
     max_new_tokens: int = 2048  # delayed frames per text chunk, the BOS frame included (as upstream)
-    chunk_method: str = "none"
+    chunk_method: str = "auto"
     chunk_max_word_num: int = 100
     chunk_max_num_turns: int = 1
     stop_on_silence: bool = True
@@ -81,28 +81,35 @@ class Finished:
     prefill_tokens: int = 0  # tokens actually prefilled (prefix-cache hits skip the shared prefix)
 
 
-class PromptTooLong(ValueError):
-    """The prompt leaves no room for audio in the KV cache."""
+def text_chunks(text: str, chunk_method: str = "auto", max_words: int = 100, max_turns: int = 1,
+                max_new_tokens: int = 2048, num_codebooks: int = 8) -> list[str]:
+    """The normalised text, in the chunks that are generated one after another, as far as they
+    can be known without the model: `auto` splits for the step budget only (the runtime's own
+    plan may split further where the KV cache needs it, see `HiggsAudio.plan`)."""
+    budget = max(0, max_new_tokens - num_codebooks - 1)
+
+    def fits(chunk: str) -> bool:
+        return budget < MIN_SPLIT_FRAMES or speech_frames(chunk) <= budget
+
+    return plan_chunks(normalize_transcript(text), chunk_method, fits, max_words, max_turns)
 
 
-def duration_bound_frames(text: str) -> int:
-    """Frames that no reading of `text` should need: about 3x a normal speaking rate, plus 3 s."""
-    units = max(len(text.split()), len(text) / 6.0)
-    return math.ceil(FRAME_RATE * (3.0 + 0.8 * units))
-
-
-def text_chunks(text: str, chunk_method: str = "none", max_words: int = 100, max_turns: int = 1) -> list[str]:
-    """The normalised text, in the chunks that are generated one after another."""
-    return chunk_text(normalize_transcript(text), chunk_method, max_words, max_turns)
-
-
-def max_audio_frames(text: str, max_new_tokens: int, chunk_method: str = "none", max_words: int = 100,
-                     max_turns: int = 1, num_codebooks: int = 8) -> int:
+def max_audio_frames(text: str, max_new_tokens: int, chunk_method: str = "auto", max_words: int = 100,
+                     max_turns: int = 1, num_codebooks: int = 8, chunks: list[str] | None = None) -> int:
     """The most audio frames a request can produce: per text chunk, the smaller of its decode
     steps less the BOS frame, the delay and the dropped last step, and its duration bound."""
-    chunks = text_chunks(text, chunk_method, max_words, max_turns)
+    if chunks is None:
+        chunks = text_chunks(text, chunk_method, max_words, max_turns, max_new_tokens, num_codebooks)
     per_step = max(0, max_new_tokens - num_codebooks - 1)
     return sum(min(per_step, duration_bound_frames(chunk)) for chunk in chunks)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request made ready to generate: the turns before its text, and its text chunks."""
+
+    base: list[Turn]
+    chunks: list[str]
 
 
 class HiggsAudio:
@@ -156,16 +163,40 @@ class HiggsAudio:
         references = [(v.transcript, self.reference_codes(v)) for v in request.voices]
         return conversation(request.scene, references, request.text)
 
-    def chunks(self, request: Synthesis) -> list[str]:
-        return text_chunks(request.text, request.chunk_method, request.chunk_max_word_num,
-                           request.chunk_max_num_turns)
+    def plan(self, request: Synthesis) -> Plan:
+        """Everything that can fail before the first frame: the voice clips read and encoded,
+        the text split into chunks that fit (the KV cache, the step budget); raises
+        AudioInputError or TextDoesNotFit."""
+        base = self.turns(request)
+        fit = ChunkFit.for_request(self.prompts, base, self.decoder.max_cache_len, request.max_new_tokens)
+        chunks = plan(normalize_transcript(request.text), request.chunk_method, fit, request.chunk_max_word_num,
+                      request.chunk_max_num_turns)
+        return Plan(base, chunks)
+
+    def max_frames(self, request: Synthesis) -> int:
+        """`max_audio_frames` over this runtime's own plan (the chunks it will generate)."""
+        return max_audio_frames(request.text, request.max_new_tokens, num_codebooks=self.codec.num_codebooks,
+                                chunks=self.plan(request).chunks)
+
+    def _chunk_prompt(self, run: "_Run", chunk: str, max_new_tokens: int) -> Prompt:
+        """The chunk's prompt: the system and voice turns (the shareable prefix, for the decoder's
+        prefix cache), the last chunks as context, the chunk. Context that would crowd out the
+        chunk's speech in the KV cache is dropped, oldest first."""
+        k = self.codec.num_codebooks
+        needed = frames_needed(chunk, max(0, max_new_tokens - k - 1), k)
+        context = run.history[-2 * CONTEXT_CHUNKS:]
+        while True:
+            prompt = self.prompts.build(run.base + context + [Turn("user", chunk)], prefix_turns=len(run.base))
+            if not context or prompt.length + needed <= self.decoder.max_cache_len:
+                return prompt
+            context = context[2:]
 
     def frame_budget(self, prompt_length: int, chunk: str, max_new_tokens: int) -> tuple[int, str]:
         """Delayed frames this chunk may take (BOS frame included), and the bound that sets it."""
         k = self.codec.num_codebooks
         room = self.decoder.max_cache_len - prompt_length
         if room < 16 + k + 2:
-            raise PromptTooLong(
+            raise TextDoesNotFit(
                 f"the prompt ({prompt_length} tokens) leaves no room in the KV cache "
                 f"({self.decoder.max_cache_len}); shorten the text, use chunking or a shorter voice clip"
             )
@@ -179,7 +210,8 @@ class HiggsAudio:
     def stream(self, request: Synthesis, cancel: threading.Event | None = None) -> Iterator:
         """Yields `AudioOut` and `ProgressOut` as each text chunk decodes, then one `Finished`."""
         cancel = cancel or threading.Event()
-        run = _Run(time.perf_counter(), self.chunks(request), self.turns(request))
+        planned = self.plan(request)
+        run = _Run(time.perf_counter(), planned.chunks, planned.base)
         for index in range(len(run.chunks)):
             reason = yield from self._stream_chunk(request, run, index, cancel)
             if reason == "cancelled":
@@ -191,9 +223,7 @@ class HiggsAudio:
         """One text chunk: its prompt (the voice turns and the last chunks as context), its
         decode, the vocoder's tail. Returns why it stopped."""
         chunk = run.chunks[index]
-        # the system and voice turns are the shareable prefix (the decoder's prefix cache)
-        prompt = self.prompts.build(run.base + run.history[-2 * CONTEXT_CHUNKS:] + [Turn("user", chunk)],
-                                    prefix_turns=len(run.base))
+        prompt = self._chunk_prompt(run, chunk, request.max_new_tokens)
         run.prompt_tokens += prompt.length
         max_frames, limiting = self.frame_budget(prompt.length, chunk, request.max_new_tokens)
         vocoder = StreamingVocoder(self.codec)

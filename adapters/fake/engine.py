@@ -9,7 +9,8 @@ from array import array
 from typing import Iterator, Sequence
 
 from core.domain.audio import FRAME_RATE, SAMPLE_RATE
-from core.domain.request import Synthesis
+from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.request import ChunkMethod, Synthesis
 from core.domain.voice import VoicePrompt
 from core.ports.speech_engine import (
     EngineAudio,
@@ -18,10 +19,12 @@ from core.ports.speech_engine import (
     EngineLoad,
     EngineProgress,
     EngineTimings,
+    EngineWork,
     ModelInfo,
 )
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAME_RATE
+MIN_SPLIT_FRAMES = 5 * FRAME_RATE  # as the real engine: a smaller budget asks for a short clip
 CHARS_PER_SECOND = 14.0
 
 
@@ -80,6 +83,20 @@ class FakeSpeechEngine:
     def max_frames(self, synthesis: Synthesis) -> int:
         return _frames(synthesis)
 
+    def prepare(self, synthesis: Synthesis, voices: Sequence[VoicePrompt]) -> float:
+        """Loads (warms up); with chunking `none`, refuses a text longer than one chunk holds
+        (as the real engine does for its step budget)."""
+        started = time.perf_counter()
+        loading = not self.is_ready()
+        self.warm_up()
+        budget = synthesis.sampling.max_new_tokens
+        if synthesis.chunking.method is ChunkMethod.NONE and budget >= MIN_SPLIT_FRAMES and _spoken(synthesis) > budget:
+            raise DomainError(ErrorType.VALIDATION, ErrorCode.TEXT_TOO_LONG,
+                              f"the text needs about {_spoken(synthesis) / FRAME_RATE:.0f} s of speech; a chunk holds "
+                              f"at most {budget / FRAME_RATE:.0f} s: use chunk_method auto",
+                              {"field": "transcript", "constraint": "fits_the_model"})
+        return time.perf_counter() - started if loading else 0.0
+
     def stream(
         self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
@@ -114,7 +131,8 @@ class FakeSpeechEngine:
         chunk_start = 0
         chunk = array("f")
         target = self.first_chunk_frames
-        stop_reason = "end_token" if frames_total < synthesis.sampling.max_new_tokens else "max_new_tokens"
+        chunks = _chunks(synthesis)
+        stop_reason = "end_token" if frames_total < synthesis.sampling.max_new_tokens * chunks else "max_new_tokens"
         while frame < frames_total:
             if cancel.is_set():
                 stop_reason = "cancelled"
@@ -128,21 +146,40 @@ class FakeSpeechEngine:
             self.steps += 1
             if frame - chunk_start == target or frame == frames_total:
                 yield EngineAudio(chunk, chunk_start)
-                yield EngineProgress(frame, 0, 1)
+                yield EngineProgress(frame, frame * chunks // max(1, frames_total), chunks)
                 chunk, chunk_start, target = array("f"), frame, self.chunk_frames
         decode = time.perf_counter() - decode_started
-        yield EngineProgress(frame, 1, 1)
+        yield EngineProgress(frame, chunks, chunks)
         yield EngineDone(
             frames=frame,
             stop_reason=stop_reason,
             timings=EngineTimings(load=load, decode=decode),
             text_output=synthesis.text,
+            work=EngineWork(decode_steps=frame, chunk_stop_reasons=(stop_reason,) * chunks,
+                            chunk_frames=tuple(_share(frame, chunks))),
         )
 
 
+def _spoken(synthesis: Synthesis) -> int:
+    return max(1, math.ceil(len(synthesis.text) / CHARS_PER_SECOND * FRAME_RATE))
+
+
+def _chunks(synthesis: Synthesis) -> int:
+    """Chunks the text is spoken in: with `auto`, as many as a chunk's budget needs."""
+    budget = synthesis.sampling.max_new_tokens
+    if synthesis.chunking.method is ChunkMethod.AUTO and budget >= MIN_SPLIT_FRAMES:
+        return math.ceil(_spoken(synthesis) / budget)
+    return 1
+
+
 def _frames(synthesis: Synthesis) -> int:
-    spoken = math.ceil(len(synthesis.text) / CHARS_PER_SECOND * FRAME_RATE)
-    return min(synthesis.sampling.max_new_tokens, max(1, spoken))
+    """All of the text when it is split to fit; else cut at max_new_tokens."""
+    return min(synthesis.sampling.max_new_tokens * _chunks(synthesis), _spoken(synthesis))
+
+
+def _share(frames: int, chunks: int) -> list[int]:
+    """`frames` spread over `chunks` as evenly as whole frames allow."""
+    return [frames // chunks + (i < frames % chunks) for i in range(chunks)]
 
 
 def _tone(frame: int, pitch: float, phase: float) -> array:

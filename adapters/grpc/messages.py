@@ -41,7 +41,8 @@ _FORMATS = {
 }
 _FORMAT_ENUMS = {v: k for k, v in _FORMATS.items() if k != pb.OUTPUT_FORMAT_UNSPECIFIED}
 _CHUNK_METHODS = {
-    pb.CHUNK_METHOD_UNSPECIFIED: ChunkMethod.NONE,
+    pb.CHUNK_METHOD_UNSPECIFIED: ChunkMethod.AUTO,
+    pb.CHUNK_METHOD_AUTO: ChunkMethod.AUTO,
     pb.CHUNK_METHOD_NONE: ChunkMethod.NONE,
     pb.CHUNK_METHOD_WORD: ChunkMethod.WORD,
     pb.CHUNK_METHOD_SPEAKER: ChunkMethod.SPEAKER,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -16,12 +17,12 @@ from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
 from boson_multimodal.loader import ModelLoadError
+from boson_multimodal.planning import TextDoesNotFit
 from boson_multimodal.runtime import (
     AudioOut,
     Finished,
     HiggsAudio,
     ProgressOut,
-    PromptTooLong,
     Synthesis,
     VoiceClip,
     max_audio_frames,
@@ -150,28 +151,26 @@ class HiggsSpeechEngine:
     # -- one request ----------------------------------------------------------------------
 
     def max_frames(self, synthesis: SynthesisRequest) -> int:
+        runtime = self._runtime
+        if runtime is not None:  # its own plan: the chunks it will generate
+            with _domain_errors():
+                return runtime.max_frames(_job(synthesis, ()))
         chunking = synthesis.chunking
         return max_audio_frames(synthesis.text, synthesis.sampling.max_new_tokens, chunking.method.value,
                                 chunking.max_word_num, chunking.max_num_turns)
+
+    def prepare(self, synthesis: SynthesisRequest, voices: Sequence[VoicePrompt]) -> float:
+        runtime, load_seconds = self._load()
+        with _domain_errors():
+            runtime.plan(_job(synthesis, voices))
+        return load_seconds
 
     def stream(
         self, synthesis: SynthesisRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
     ) -> Iterator[EngineEvent]:
         runtime, load_seconds = self._load()
-        s = synthesis.sampling
-        job = Synthesis(
-            text=synthesis.text,
-            voices=[VoiceClip(v.name, v.transcript, v.audio, v.content_hash) for v in voices],
-            scene=synthesis.scene_prompt,
-            sampling=SamplingConfig(s.temperature, s.top_k, s.top_p, s.ras_win_len,
-                                    s.ras_win_max_num_repeat, s.seed),
-            max_new_tokens=s.max_new_tokens,
-            chunk_method=synthesis.chunking.method.value,
-            chunk_max_word_num=synthesis.chunking.max_word_num,
-            chunk_max_num_turns=synthesis.chunking.max_num_turns,
-        )
-        try:
-            for event in runtime.stream(job, cancel):
+        with _domain_errors():
+            for event in runtime.stream(_job(synthesis, voices), cancel):
                 if isinstance(event, AudioOut):
                     samples = array("f")
                     samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
@@ -180,23 +179,44 @@ class HiggsSpeechEngine:
                     yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total)
                 elif isinstance(event, Finished):
                     yield _done(event, load_seconds, synthesis.text)
-        except AudioInputError as exc:
-            raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc),
-                              {"field": "ref_audio", "constraint": "audio_clip"}) from exc
-        except NumericalError as exc:
-            raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
-        except PromptTooLong as exc:
-            raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc),
-                              {"field": "transcript", "constraint": "prompt_fits_kv_cache"}) from exc
-        except DecoderClosed as exc:
-            raise DomainError(ErrorType.MODEL, ErrorCode.MODEL_NOT_READY,
-                              "the engine is shutting down; retry on another worker") from exc
-        except RuntimeError as exc:
-            if _is_out_of_memory(exc):
-                _empty_cuda_cache()
-                raise DomainError(ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY,
-                                  "the GPU ran out of memory; try a shorter text or chunking") from exc
-            raise
+
+
+def _job(synthesis: SynthesisRequest, voices: Sequence[VoicePrompt]) -> Synthesis:
+    s = synthesis.sampling
+    return Synthesis(
+        text=synthesis.text,
+        voices=[VoiceClip(v.name, v.transcript, v.audio, v.content_hash) for v in voices],
+        scene=synthesis.scene_prompt,
+        sampling=SamplingConfig(s.temperature, s.top_k, s.top_p, s.ras_win_len, s.ras_win_max_num_repeat, s.seed),
+        max_new_tokens=s.max_new_tokens,
+        chunk_method=synthesis.chunking.method.value,
+        chunk_max_word_num=synthesis.chunking.max_word_num,
+        chunk_max_num_turns=synthesis.chunking.max_num_turns,
+    )
+
+
+@contextlib.contextmanager
+def _domain_errors() -> Iterator[None]:
+    """The runtime's failures as the DomainErrors they are."""
+    try:
+        yield
+    except AudioInputError as exc:
+        raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_REFERENCE_AUDIO, str(exc),
+                          {"field": "ref_audio", "constraint": "audio_clip"}) from exc
+    except NumericalError as exc:
+        raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
+    except TextDoesNotFit as exc:
+        raise DomainError(ErrorType.VALIDATION, ErrorCode.TEXT_TOO_LONG, str(exc),
+                          {"field": "transcript", "constraint": "fits_the_model"}) from exc
+    except DecoderClosed as exc:
+        raise DomainError(ErrorType.MODEL, ErrorCode.MODEL_NOT_READY,
+                          "the engine is shutting down; retry on another worker") from exc
+    except RuntimeError as exc:
+        if _is_out_of_memory(exc):
+            _empty_cuda_cache()
+            raise DomainError(ErrorType.INFERENCE, ErrorCode.OUT_OF_MEMORY,
+                              "the GPU ran out of memory; try a shorter text or chunking") from exc
+        raise
 
 
 def _done(event: Finished, load_seconds: float, text: str) -> EngineDone:
@@ -209,6 +229,7 @@ def _done(event: Finished, load_seconds: float, text: str) -> EngineDone:
         text_output=text,
         work=EngineWork(prompt_tokens=event.prompt_tokens, prefill_tokens=event.prefill_tokens,
                         decode_steps=event.steps, chunk_stop_reasons=tuple(event.chunk_stop_reasons),
+                        chunk_frames=tuple(int(codes.shape[0]) for codes in event.chunk_codes),
                         prefix_cache=tuple(event.prefix_cache)),
     )
 

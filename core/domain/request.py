@@ -35,6 +35,7 @@ _VOICE_SEPARATOR = re.compile(r" *, *")
 
 
 class ChunkMethod(str, Enum):
+    AUTO = "auto"  # one chunk when the text fits, else split at sentences (then clauses, words)
     NONE = "none"
     WORD = "word"
     SPEAKER = "speaker"
@@ -122,7 +123,7 @@ SAMPLING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sampling))
 
 @dataclass(frozen=True)
 class Chunking:
-    method: ChunkMethod = ChunkMethod.NONE
+    method: ChunkMethod = ChunkMethod.AUTO
     max_word_num: int = 100
     max_num_turns: int = 1
 
@@ -131,7 +132,7 @@ class Chunking:
             object.__setattr__(self, "method", ChunkMethod(self.method))
         except (ValueError, TypeError):
             raise validation_error(
-                ErrorCode.INVALID_CHUNKING, "chunk_method must be one of none, word, speaker",
+                ErrorCode.INVALID_CHUNKING, "chunk_method must be one of auto, none, word, speaker",
                 field="chunk_method", constraint="enum", actual=self.method,
                 allowed=[m.value for m in ChunkMethod],
             ) from None

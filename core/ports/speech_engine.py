@@ -46,6 +46,7 @@ class EngineWork:
     prefill_tokens: int = 0  # prompt tokens computed (the rest came from the prefix cache)
     decode_steps: int = 0
     chunk_stop_reasons: tuple[str, ...] = ()  # per text chunk
+    chunk_frames: tuple[int, ...] = ()  # audio frames per text chunk
     prefix_cache: tuple[str, ...] = ()  # per text chunk: hit, miss or off
 
     def to_metadata(self) -> dict[str, Any]:
@@ -121,6 +122,13 @@ class SpeechEngine(Protocol):
         voices: Sequence[VoicePrompt],
         cancel: threading.Event,
     ) -> Iterator[EngineEvent]: ...
+
+    def prepare(self, synthesis: Synthesis, voices: Sequence[VoicePrompt]) -> float:
+        """Everything about the request that can fail before its first audio: loads the model
+        (model_error), reads the voice clips and checks the text can be generated as asked
+        (validation_error). Called before `stream`, which may then fail only while generating.
+        Returns the seconds it spent loading the model (0 when it was loaded)."""
+        ...
 
     def max_frames(self, synthesis: Synthesis) -> int:
         """The most audio frames the request can produce (all its stop bounds), known before

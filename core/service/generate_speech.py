@@ -16,7 +16,7 @@ import time
 from array import array
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator, TypeVar
 
 from core.domain.audio import FRAME_RATE, EncodedAudio, max_encoded_bytes
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
@@ -42,6 +42,8 @@ from core.service.archive import AudioArchive
 from core.service.result_cache import CachedResult, ResultCache
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,13 @@ class GenerateSpeech:
         target = self._archive.target(request)
         voices = self._resolve_voices(request)
         cache_key, hit = self._cached(request, voices)
+        load_seconds = self._prepare(request, voices) if hit is None else 0.0
         rate = hit.sample_rate if hit is not None else self._engine.sample_rate
         yield SpeechStarted(request.request_id, rate, 1, tuple(v.name for v in voices), cached=hit is not None)
         if hit is not None:
             result = yield from self._replay(request, hit)
         else:
-            result = yield from self._synthesize(request, voices, cancel)
+            result = yield from self._synthesize(request, voices, cancel, load_seconds)
             self._remember(cache_key, request, result)
         summary = self._summarize(request, voices, result, span, queued, cache_key)
         with self._tracer.span("speech.encode", {"audio.format": request.output_format.value}):
@@ -164,6 +167,12 @@ class GenerateSpeech:
                 {"voice": voice.name},
             ) from exc
 
+    def _prepare(self, request: SpeechRequest, voices: list[VoicePrompt]) -> float:
+        """The engine's own checks (model loaded, voice clips readable, the text fits as it is
+        chunked), before the first byte goes out; the seconds it spent loading the model."""
+        with self._tracer.span("speech.prepare"):
+            return self._engine_call(request, lambda: self._engine.prepare(request.synthesis, voices))
+
     # -- the result cache -------------------------------------------------------------------
 
     def _cached(self, request: SpeechRequest, voices: list[VoicePrompt]) -> tuple[str | None, CachedResult | None]:
@@ -199,8 +208,8 @@ class GenerateSpeech:
 
     # -- generating -------------------------------------------------------------------------
 
-    def _synthesize(self, request: SpeechRequest, voices: list[VoicePrompt],
-                    cancel: threading.Event) -> Generator[SpeechEvent, None, Synthesized]:
+    def _synthesize(self, request: SpeechRequest, voices: list[VoicePrompt], cancel: threading.Event,
+                    load_seconds: float = 0.0) -> Generator[SpeechEvent, None, Synthesized]:
         """The engine's events as domain events, and what they added up to."""
         rid, rate = request.request_id, self._engine.sample_rate
         samples = array("f")
@@ -222,13 +231,25 @@ class GenerateSpeech:
             seconds = self._clock() - started
             done = _finished(done, cancel)
             _describe(span, done)
-        return Synthesized(samples, rate, done.frames, done.stop_reason, done.text_output, done.timings,
+        timings = replace(done.timings, load=done.timings.load + load_seconds)
+        return Synthesized(samples, rate, done.frames, done.stop_reason, done.text_output, timings,
                            done.work.to_metadata(), first_audio, seconds)
 
     def _engine_events(self, request: SpeechRequest, voices: list[VoicePrompt],
                        cancel: threading.Event) -> Iterator[EngineEvent]:
+        events = self._engine.stream(request.synthesis, voices, cancel)
         try:
-            yield from self._engine.stream(request.synthesis, voices, cancel)
+            while (event := self._engine_call(request, lambda: next(events, None))) is not None:
+                yield event
+        finally:  # a consumer that stops early frees the engine's slot now, not when collected
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    def _engine_call(self, request: SpeechRequest, call: Callable[[], T]) -> T:
+        """An engine call whose failures other than DomainErrors become inference errors."""
+        try:
+            return call()
         except DomainError:
             raise
         except MemoryError as exc:

@@ -14,6 +14,7 @@ class ChunkMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHUNK_METHOD_NONE: _ClassVar[ChunkMethod]
     CHUNK_METHOD_WORD: _ClassVar[ChunkMethod]
     CHUNK_METHOD_SPEAKER: _ClassVar[ChunkMethod]
+    CHUNK_METHOD_AUTO: _ClassVar[ChunkMethod]
 
 class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,6 +33,7 @@ CHUNK_METHOD_UNSPECIFIED: ChunkMethod
 CHUNK_METHOD_NONE: ChunkMethod
 CHUNK_METHOD_WORD: ChunkMethod
 CHUNK_METHOD_SPEAKER: ChunkMethod
+CHUNK_METHOD_AUTO: ChunkMethod
 OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_WAV: OutputFormat
 OUTPUT_FORMAT_FLAC: OutputFormat

@@ -159,12 +159,27 @@ def test_duration_bound_stops_a_model_that_does_not_end(engine, demo_bundle):
     assert done.frames == 95  # 25 fps x (3 s + 0.8 s per word), far below max_new_tokens 2048
 
 
-def test_prompt_too_long_for_the_cache_is_a_clear_input_error(demo_bundle):
+def test_a_text_that_cannot_fit_the_cache_is_refused_before_any_work(demo_bundle):
     small = HiggsSpeechEngine(demo_bundle, device="cpu", max_cache_len=128)
-    failed = list(use_case(small, demo_bundle)(SpeechRequest("word " * 100)))[-1]
-    assert failed.error.code == "INVALID_INPUT" and "KV cache" in failed.error.message
-    ok = list(use_case(small, demo_bundle)(SpeechRequest("Hi.", sampling=Sampling(seed=1))))[-1]
-    assert isinstance(ok, SpeechCompleted) and ok.stop_reason == "kv_cache_full"
+    for text in ("word " * 100, "Hi."):
+        events = list(use_case(small, demo_bundle)(SpeechRequest(text)))
+        assert len(events) == 1 and isinstance(events[0], SpeechFailed)  # refused before SpeechStarted
+        assert events[0].error.code == "TEXT_TOO_LONG" and "KV-cache positions" in events[0].error.message
+
+
+def test_a_text_longer_than_the_cache_is_split_to_fit_it(demo_bundle):
+    """Auto chunking sizes chunks for the cache: 100 words through a 320-position cache."""
+    small = HiggsSpeechEngine(demo_bundle, device="cpu", max_cache_len=320)
+    done = list(use_case(small, demo_bundle)(SpeechRequest("word " * 100, sampling=Sampling(seed=1))))[-1]
+    assert isinstance(done, SpeechCompleted)
+    from boson_multimodal.chunking import speech_frames
+    from boson_multimodal.runtime import Synthesis
+
+    chunks = small._runtime.plan(Synthesis("word " * 100)).chunks
+    assert len(chunks) > 5 and " ".join(chunks).split() == ["word"] * 99 + ["word."]
+    # every chunk had room for a slow reading of it (the demo model never ends: it runs to the cache's end)
+    assert len(done.metadata["chunk_frames"]) == len(chunks)
+    assert all(frames >= speech_frames(chunk) for frames, chunk in zip(done.metadata["chunk_frames"], chunks))
 
 
 def _engine_with(demo_bundle, break_runtime):
