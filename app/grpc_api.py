@@ -49,7 +49,7 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
         host=args.host,
         port=args.port,
         max_queue=args.max_queue,
-        grace=args.grace,
+        grace=args.grace if args.grace is not None else container.settings().drain_seconds,
         max_receive_bytes=int(args.max_receive_mb * MiB),
     )
     try:
@@ -113,8 +113,9 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
     serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
                        help="requests that may wait behind the one generating; more get RESOURCE_EXHAUSTED")
-    serve.add_argument("--grace", type=float, default=defaults.grace,
-                       help="seconds in-flight calls get to finish after SIGTERM before they are cancelled")
+    serve.add_argument("--grace", type=float, default=None,
+                       help="seconds in-flight calls get to finish after SIGTERM before they are stopped "
+                            "(default: $HIGGS_DRAIN_SECONDS, 30)")
     serve.add_argument("--max-receive-mb", type=float, default=defaults.max_receive_bytes / MiB,
                        help="largest request (inline reference audio) in MiB")
     serve.set_defaults(handler=cmd_serve_grpc)

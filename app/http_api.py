@@ -17,6 +17,7 @@ from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_FAILED, EXIT_OK
 from app.container import Container, validate_storage
 from core.domain.errors import DomainError
+from core.service import SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def build_http_service(container: Container, metrics: WorkerMetrics, max_queue: 
         failed=metrics.failed,
         metrics_text=metrics.render,
         routes=routes,
+        cors_origins=settings.cors_origins,
     )
 
 
@@ -61,6 +63,43 @@ class BackgroundServer:
         self.server.should_exit = True
         self._thread.join(5)
         self.socket.close()
+
+
+class DrainingServer:
+    """uvicorn, stopping as a worker should: the first SIGTERM or SIGINT makes the service take
+    no new request (503 SHUTTING_DOWN, /ready 503) and gives the ones in flight `drain` seconds
+    before it stops them; then uvicorn closes. The signal is handled, never re-raised (uvicorn
+    re-raises the ones it catches: the process would end by SIGTERM, or with a KeyboardInterrupt
+    traceback, instead of exiting 0). A second signal stops at once."""
+
+    def __init__(self, config, service: SpeechService, drain: float) -> None:
+        import uvicorn
+
+        owner = self
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig, frame) -> None:
+                owner.signalled(sig)
+
+        self.server = Server(config)
+        self.service, self.drain = service, drain
+        self._draining = False
+
+    def signalled(self, sig: int) -> None:
+        if self._draining:
+            self.server.force_exit = self.server.should_exit = True
+            return
+        self._draining = True
+        log.info("signal %d: draining (%d in flight, up to %.0f s)", sig, self.service.in_flight, self.drain)
+        threading.Thread(target=self._drain_then_exit, name="drain", daemon=True).start()
+
+    def _drain_then_exit(self) -> None:
+        stopped = self.service.shut_down(self.drain)
+        print(json.dumps({"event": "drained", "stopped": stopped}), flush=True)
+        self.server.should_exit = True
+
+    def run(self) -> None:
+        self.server.run()
 
 
 def health_server(container: Container, metrics: WorkerMetrics, host: str, port: int) -> BackgroundServer:
@@ -98,9 +137,10 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
         except DomainError as error:  # /ready stays 503 and says why; requests get the model_error
             log.error("the model could not be loaded: %s: %s", error.code, error.message)
 
+    drain = args.grace if args.grace is not None else settings.drain_seconds
     config = uvicorn.Config(app, host=args.host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=args.grace)
-    server = uvicorn.Server(config)
+                            timeout_graceful_shutdown=5)  # after the drain: the last bytes of stopped streams
+    server = DrainingServer(config, service, drain)
     health = []
     if settings.ping_port and settings.ping_port != port:  # RunPod load balancers probe /ping on PORT_HEALTH
         try:
@@ -118,7 +158,7 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
             other.stop()
     service.close()
     print(json.dumps({"event": "stopped"}), flush=True)
-    return EXIT_OK if server.started else EXIT_FAILED
+    return EXIT_OK if server.server.started else EXIT_FAILED
 
 
 def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
@@ -127,5 +167,6 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
     serve.add_argument("--max-queue", type=int, default=MAX_QUEUE,
                        help="requests that may wait beyond the ones the engine decodes together")
-    serve.add_argument("--grace", type=int, default=30, help="seconds in-flight requests get after SIGTERM")
+    serve.add_argument("--grace", type=float, default=None,
+                       help="seconds in-flight requests get after SIGTERM (default: $HIGGS_DRAIN_SECONDS, 30)")
     serve.set_defaults(handler=cmd_serve_http)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Any, Mapping
 
@@ -90,8 +91,10 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
     }
     _event("worker", mode="stream" if stream else "sync",
            api=f"{args.api_host}:{args.api_port}" if args.api else None)
+    _drain_on_shutdown(service, settings.drain_seconds)
     try:
         _start_runpod(config, _runpod_argv(args))
+        _event("stopped")
     finally:
         for server in servers:
             server.stop()
@@ -127,6 +130,27 @@ def _warm_up(service: SpeechService) -> None:
         # queue no worker can serve; /ready stays 503 and says why
         log.error("the model could not be loaded: %s: %s", error.code, error.message)
         _event("warm_failed", error=error.to_dict())
+
+
+def _drain_on_shutdown(service: SpeechService, seconds: float) -> None:
+    """The SDK's worker loop stops taking jobs on SIGTERM or SIGINT, then waits for the running
+    ones without end. With this, the service also refuses what still arrives (SHUTTING_DOWN)
+    and stops what runs past `seconds` (those jobs fail with SHUTTING_DOWN, so the caller can
+    retry), and the loop ends. The SDK has no hook for it: its handler is wrapped."""
+    from runpod.serverless.modules import rp_scale
+
+    original = rp_scale.JobScaler.handle_shutdown
+    if getattr(original, "drains", False):
+        return
+
+    def handle_shutdown(scaler, signum, frame) -> None:
+        original(scaler, signum, frame)
+        if not service.shutting_down:
+            _event("draining", signal=signum, in_flight=service.in_flight, seconds=seconds)
+            threading.Thread(target=service.shut_down, args=(seconds,), name="drain", daemon=True).start()
+
+    handle_shutdown.drains = True  # type: ignore[attr-defined]
+    rp_scale.JobScaler.handle_shutdown = handle_shutdown  # type: ignore[method-assign]
 
 
 def _runpod_argv(args: argparse.Namespace) -> list[str]:

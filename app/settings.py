@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -120,6 +121,8 @@ class Settings:
     otel_service_name: str = setting("higgs-tts", "OTEL_SERVICE_NAME")
     # -- the servers: HTTP (and health), gRPC clients' keys, the RunPod worker
     api_keys: tuple[str, ...] = setting((), "HIGGS_API_KEYS", parse=lambda n, v: read_api_keys(v))
+    cors_origins: tuple[str, ...] = setting((), "HIGGS_CORS_ORIGINS", parse=lambda n, v: _origins(n, v))  # none
+    drain_seconds: float = setting(30.0, "HIGGS_DRAIN_SECONDS", parse=_number)  # after SIGTERM, for requests in flight
     http_port: int | None = setting(None, "PORT", parse=_port)  # RunPod load-balancing endpoints set it
     health_port: int | None = setting(None, "HEALTH_PORT", parse=_port)  # /health, /ready, /metrics, /ping
     ping_port: int | None = setting(None, "PORT_HEALTH", parse=_port)  # RunPod load balancers probe /ping here
@@ -174,6 +177,15 @@ def _model_path(value: str) -> dict[str, Any]:
     return {"hub_repo": repo, "hub_revision": revision or None, "model_path": Path(DEFAULT_MODEL_PATH)}
 
 
+def _origins(name: str, value: str) -> tuple[str, ...]:
+    """`*`, or origins (`scheme://host[:port]`, comma-separated) whose pages may call the API."""
+    origins = _names(name, value)
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ValueError(f"{name}: {origin!r} is not an origin (scheme://host[:port], no path) or *")
+    return origins
+
+
 def given(**values: Any) -> dict[str, Any]:
     """The optional settings that were set, for an adapter's options: the others keep the
     adapter's own default."""
@@ -195,12 +207,6 @@ def read_api_keys(value: str | None) -> tuple[str, ...]:
     if not keys:
         raise ValueError("HIGGS_API_KEYS is set but holds no key")
     return tuple(keys)
-
-
-
-
-
-
 
 
 def usable_cpus() -> int:

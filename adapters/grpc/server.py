@@ -120,12 +120,16 @@ class SpeechServer:
             self.health.set(service, status)
 
     def stop(self, grace: float | None = None) -> bool:
-        """Refuse new calls, give in-flight ones `grace` seconds, then cancel what is left (the
-        engine stops within a step). True when the generation thread has finished."""
+        """Say NOT_SERVING and refuse new calls (UNAVAILABLE, SHUTTING_DOWN), give in-flight ones
+        `grace` seconds, then stop what is left with SHUTTING_DOWN (the engine stops within a
+        step) and close. True when the generation threads have finished."""
         grace = self.options.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
         log.info("shutting down: in-flight calls get %.1fs", grace)
-        self._server.stop(grace).wait()
+        stopped = self.service.shut_down(grace)
+        if stopped:
+            log.warning("shutdown: %d call(s) stopped after %.1fs", stopped, grace)
+        self._server.stop(5.0).wait()  # the stopped calls' last messages, then the transport
         finished = self.generation.close(timeout=max(5.0, grace))
         if not finished:
             log.warning("generation did not stop after the grace period")

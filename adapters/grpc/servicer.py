@@ -25,6 +25,7 @@ from adapters.grpc.status import abort
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed
 from core.domain.request import SpeechRequest
+from core.service.drain import shutting_down
 from core.service.outcome import collect
 from core.service.speech_service import SpeechService
 from higgs_tts.v1 import speech_pb2 as pb
@@ -72,6 +73,8 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
 
         The call's end (client cancel, deadline, server shutdown) sets the request's cancel
         event, which the engine checks between decode steps."""
+        if self._service.shutting_down:
+            abort(context, shutting_down())
         if not self._service.is_ready():
             abort(
                 context,

@@ -27,6 +27,7 @@ _BY_CODE = {
     ErrorCode.S3_NO_SUCH_BUCKET.value: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.OBJECT_EXISTS.value: grpc.StatusCode.ALREADY_EXISTS,
     ErrorCode.VOICE_EXISTS.value: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorCode.SHUTTING_DOWN.value: grpc.StatusCode.UNAVAILABLE,  # retry on another replica
 }
 _BY_TYPE = {
     ErrorType.VALIDATION: grpc.StatusCode.INVALID_ARGUMENT,

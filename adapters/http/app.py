@@ -21,8 +21,19 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
 
+from adapters.http.bodies import (
+    JSON_TYPES,
+    MAX_JSON_BYTES,
+    multipart_parts,
+    parse_json,
+    read_limited,
+    require_media_type,
+    utf8_field,
+)
 from adapters.http.encoding import CONTENT_TYPES, StreamEncoder
 from adapters.http.schema import MODEL_ID, error_body, http_status, speech_request
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
@@ -48,6 +59,7 @@ class HttpService:
     failed: Callable[[DomainError, float], None] = lambda error, seconds: None
     metrics_text: Callable[[], bytes] = lambda: b""
     routes: str = "all"  # "all", or "health": only /health, /ready, /metrics, /ping
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API (none: same-origin only)
     _admitted: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -57,6 +69,12 @@ def create_app(service: HttpService) -> FastAPI:
     app = FastAPI(title="higgs-tts", version="1", docs_url="/docs" if everything else None,
                   redoc_url=None, openapi_url="/openapi.json" if everything else None)
     _add_error_handling(app, service)
+    if service.cors_origins:  # outermost: a preflight is answered before the key is asked for
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(service.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["X-Request-Id", "X-Result-Cache"], max_age=600)
     _add_health(app, service)
     if everything:
         _add_speech(app, service)
@@ -65,18 +83,49 @@ def create_app(service: HttpService) -> FastAPI:
     return app
 
 
+class Authenticate:
+    """The API keys, as plain ASGI middleware: a response passes through it message by message
+    (FastAPI's `http` middleware re-streams a response and would finish one that was cut off)."""
+
+    def __init__(self, app, keys: tuple[str, ...]) -> None:
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            request = Request(scope)
+            if not _authorized(request, self.keys):
+                error = DomainError(ErrorType.AUTHENTICATION, ErrorCode.UNAUTHENTICATED,
+                                    "missing or unknown API key: send Authorization: Bearer <key>")
+                await _error(error, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _add_error_handling(app: FastAPI, service: HttpService) -> None:
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        if service.api_keys and request.url.path not in OPEN_PATHS and not _authorized(request, service.api_keys):
-            error = DomainError(ErrorType.AUTHENTICATION, ErrorCode.UNAUTHENTICATED,
-                                "missing or unknown API key: send Authorization: Bearer <key>")
-            return _error(error, {"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    if service.api_keys:
+        app.add_middleware(Authenticate, keys=service.api_keys)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError):
         return _error(error)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):  # no route, wrong method: the same shape
+        if exc.status_code == 404:
+            return _error(DomainError(ErrorType.VALIDATION, ErrorCode.NOT_FOUND,
+                                      f"no such route: {request.method} {request.url.path}",
+                                      {"path": request.url.path}))
+        if exc.status_code == 405:
+            return _error(DomainError(ErrorType.VALIDATION, ErrorCode.METHOD_NOT_ALLOWED,
+                                      f"{request.url.path} does not take {request.method}",
+                                      {"path": request.url.path, "method": request.method}),
+                          dict(exc.headers or {}))
+        return _error(DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_INPUT, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return _error(validation_error(ErrorCode.INVALID_INPUT, "the request does not match the route",
+                                       field="path", constraint="route"))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):  # a bug in one request: its own 500
@@ -120,12 +169,10 @@ def _add_speech(app: FastAPI, service: HttpService) -> None:
     async def speech(request: Request):
         received = time.monotonic()
         try:
-            body = json.loads(await request.body() or b"null")
-        except (ValueError, UnicodeDecodeError):
-            return _error(validation_error(ErrorCode.INVALID_INPUT, "the body is not JSON", field="body",
-                                           constraint="type=json"))
-        try:
-            speech_req, fmt, stream_format = speech_request(body)
+            require_media_type(request.headers.get("content-type"), JSON_TYPES)
+            body = await read_limited(request.stream(), request.headers.get("content-length"), MAX_JSON_BYTES,
+                                      "a speech request")
+            speech_req, fmt, stream_format = speech_request(parse_json(body))
         except DomainError as error:
             service.failed(error, time.monotonic() - received)
             return _error(error)
@@ -155,7 +202,7 @@ async def _respond(service: HttpService, threads: ThreadPoolExecutor, speech_req
     stream = _sse(events, encoder, service, received) if stream_format == "sse" else \
         _audio(events, encoder, service, received)
     media_type = "text/event-stream" if stream_format == "sse" else CONTENT_TYPES[fmt]
-    return StreamingResponse(_cancel_on_exit(stream, cancel), media_type=media_type,
+    return AudioStream(_cancel_on_exit(stream, cancel), media_type=media_type,
                              headers={"X-Request-Id": speech_req.request_id, "Cache-Control": "no-store",
                                       "X-Result-Cache": "hit" if first.cached else "miss"})
 
@@ -179,25 +226,21 @@ def _add_voices(app: FastAPI, service: HttpService) -> None:
 
 
 async def _uploaded_voice(request: Request) -> InlineVoice:
-    """The multipart upload (file, name, transcript), checked as an inline voice is."""
+    """The multipart upload (file, name, transcript), checked as an inline voice is; text fields
+    must be UTF-8 (a lenient parser would store bad bytes as Latin-1)."""
+    require_media_type(request.headers.get("content-type"), ("multipart/form-data",))
     limit = MAX_REFERENCE_AUDIO_BYTES + 64 * 1024
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise validation_error(ErrorCode.PAYLOAD_TOO_LARGE, f"an upload is at most {MAX_REFERENCE_AUDIO_BYTES} "
-                               "bytes of audio", field="file", constraint=f"max_bytes={MAX_REFERENCE_AUDIO_BYTES}",
-                               actual_bytes=int(length))
-    try:
-        form = await request.form(max_files=1, max_fields=4, max_part_size=64 * 1024)
-    except Exception:
-        raise validation_error(ErrorCode.INVALID_INPUT, "send multipart/form-data with the fields file, name "
-                               "and transcript", field="body", constraint="multipart/form-data") from None
-    upload, name, transcript = form.get("file"), form.get("name"), form.get("transcript")
-    if upload is None or isinstance(upload, str):
+    body = await read_limited(request.stream(), request.headers.get("content-length"), limit,
+                              f"an upload ({MAX_REFERENCE_AUDIO_BYTES} bytes of audio and its fields)")
+    parts = multipart_parts(body, request.headers.get("content-type"))
+    upload = parts.get("file")
+    if upload is None or upload[1] is None:
         raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "file (the voice's clip) is required",
                                field="file", constraint="required")
-    audio = await upload.read(MAX_REFERENCE_AUDIO_BYTES + 1)
-    await form.close()
-    return InlineVoice(audio, transcript if isinstance(transcript, str) else "", name if isinstance(name, str) else "")
+    name = utf8_field(parts["name"][0], "name", ErrorCode.INVALID_VOICE_NAME) if "name" in parts else ""
+    transcript = (utf8_field(parts["transcript"][0], "transcript", ErrorCode.INVALID_TRANSCRIPT)
+                  if "transcript" in parts else "")
+    return InlineVoice(upload[0], transcript, name)
 
 
 async def _playground():
@@ -260,10 +303,10 @@ async def _audio(events, encoder: StreamEncoder, service: HttpService, received:
         elif isinstance(event, SpeechCompleted):
             service.completed(event, time.monotonic() - received)
             yield encoder.finish()
-        elif isinstance(event, SpeechFailed):  # the status line is gone: the stream ends early
-            service.failed(event.error, time.monotonic() - received)
+        elif isinstance(event, SpeechFailed):  # the status line is gone: the transfer is cut off, so
+            service.failed(event.error, time.monotonic() - received)  # no client takes it for complete
             log.warning("speech failed mid-stream: %s: %s", event.error.code, event.error.message)
-            return
+            raise StreamAborted(event.error)
 
 
 async def _sse(events, encoder: StreamEncoder, service: HttpService, received: float) -> AsyncIterator[bytes]:
@@ -290,6 +333,29 @@ async def _sse(events, encoder: StreamEncoder, service: HttpService, received: f
             service.failed(event.error, time.monotonic() - received)
             yield _event({"type": "error", **error_body(event.error)})
             return
+
+
+class StreamAborted(Exception):
+    """A stream that failed after its status line went out."""
+
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+
+class AudioStream(StreamingResponse):
+    """A streaming response that, when its stream fails after the status line, ends without its
+    terminating chunk: the server then closes the connection, and a client sees an incomplete
+    transfer (httpx: RemoteProtocolError, curl: exit 18), never a short file that looks whole."""
+
+    async def stream_response(self, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except StreamAborted:
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _event(payload: dict[str, Any]) -> bytes:

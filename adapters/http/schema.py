@@ -96,13 +96,16 @@ def _voices(given: Mapping[str, Any]) -> tuple[NamedVoice, ...]:
                                    constraint="type=list[string]")
         return parse_voice_list(",".join(names)) if names else ()
     voice = given.get("voice")
-    if isinstance(voice, Mapping):
-        voice = voice.get("id")
+    if isinstance(voice, Mapping):  # OpenAI's object shape: exactly {"id": "<name>"}
+        if set(voice) != {"id"} or not isinstance(voice["id"], str) or not voice["id"]:
+            raise validation_error(ErrorCode.INVALID_VOICE_NAME, 'voice is a name or {"id": "<name>"}', field="voice",
+                                   constraint="name_or_object", actual=voice)
+        voice = voice["id"]
     if voice is None or voice == "":
         return ()
     if not isinstance(voice, str):
-        raise validation_error(ErrorCode.INVALID_VOICE_NAME, "voice is a name or {\"id\": name}", field="voice",
-                               constraint="type=string")
+        raise validation_error(ErrorCode.INVALID_VOICE_NAME, 'voice is a name or {"id": "<name>"}', field="voice",
+                               constraint="name_or_object", actual_type=type(voice).__name__)
     return (NamedVoice(voice),)
 
 
@@ -118,6 +121,11 @@ _STATUS_BY_CODE = {
     ErrorCode.S3_ACCESS_DENIED.value: 403,
     ErrorCode.S3_NO_SUCH_BUCKET.value: 400,
     ErrorCode.UNAUTHENTICATED.value: 401,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE.value: 415,
+    ErrorCode.NOT_FOUND.value: 404,
+    ErrorCode.METHOD_NOT_ALLOWED.value: 405,
+    ErrorCode.SHUTTING_DOWN.value: 503,
+    ErrorCode.MODEL_NOT_READY.value: 503,
 }
 _STATUS_BY_TYPE = {
     ErrorType.VALIDATION: 400,
@@ -130,7 +138,8 @@ _STATUS_BY_TYPE = {
 }
 # OpenAI's error types, by HTTP status class
 _OPENAI_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+                404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error",
+                413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error"}
 
 
 def http_status(error: DomainError) -> int:

@@ -50,6 +50,9 @@ class ErrorCode(str, Enum):
     OBJECT_EXISTS = "OBJECT_EXISTS"  # the output key holds an object and overwrite was not asked
     VOICE_EXISTS = "VOICE_EXISTS"  # a voice of that name is in the library
     UNAUTHENTICATED = "UNAUTHENTICATED"  # no API key, or not one of the configured ones
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"  # a body that is not of the type the route takes
+    NOT_FOUND = "NOT_FOUND"  # no such route
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"  # the route exists, not with this method
     # model_error: the weights or the engine cannot be used
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
     MODEL_LOAD_FAILED = "MODEL_LOAD_FAILED"
@@ -66,6 +69,7 @@ class ErrorCode(str, Enum):
     # timeout_error / system_error
     TIMEOUT = "TIMEOUT"
     QUEUE_FULL = "QUEUE_FULL"
+    SHUTTING_DOWN = "SHUTTING_DOWN"  # the worker was told to stop: it takes no new request
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

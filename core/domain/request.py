@@ -26,8 +26,10 @@ _VOICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # S3 bucket naming rules (also a safe directory name for the local store)
 _BUCKET = re.compile(r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \t \n \r allowed
+# Unicode's control characters (category Cc: C0, DEL and C1, U+0085 NEL included: line breaks
+# are \n and \r), the one rule for every text field
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # \t \n \r allowed
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")

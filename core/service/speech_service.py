@@ -8,11 +8,12 @@ import threading
 from typing import Callable, Iterator, TypeVar
 
 from core.domain.errors import DomainError, ErrorCode, ErrorType
-from core.domain.events import SpeechEvent
+from core.domain.events import SpeechEvent, SpeechFailed
 from core.domain.request import SpeechRequest
 from core.domain.voice import VoiceInfo, VoicePrompt
 from core.ports.speech_engine import EngineLoad, ModelInfo, SpeechEngine
 from core.ports.voice_library import VoiceLibrary
+from core.service.drain import Drain, shutting_down
 from core.service.generate_speech import GenerateSpeech
 
 log = logging.getLogger(__name__)
@@ -21,17 +22,46 @@ T = TypeVar("T")
 
 
 class SpeechService:
-    def __init__(self, generate: GenerateSpeech, engine: SpeechEngine, voices: VoiceLibrary) -> None:
+    def __init__(self, generate: GenerateSpeech, engine: SpeechEngine, voices: VoiceLibrary,
+                 drain: Drain | None = None) -> None:
         self._generate = generate
         self._engine = engine
         self._voices = voices
+        self._drain = drain or Drain()
 
     # -- speech -----------------------------------------------------------------------------
 
     def speak(self, request: SpeechRequest, cancel: threading.Event | None = None,
               received_at: float | None = None) -> Iterator[SpeechEvent]:
-        """The use case's events (see GenerateSpeech): never raises, a failure is an event."""
-        return self._generate(request, cancel, received_at)
+        """The use case's events (see GenerateSpeech): never raises, a failure is an event.
+        Once the service is shutting down, a new request fails at once (SHUTTING_DOWN), and one
+        the shutdown stops fails with that code too."""
+        cancel = cancel or threading.Event()
+        try:
+            ticket = self._drain.admit(cancel)
+        except DomainError as error:
+            yield SpeechFailed(request.request_id, error)
+            return
+        try:
+            for event in self._generate(request, cancel, received_at):
+                if isinstance(event, SpeechFailed) and self._drain.stopped(ticket):
+                    event = SpeechFailed(event.request_id, shutting_down("the request was stopped"))
+                yield event
+        finally:
+            self._drain.release(ticket)
+
+    def shut_down(self, seconds: float) -> int:
+        """Take no new request (readiness turns false at once), give the ones in flight
+        `seconds` to finish, then stop the rest; how many were stopped."""
+        return self._drain.close(seconds)
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._drain.closing
+
+    @property
+    def in_flight(self) -> int:
+        return self._drain.in_flight
 
     def inline_bound(self, request: SpeechRequest) -> int | None:
         """The most bytes the request's audio can be when it comes back inline; None if stored."""
@@ -40,7 +70,7 @@ class SpeechService:
     # -- the engine -------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        return self._engine.is_ready()
+        return not self._drain.closing and self._engine.is_ready()
 
     def warm_up(self) -> ModelInfo:
         """Load and warm the model now; raises DomainError (model_error) when it cannot."""
