@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,16 @@ from core.domain.request import (
 from core.service.outcome import Outcome
 
 log = logging.getLogger("higgs_tts")
+_STDOUT = threading.Lock()
+
+
+def emit(name: str, **fields) -> None:
+    """One event line on stdout (servers report listening, warm, draining, stopped this way):
+    written whole, under a lock, so lines from several threads never run together."""
+    line = json.dumps({"event": name, **fields}, default=str) + "\n"
+    with _STDOUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 

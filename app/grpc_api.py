@@ -22,7 +22,7 @@ from opentelemetry.instrumentation.grpc import (
 from adapters.grpc import SERVICE_NAME, ServerOptions, SpeechClient, SpeechServer
 from adapters.grpc.auth import ApiKeyInterceptor
 from adapters.grpc.server import MiB
-from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, request_from_args
+from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, emit, request_from_args
 from app.container import Container, validate_storage
 from core.domain.errors import DomainError
 
@@ -67,14 +67,14 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     # the address on stdout: with --port 0 this is how a caller learns the port
-    print(json.dumps({"event": "listening", "address": server.address, "service": SERVICE_NAME}), flush=True)
+    emit("listening", address=server.address, service=SERVICE_NAME)
     while not stop.wait(0.5):
         pass
     finished = server.stop()
     loaded = server.join_warm_up(timeout=max(10.0, options.grace))
     if finished and loaded:
         container.speech_service().close()
-    print(json.dumps({"event": "stopped", "clean": finished and loaded}), flush=True)
+    emit("stopped", clean=finished and loaded)
     code = EXIT_OK if finished else EXIT_FAILED
     if not loaded:  # a load still runs in native code: leave without tearing it down under it
         log.warning("the model was still loading at shutdown; exiting without waiting for it")

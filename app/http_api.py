@@ -5,7 +5,6 @@ playground) on uvicorn, wired to the container. The model loads and warms in the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -14,7 +13,7 @@ import time
 from adapters.http import HttpService, create_app
 from adapters.http.app import MAX_QUEUE
 from adapters.runpod.metrics import WorkerMetrics
-from app.cli import EXIT_FAILED, EXIT_OK
+from app.cli import EXIT_FAILED, EXIT_OK, emit
 from app.container import Container, validate_storage
 from core.domain.errors import DomainError
 from core.service import SpeechService
@@ -95,7 +94,7 @@ class DrainingServer:
 
     def _drain_then_exit(self) -> None:
         stopped = self.service.shut_down(self.drain)
-        print(json.dumps({"event": "drained", "stopped": stopped}), flush=True)
+        emit("drained", stopped=stopped)
         self.server.should_exit = True
 
     def run(self) -> None:
@@ -133,7 +132,7 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     def warm() -> None:
         try:
             model = service.warm_up()
-            print(json.dumps({"event": "warm", "model": model.to_dict()}), flush=True)
+            emit("warm", model=model.to_dict())
         except DomainError as error:  # /ready stays 503 and says why; requests get the model_error
             log.error("the model could not be loaded: %s: %s", error.code, error.message)
 
@@ -149,15 +148,14 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
             print(f"error: cannot serve /ping on {args.host}:{settings.ping_port}: {error}", file=sys.stderr)
             return EXIT_FAILED
     threading.Thread(target=warm, name="warm-up", daemon=True).start()
-    print(json.dumps({"event": "listening", "address": f"{args.host}:{port}",
-                      "ping": settings.ping_port or port, "auth": bool(settings.api_keys)}), flush=True)
+    emit("listening", address=f"{args.host}:{port}", ping=settings.ping_port or port, auth=bool(settings.api_keys))
     try:
         server.run()
     finally:
         for other in health:
             other.stop()
     service.close()
-    print(json.dumps({"event": "stopped"}), flush=True)
+    emit("stopped")
     return EXIT_OK if server.server.started else EXIT_FAILED
 
 

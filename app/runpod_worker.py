@@ -8,7 +8,6 @@ loads), load and warm the model (CUDA graphs captured), and only then hand the h
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -18,7 +17,7 @@ from typing import Any, Mapping
 
 from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
 from adapters.runpod.handler import MB
-from app.cli import EXIT_FAILED, EXIT_OK, warn_if_demo
+from app.cli import EXIT_FAILED, EXIT_OK, emit, warn_if_demo
 from app.container import Container, validate_storage
 from app.http_api import BackgroundServer, health_server
 from app.settings import given
@@ -48,10 +47,6 @@ def runpod_progress(job: Mapping[str, Any], progress: dict[str, Any]) -> None:
     import runpod
 
     runpod.serverless.progress_update(dict(job), progress)
-
-
-def _event(name: str, **fields: Any) -> None:
-    print(json.dumps({"event": name, **fields}, default=str), flush=True)
 
 
 def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
@@ -89,12 +84,12 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
         "concurrency_modifier": worker.concurrency,
         "return_aggregate_stream": True,
     }
-    _event("worker", mode="stream" if stream else "sync",
+    emit("worker", mode="stream" if stream else "sync",
            api=f"{args.api_host}:{args.api_port}" if args.api else None)
     _drain_on_shutdown(service, settings.drain_seconds)
     try:
         _start_runpod(config, _runpod_argv(args))
-        _event("stopped")
+        emit("stopped")
     finally:
         for server in servers:
             server.stop()
@@ -116,7 +111,7 @@ def _health_servers(container: Container, metrics: WorkerMetrics) -> list[Backgr
                 started.stop()
             return None
         servers.append(server.start())
-        _event("health", address=f"{settings.health_host}:{server.port}")
+        emit("health", address=f"{settings.health_host}:{server.port}")
     return servers
 
 
@@ -124,12 +119,12 @@ def _warm_up(service: SpeechService) -> None:
     started = time.monotonic()
     try:
         model = service.warm_up()
-        _event("warm", seconds=round(time.monotonic() - started, 2), model=model.to_dict())
+        emit("warm", seconds=round(time.monotonic() - started, 2), model=model.to_dict())
     except DomainError as error:
         # keep taking jobs: each one answers with this model_error instead of waiting in a
         # queue no worker can serve; /ready stays 503 and says why
         log.error("the model could not be loaded: %s: %s", error.code, error.message)
-        _event("warm_failed", error=error.to_dict())
+        emit("warm_failed", error=error.to_dict())
 
 
 def _drain_on_shutdown(service: SpeechService, seconds: float) -> None:
@@ -146,7 +141,7 @@ def _drain_on_shutdown(service: SpeechService, seconds: float) -> None:
     def handle_shutdown(scaler, signum, frame) -> None:
         original(scaler, signum, frame)
         if not service.shutting_down:
-            _event("draining", signal=signum, in_flight=service.in_flight, seconds=seconds)
+            emit("draining", signal=signum, in_flight=service.in_flight, seconds=seconds)
             threading.Thread(target=service.shut_down, args=(seconds,), name="drain", daemon=True).start()
 
     handle_shutdown.drains = True  # type: ignore[attr-defined]

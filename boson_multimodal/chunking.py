@@ -50,7 +50,8 @@ def plan_chunks(text: str, method: str, fits: Callable[[str], bool], max_words: 
         return chunk_text(text, method, max_words, max_turns)
     if not text or fits(text):
         return [text]
-    return [chunk for chunk in (c.strip() for c in _split(text, fits, 0)) if chunk]
+    pieces = _split(text, lambda chunk: fits(chunk.strip()), 0)  # a chunk is judged as it will be sent
+    return [chunk for chunk in (c.strip() for c in pieces) if chunk]
 
 
 def chunk_by_words(text: str, max_words: int) -> list[str]:

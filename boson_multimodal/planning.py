@@ -86,9 +86,17 @@ class ChunkFit:
         return None
 
 
+class StepBudgetTooSmall(ValueError):
+    """max_new_tokens leaves no audio frame: the first K + 1 steps are the BOS frame and the delay."""
+
+
 def plan(text: str, method: str, fit: ChunkFit, max_words: int = 100, max_turns: int = 1) -> list[str]:
     """The chunks of `text` (normalised) by `method`; raises TextDoesNotFit, naming the chunk
-    and what to change, when one cannot fit."""
+    and what to change, when one cannot fit, and StepBudgetTooSmall when no chunk could have
+    audio."""
+    if fit.frame_budget < 1:
+        raise StepBudgetTooSmall(f"max_new_tokens must be at least {fit.num_codebooks + 2}: the first "
+                                 f"{fit.num_codebooks + 1} steps of a chunk are its BOS frame and the codebook delay")
     chunks = plan_chunks(text, method, fit, max_words, max_turns)
     if method != "auto":
         fit = fit.at_pace(FAST_WORDS_PER_SECOND)

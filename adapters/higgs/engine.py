@@ -17,7 +17,7 @@ from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
 from boson_multimodal.loader import ModelLoadError
-from boson_multimodal.planning import TextDoesNotFit
+from boson_multimodal.planning import StepBudgetTooSmall, TextDoesNotFit
 from boson_multimodal.runtime import (
     AudioOut,
     Finished,
@@ -205,6 +205,9 @@ def _domain_errors() -> Iterator[None]:
                           {"field": "ref_audio", "constraint": "audio_clip"}) from exc
     except NumericalError as exc:
         raise DomainError(ErrorType.INFERENCE, ErrorCode.NUMERICAL_ERROR, str(exc)) from exc
+    except StepBudgetTooSmall as exc:
+        raise DomainError(ErrorType.VALIDATION, ErrorCode.INVALID_MAX_NEW_TOKENS, str(exc),
+                          {"field": "max_new_tokens", "constraint": "leaves_audio_frames"}) from exc
     except TextDoesNotFit as exc:
         raise DomainError(ErrorType.VALIDATION, ErrorCode.TEXT_TOO_LONG, str(exc),
                           {"field": "transcript", "constraint": "fits_the_model"}) from exc

@@ -238,7 +238,7 @@ async def _uploaded_voice(request: Request) -> InlineVoice:
         raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "file (the voice's clip) is required",
                                field="file", constraint="required")
     name = utf8_field(parts["name"][0], "name", ErrorCode.INVALID_VOICE_NAME) if "name" in parts else ""
-    transcript = (utf8_field(parts["transcript"][0], "transcript", ErrorCode.INVALID_TRANSCRIPT)
+    transcript = (utf8_field(parts["transcript"][0], "transcript", ErrorCode.INVALID_REFERENCE_AUDIO)
                   if "transcript" in parts else "")
     return InlineVoice(upload[0], transcript, name)
 
@@ -327,7 +327,8 @@ async def _sse(events, encoder: StreamEncoder, service: HttpService, received: f
             prompt = int(event.metadata.get("prompt_tokens") or 0)
             frames = event.frames or frames
             yield _event({"type": "speech.audio.done", "request_id": event.request_id,
-                          "cache": event.metadata.get("cache", "off"),
+                          "cache": event.metadata.get("cache", "off"), "stop_reason": event.stop_reason,
+                          "chunk_stop_reasons": event.metadata.get("chunk_stop_reasons", []),
                           "usage": {"input_tokens": prompt, "output_tokens": frames, "total_tokens": prompt + frames}})
         elif isinstance(event, SpeechFailed):
             service.failed(event.error, time.monotonic() - received)

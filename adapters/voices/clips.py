@@ -1,4 +1,4 @@
-"""What a voice upload must be: a WAV, FLAC or OGG clip that decodes, at most 30 s long (read
+"""What a voice upload must be: a WAV, FLAC or OGG clip that decodes, 0.2 to 30 s long (read
 from its header, so a clip claiming an hour is refused without decoding it)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from core.domain.errors import ErrorCode, validation_error
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES
 
 MAX_CLIP_SECONDS = 30.0
+MIN_CLIP_SECONDS = 0.2  # the engine refuses a shorter reference clip: it would fail every request
 SUFFIXES = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg"}
 
 
@@ -34,6 +35,10 @@ def inspect_clip(data: bytes) -> tuple[str, float]:
         raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, "the clip holds no audio", field="file",
                                constraint="min_seconds>0")
     seconds = info.frames / info.samplerate
+    if seconds < MIN_CLIP_SECONDS:
+        raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, f"a voice clip is at least {MIN_CLIP_SECONDS:g} s "
+                               f"long (this one is {seconds:.2f} s)", field="file",
+                               constraint=f"min_seconds={MIN_CLIP_SECONDS:g}", actual_seconds=round(seconds, 3))
     if seconds > MAX_CLIP_SECONDS:
         raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO, f"a voice clip is at most {MAX_CLIP_SECONDS:.0f} s "
                                f"long (this one says {seconds:.0f} s)", field="file",

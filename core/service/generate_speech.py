@@ -329,6 +329,10 @@ def _finished(done: EngineDone | None, cancel: threading.Event) -> EngineDone:
     if done is None:
         raise DomainError(ErrorType.INFERENCE, ErrorCode.INFERENCE_FAILED,
                           "engine stopped without finishing the request")
+    if done.frames == 0:  # never an empty success
+        raise DomainError(ErrorType.INFERENCE, ErrorCode.INFERENCE_FAILED,
+                          f"the model ended without producing any audio ({done.stop_reason}); retry, with another "
+                          "seed or voice clip", {"frames": 0, "stop_reason": done.stop_reason})
     return done
 
 

@@ -5,10 +5,7 @@ the voice library, models, health, metrics, errors in OpenAI's shape, API keys."
 import base64
 import io
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 
 import av
 import httpx
@@ -17,48 +14,9 @@ import openai
 import pytest
 import soundfile
 
-from tests.integration.runpod_helpers import ROOT, free_port, guarded_env
+from tests.http_helpers import HttpServer
 
 TEXT = "Hello from the HTTP face of the service."
-
-
-class HttpServer:
-    def __init__(self, tmp_path, **env):
-        tmp_path.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log_path = tmp_path / f"http-{self.port}.log"
-        self._log = open(self.log_path, "wb")
-        self.env = guarded_env(tmp_path, **env)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve", "http",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                with urllib.request.urlopen(self.base + "/ping", timeout=2) as response:  # open, keys or not
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server did not become ready: " + self.output())
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def client(self, key="unused") -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=120)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
 
 
 @pytest.fixture(scope="module")

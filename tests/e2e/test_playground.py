@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.test_http_api import HttpServer
+from tests.http_helpers import HttpServer
 
 BROWSER_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
@@ -122,3 +122,21 @@ def test_the_playground_shows_a_refused_request(browser, server):
     browser.wait("window.playground.phase === 'error'")
     assert "transcript" in browser.eval("window.playground.error")
     assert browser.eval("document.getElementById('status').className") == "error"
+
+
+def test_the_playground_says_when_there_is_no_model(browser, tmp_path):
+    """It said "Done: 0.00 s of audio." while the server streamed nothing: now the status line
+    comes after the model is loaded, and without one it is a 503 the page shows."""
+    (tmp_path / "volume").mkdir()
+    empty = HttpServer(tmp_path, MODEL_PATH=str(tmp_path / "volume"), HIGGS_STORE="none", ready_path="/health")
+    try:
+        browser.call("Page.navigate", url=empty.base + "/")
+        browser.wait("document.readyState === 'complete' && !!window.playground")
+        browser.eval("document.getElementById('text').value = 'Hello there.';"
+                     "document.getElementById('play').click(); true")
+        browser.wait("['done', 'error'].includes(window.playground.phase)")
+        assert browser.eval("window.playground.phase") == "error"
+        assert "not on the volume" in browser.eval("window.playground.error")
+        assert "Done" not in browser.eval("document.getElementById('status').textContent")
+    finally:
+        empty.stop()

@@ -85,7 +85,7 @@ def test_eviction_and_refill_change_nothing(bundle, demo_bundle):
     one = runtime(bundle, 0)
     b, m = clip(demo_bundle, "belinda"), clip(demo_bundle, "en_man")
     probe = runtime(bundle, 64 << 20)
-    codes(probe, Synthesis("x", [b], sampling=GREEDY, max_new_tokens=5, stop_on_silence=False))
+    codes(probe, Synthesis("x", [b], sampling=GREEDY, max_new_tokens=10, stop_on_silence=False))
     budget = probe.decoder.prefix_cache.stats.bytes + 1024
     small = runtime(bundle, budget)
     for voice in (b, m, b, m, b):

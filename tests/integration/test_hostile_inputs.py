@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -24,20 +23,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from core.domain.errors import ErrorCode, ErrorType
 from higgs_tts.v1 import speech_pb2 as pb
+from tests.hostile import BAD_NUMBERS, BAD_TEXT, CODES, LEAKS, MB, ODD_TEXT, TYPES, WRONG_TYPES
 from tests.integration.runpod_helpers import FakePlatform, WorkerProcess, guarded_env, http
 
 pytestmark = pytest.mark.slow
 
 BASE = {"transcript": "Hi there.", "max_new_tokens": 20, "seed": 1}
 VALID = {**BASE, "ref_audio": "belinda"}
-CODES = {c.value for c in ErrorCode}
-TYPES = {t.value for t in ErrorType}
-MB = 1 << 20
-# what no output may contain: tracebacks, source locations, the worker's filesystem
-LEAKS = re.compile(r"Traceback|File \"|site-packages|/tmp/|/work/|/root/|/usr/|\.py\b|pytest-of")
-
 TEXT_FIELDS = {  # RunPod field -> the code a bad text in it gets
     "transcript": "INVALID_TRANSCRIPT", "ref_audio": "INVALID_VOICE_NAME", "scene_prompt": "INVALID_SCENE_PROMPT",
     "chunk_method": "INVALID_CHUNKING", "s3_bucket": "INVALID_S3_BUCKET", "s3_key": "INVALID_S3_KEY",
@@ -46,18 +39,6 @@ TEXT_FIELDS = {  # RunPod field -> the code a bad text in it gets
 }
 NUMERIC_FIELDS = ["temperature", "top_k", "top_p", "max_new_tokens", "chunk_max_word_num", "chunk_max_num_turns",
                   "ras_win_len", "ras_win_max_num_repeat", "seed"]
-WRONG_TYPES = {"int": 7, "float": 1.5, "bool": True, "list": ["a"], "dict": {"a": 1},
-               "nested": {"a": {"b": {"c": [1, {"d": [[[]]]}]}}}}
-BAD_NUMBERS = {"string": "5", "list": [1], "dict": {}, "bool": True, "negative": -1, "huge": 10**30,
-               "-huge": -10**30, "2^63": 2**63, "1e308": 1e308, "NaN": math.nan, "Infinity": math.inf,
-               "-Infinity": -math.inf, "zero": 0, "fraction": 0.5}
-# strings no text field may take (lone surrogates and control characters)...
-BAD_TEXT = {"lone high surrogate": "\ud800", "lone low surrogate": "x\udc00y", "NUL": "a\x00b", "bell": "\x07",
-            "escape sequence": "\x1b[2J", "DEL": "\x7f"}
-# ...and strings that are odd but not wrong for free text
-ODD_TEXT = {"1 MB": "x" * MB, "RTL override": "\u202eabc", "emoji": "🎙️ hi", "newline": "a\nb"}
-
-
 def wav_b64(seconds: float = 1.0, rate: int = 24000, line_breaks: bool = False) -> str:
     t = np.arange(int(seconds * rate)) / rate
     buffer = io.BytesIO()
