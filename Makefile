@@ -2,20 +2,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints-test.txt
+# the image's lock constrains the tests too: they run the versions the image ships (torch: the CPU
+# build of the same release, from constraints-test.txt)
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints-test.txt -c runtime.lock
 RUN_TEXT ?= Hello! This is Higgs Audio speaking, streamed as it is generated.
 
-.PHONY: run test install install-test browser clean protos
+.PHONY: run test install install-test browser clean protos image image-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml constraints-test.txt | $(PY)
+$(VENV)/.installed-run: pyproject.toml constraints-test.txt runtime.lock | $(PY)
 	$(PIP) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml constraints-test.txt | $(PY)
+$(VENV)/.installed-test: pyproject.toml constraints-test.txt runtime.lock | $(PY)
 	$(PIP) -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
@@ -38,6 +40,16 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } || \
 	  echo "note: chromium is missing (apt-get install chromium): the playground test will fail"
+
+## image: build the container image as localhost/higgs-tts:latest (docker, or buildah without a
+## daemon: apt-get install buildah debootstrap; a base image no registry serves is bootstrapped)
+image: install
+	$(PY) tools/image.py build
+
+## image-check: run the image as RunPod would (health check, /runsync, streaming, SIGTERM drain),
+## print its cold start, size, layers and largest packages; fails above 5.0 GB
+image-check: install
+	$(PY) tools/image.py check
 
 ## protos: regenerate higgs_tts/ (the gRPC stubs) from protos/
 protos: install-test

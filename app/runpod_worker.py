@@ -116,15 +116,26 @@ def _health_servers(container: Container, metrics: WorkerMetrics) -> list[Backgr
 
 
 def _warm_up(service: SpeechService) -> None:
+    """Load and warm the model, and say how the start went: the process's imports and set-up
+    until now, then the engine's load and warm-up."""
     started = time.monotonic()
+    imports = time.time() - process_started()
     try:
         model = service.warm_up()
-        emit("warm", seconds=round(time.monotonic() - started, 2), model=model.to_dict())
+        emit("warm", seconds=round(time.monotonic() - started, 2),
+             startup={"imports_s": round(imports, 2), **model.startup}, model=model.to_dict())
     except DomainError as error:
         # keep taking jobs: each one answers with this model_error instead of waiting in a
         # queue no worker can serve; /ready stays 503 and says why
         log.error("the model could not be loaded: %s: %s", error.code, error.message)
         emit("warm_failed", error=error.to_dict())
+
+
+def process_started() -> float:
+    """When this process started (wall clock), from the kernel's record of it."""
+    import psutil
+
+    return psutil.Process().create_time()
 
 
 def _drain_on_shutdown(service: SpeechService, seconds: float) -> None:

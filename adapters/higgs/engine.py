@@ -71,6 +71,7 @@ class HiggsSpeechEngine:
         self._loader = loader
         self._runtime: HiggsAudio | None = None
         self._warm = False
+        self._startup: dict[str, float] = {}
         self._lock = threading.Lock()
         self._warming = threading.Lock()
 
@@ -97,6 +98,7 @@ class HiggsSpeechEngine:
                     {"missing": [Path(m).name for m in exc.missing]},
                 ) from exc
             seconds = time.perf_counter() - started
+            self._startup["load_s"] = round(seconds, 3)
             decoder = self._runtime.decoder
             log.info("loaded %s in %.1fs (%s); KV cache %d slots x %d positions = %.0f MiB",
                      self.paths.root, seconds, self._runtime.bundle.info, decoder.max_batch,
@@ -107,8 +109,10 @@ class HiggsSpeechEngine:
         runtime, _ = self._load()
         with self._warming:
             if not self._warm:
+                started = time.perf_counter()
                 voices = [[VoiceClip(v.name, v.transcript, v.audio, v.content_hash)] for v in self._warm_voices()]
                 runtime.warm_up(voices)
+                self._startup["warm_up_s"] = round(time.perf_counter() - started, 3)
                 if voices:
                     log.info("prefix cache warmed for %s", ", ".join(v[0].name for v in voices))
                 self._warm = True
@@ -137,7 +141,7 @@ class HiggsSpeechEngine:
         named = {k: info.pop(k, None) for k in ("layout", "revision", "device", "dtype")}
         return ModelInfo("higgs", True, **named, details=info,
                          sizing={"max_batch": decoder.max_batch, "max_cache_len": decoder.max_cache_len,
-                                 "kv_cache_mib": round(decoder.kv_bytes / 2**20)})
+                                 "kv_cache_mib": round(decoder.kv_bytes / 2**20)}, startup=dict(self._startup))
 
     def close(self) -> None:
         with self._warming, self._lock:
@@ -145,6 +149,7 @@ class HiggsSpeechEngine:
                 self._runtime.close()  # requests still running fail with DecoderClosed
             self._runtime = None
             self._warm = False
+            self._startup = {}
             gc.collect()
             _empty_cuda_cache()
 

@@ -82,7 +82,9 @@ class EngineLoad:
 @dataclass(frozen=True)
 class ModelInfo:
     """The model behind the engine. `details` are further facts that shape its output (they key
-    the result cache); `sizing` only says how much it serves at once (they do not)."""
+    the result cache); `sizing` only says how much it serves at once (they do not); `startup`
+    how long the engine took to become ready (`load_s`, `warm_up_s`: for the logs, never in
+    responses)."""
 
     engine: str
     loaded: bool = True
@@ -92,6 +94,7 @@ class ModelInfo:
     dtype: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     sizing: Mapping[str, Any] = field(default_factory=dict)
+    startup: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat, for metadata, event records and /ready."""

@@ -47,10 +47,30 @@ def test_the_dockerfile_copies_every_shipped_package_and_starts_the_worker():
     for package in packages:
         top = package.rstrip("*")
         assert re.search(rf"^COPY {top} {top}$", dockerfile, re.M), top
-    assert "pip install --no-deps -r runtime.lock" in dockerfile
+    assert re.search(r"pip install --no-deps (--no-compile )?-r runtime\.lock", dockerfile)
+    assert re.search(r"^FROM python:3\.11-slim AS build$", dockerfile, re.M)  # what is built is left behind
+    assert "COPY --from=build /opt/venv /opt/venv" in dockerfile
     assert "MODEL_PATH=/runpod-volume/higgs_audio" in dockerfile
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
     assert dockerfile.rstrip().endswith('CMD ["higgs-tts", "serve", "runpod"]')
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {"tests", ".venv", ".git"} <= set(ignored)
     assert not ({"core", "adapters", "app", "boson_multimodal", "higgs_tts"} & set(ignored))
+
+
+def test_the_tests_run_the_versions_the_image_ships():
+    """The image's lock constrains the test install (make test), so the two cannot drift apart;
+    the tests' own pins agree with it (torch: PyPI's CUDA build in the image, the CPU build of the
+    same release in the tests)."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^PIP := .*-c constraints-test\.txt -c runtime\.lock", makefile, re.M)
+    constraints = {}
+    for line in (ROOT / "constraints-test.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            constraints[_name(name)] = version.strip()
+    pins = locked()
+    assert constraints, "constraints-test.txt pins nothing"
+    for name, version in constraints.items():
+        assert name in pins, f"{name} is pinned for the tests but not in runtime.lock"
+        assert pins[name].split("+")[0] == version.split("+")[0], (name, pins[name], version)
