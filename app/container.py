@@ -132,7 +132,8 @@ def _higgs_engine(paths: ModelPaths, settings: Settings, voices):
 
     return HiggsSpeechEngine(paths, device=settings.device, max_cache_len=settings.max_cache_len,
                              max_batch=settings.max_batch, prefix_cache_mb=settings.prefix_cache_mb,
-                             warm_voices=lambda: _warm_voices(voices, settings.warm_voices))
+                             warm_voices=lambda: _warm_voices(voices, settings.warm_voices), dtype=settings.dtype,
+                             cuda_graphs=settings.cuda_graphs, gpu_memory_fraction=settings.gpu_memory_fraction)
 
 
 def _warm_voices(voices, names):

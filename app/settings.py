@@ -56,6 +56,13 @@ def _number(name: str, value: str) -> float:
     return number
 
 
+def _fraction(name: str, value: str) -> float:
+    number = _number(name, value)
+    if not 0 < number <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1], not {value!r}")
+    return number
+
+
 def _names(name: str, value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -93,6 +100,9 @@ class Settings:
     # -- the engine
     engine: str = setting("higgs", "HIGGS_ENGINE", parse=_one_of("higgs", "fake"))
     device: str | None = setting(None, "HIGGS_DEVICE")  # cuda | cpu; default: cuda when available
+    dtype: str = setting("auto", "HIGGS_DTYPE", parse=_one_of("auto", "bfloat16", "float16", "float32"))
+    cuda_graphs: str = setting("auto", "HIGGS_CUDA_GRAPHS", parse=_one_of("auto", "on", "off"))
+    gpu_memory_fraction: float = setting(0.9, "HIGGS_GPU_MEMORY_FRACTION", parse=lambda n, v: _fraction(n, v))
     cpu_threads: int | None = setting(None, "HIGGS_CPU_THREADS", parse=_positive)  # None: usable cores less one
     max_cache_len: int = setting(MAX_CACHE_LEN, "HIGGS_MAX_CACHE_LEN", parse=_positive)  # KV positions per slot
     max_batch: int = setting(MAX_BATCH, "HIGGS_MAX_BATCH", parse=_positive)  # requests that decode together

@@ -98,6 +98,7 @@ class BatchDecoder:
         use_cuda_graphs: bool | None = None,
         cpu_kernels: bool | None = None,
         prefix_cache_bytes: int = 0,
+        cuda_graphs: str = "auto",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -106,7 +107,8 @@ class BatchDecoder:
         self.dtype = next(model.parameters()).dtype
         self.ids = CodeIds(model.config)
         self.max_batch, self.max_cache_len = max_batch, max_cache_len
-        self.use_cuda_graphs = (self.device.type == "cuda") if use_cuda_graphs is None else use_cuda_graphs
+        self.use_cuda_graphs = (self.device.type == "cuda" and cuda_graphs != "off") if use_cuda_graphs is None \
+            else use_cuda_graphs
         # KV buckets: by default, with graphs few (doubling from 1024, one graph each), without
         # fine ones (every 128 positions: attention reads less); else doubling from the one given
         if smallest_bucket is None and not self.use_cuda_graphs:
@@ -118,7 +120,8 @@ class BatchDecoder:
         self.net = DecodeModel(model, max_cache_len, max_batch, cpu_kernels)
         self.state = SlotState.allocate(max_batch, max_cache_len, self.ids, self.device)
         self._views = {b: self.state.rows(b) for b in self.batch_sizes}
-        self.graphs = StepGraphs(lambda batch, length: self._step_fn(batch, length), self.state.tensors, self.device)
+        self.graphs = StepGraphs(lambda batch, length: self._step_fn(batch, length), self.state.tensors, self.device,
+                                 mode=cuda_graphs)
         self.logits_hook: Callable[[int, torch.Tensor], None] | None = None  # eager only: (frame, logits[K, C])
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.occupancy = Occupancy(max_batch)

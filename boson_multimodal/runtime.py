@@ -6,6 +6,7 @@ thread turns its own frames into audio."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -22,10 +23,13 @@ from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN
 from boson_multimodal.loader import LoadedBundle, load_bundle
+from boson_multimodal.memory import DEFAULT_FRACTION, plan_for_device
 from boson_multimodal.planning import MIN_SPLIT_FRAMES, ChunkFit, TextDoesNotFit, frames_needed, plan
 from boson_multimodal.prompt import PromptBuilder, Turn, conversation
 from boson_multimodal.streaming import Segment, StreamingVocoder
 from boson_multimodal.transcript import normalize_transcript
+
+log = logging.getLogger(__name__)
 
 FRAME_RATE = 25
 CONTEXT_CHUNKS = 2  # earlier generated chunks kept in the prompt to keep the voice steady
@@ -114,13 +118,20 @@ class Plan:
 
 class HiggsAudio:
     def __init__(self, bundle: LoadedBundle, max_cache_len: int = MAX_CACHE_LEN, reference_cache: int = 64,
-                 max_batch: int = MAX_BATCH, prefix_cache_bytes: int = 0) -> None:
+                 max_batch: int = MAX_BATCH, prefix_cache_bytes: int = 0, cuda_graphs: str = "auto",
+                 gpu_memory_fraction: float = DEFAULT_FRACTION) -> None:
         self.bundle = bundle
         self.config = bundle.model.config
         self.codec = AudioCodec(bundle.audio_tokenizer, bundle.device)
         self.prompts = PromptBuilder(bundle.tokenizer, self.config)
+        # on a GPU, as many slots as its memory holds after the weights (HIGGS_MAX_BATCH at most)
+        self.kv_plan = plan_for_device(bundle.model, bundle.device, max_batch, max_cache_len, gpu_memory_fraction,
+                                       prefix_cache_bytes)
+        if self.kv_plan is not None:
+            log.info("%s", self.kv_plan.describe(max_batch))
+            max_batch = self.kv_plan.slots
         self.decoder = BatchDecoder(bundle.model, max_batch=max_batch, max_cache_len=max_cache_len,
-                                    prefix_cache_bytes=prefix_cache_bytes)
+                                    prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs)
         self.sample_rate = self.codec.sample_rate
         self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._reference_limit = reference_cache
@@ -128,9 +139,11 @@ class HiggsAudio:
 
     @classmethod
     def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = MAX_CACHE_LEN,
-             max_batch: int = MAX_BATCH, prefix_cache_bytes: int = 0) -> "HiggsAudio":
+             max_batch: int = MAX_BATCH, prefix_cache_bytes: int = 0, cuda_graphs: str = "auto",
+             gpu_memory_fraction: float = DEFAULT_FRACTION) -> "HiggsAudio":
         return cls(load_bundle(paths, device, dtype), max_cache_len=max_cache_len, max_batch=max_batch,
-                   prefix_cache_bytes=prefix_cache_bytes)
+                   prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs,
+                   gpu_memory_fraction=gpu_memory_fraction)
 
     def close(self) -> None:
         self.decoder.close()

@@ -14,9 +14,11 @@ from typing import Callable, Iterator, Sequence
 from boson_multimodal.batch import DecoderClosed
 from boson_multimodal.codec import AudioInputError
 from boson_multimodal.generate import NumericalError, SamplingConfig
+from boson_multimodal.graphs import GraphCaptureError
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
 from boson_multimodal.loader import ModelLoadError
+from boson_multimodal.memory import DEFAULT_FRACTION, NotEnoughMemory
 from boson_multimodal.planning import StepBudgetTooSmall, TextDoesNotFit
 from boson_multimodal.runtime import (
     AudioOut,
@@ -60,9 +62,13 @@ class HiggsSpeechEngine:
         warm_voices: Callable[[], Sequence[VoicePrompt]] = lambda: (),
         max_reference_seconds: float = 30.0,
         loader: Callable[..., HiggsAudio] = HiggsAudio.load,
+        dtype: str = "auto",
+        cuda_graphs: str = "auto",
+        gpu_memory_fraction: float = DEFAULT_FRACTION,
     ) -> None:
         self.paths = paths
         self.device = device
+        self.dtype, self.cuda_graphs, self.gpu_memory_fraction = dtype, cuda_graphs, gpu_memory_fraction
         self.max_cache_len = max_cache_len
         self.max_batch = max_batch
         self.prefix_cache_mb = prefix_cache_mb
@@ -86,9 +92,20 @@ class HiggsSpeechEngine:
                 log.warning("MODEL_PATH=%s holds the DEMO bundle: random weights, the audio is noise. "
                             "Put the real Higgs Audio V2 weights on the volume for speech.", self.paths.root)
             try:
-                self._runtime = self._loader(self.paths, device=self.device, max_cache_len=self.max_cache_len,
-                                             max_batch=self.max_batch,
-                                             prefix_cache_bytes=self.prefix_cache_mb * 2**20)
+                self._runtime = self._loader(self.paths, device=self.device, dtype=_torch_dtype(self.dtype),
+                                             max_cache_len=self.max_cache_len, max_batch=self.max_batch,
+                                             prefix_cache_bytes=self.prefix_cache_mb * 2**20,
+                                             cuda_graphs=self.cuda_graphs,
+                                             gpu_memory_fraction=self.gpu_memory_fraction)
+            except NotEnoughMemory as exc:
+                log.error("%s", exc)
+                raise DomainError(ErrorType.MODEL, ErrorCode.MODEL_LOAD_FAILED,
+                                  "the model does not fit this GPU with room for one request; the worker's log "
+                                  "says what to change") from exc
+            except GraphCaptureError as exc:
+                log.error("%s", exc)
+                raise DomainError(ErrorType.MODEL, ErrorCode.MODEL_LOAD_FAILED,
+                                  "a CUDA graph could not be captured (HIGGS_CUDA_GRAPHS=on)") from exc
             except ModelLoadError as exc:  # the log names the paths; callers get no filesystem layout
                 log.error("could not load the model from %s: %s", self.paths.root, exc)
                 code = ErrorCode.MODEL_NOT_FOUND if exc.missing else ErrorCode.MODEL_LOAD_FAILED
@@ -124,10 +141,13 @@ class HiggsSpeechEngine:
         runtime = self._runtime
         if runtime is None:
             return EngineLoad(self.max_batch)
-        occupancy = runtime.decoder.occupancy
-        cache = runtime.decoder.prefix_cache
+        decoder = runtime.decoder
+        occupancy, cache, graphs = decoder.occupancy, decoder.prefix_cache, decoder.graphs
         stats = cache.stats if cache is not None else None
-        return EngineLoad(self.max_batch, occupancy.active, occupancy.waiting,
+        # the slots the decoder has (on a GPU, what its memory holds, at most max_batch)
+        return EngineLoad(decoder.max_batch, occupancy.active, occupancy.waiting,
+                          graphs_captured=graphs.captured if decoder.use_cuda_graphs else 0,
+                          graphs_fallback=len(graphs.fallbacks),
                           **({} if stats is None else {"prefix_hits": stats.hits, "prefix_misses": stats.misses,
                                                        "prefix_evictions": stats.evictions,
                                                        "prefix_bytes": stats.bytes}))
@@ -240,6 +260,13 @@ def _done(event: Finished, load_seconds: float, text: str) -> EngineDone:
                         chunk_frames=tuple(int(codes.shape[0]) for codes in event.chunk_codes),
                         prefix_cache=tuple(event.prefix_cache)),
     )
+
+
+def _torch_dtype(name: str):
+    """HIGGS_DTYPE: auto (bf16 on CUDA, float32 on the CPU), bfloat16, float16 or float32."""
+    import torch
+
+    return None if name == "auto" else getattr(torch, name)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

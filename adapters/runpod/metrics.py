@@ -65,6 +65,10 @@ class _LoadCollector:
             family = kind(name, text)
             family.add_metric([], float(value))
             yield family
+        graphs = GaugeMetricFamily("higgs_cuda_graphs", "Decode-step buckets by CUDA graph state", labels=["state"])
+        graphs.add_metric(["captured"], float(load.graphs_captured))
+        graphs.add_metric(["fallback"], float(load.graphs_fallback))
+        yield graphs
 
 
 class _Throughput:

@@ -77,6 +77,10 @@ class EngineLoad:
     prefix_misses: int = 0
     prefix_evictions: int = 0
     prefix_bytes: int = 0
+    # the decode step's CUDA graphs: buckets captured, and buckets decoded eagerly because their
+    # capture failed (HIGGS_CUDA_GRAPHS=auto)
+    graphs_captured: int = 0
+    graphs_fallback: int = 0
 
 
 @dataclass(frozen=True)

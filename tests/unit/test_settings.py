@@ -117,3 +117,34 @@ def test_the_readme_states_the_defaults_the_code_has():
     for name, value in adapter_defaults.items():
         assert float(stated[name]) == value, name
     assert checked >= 3  # the engine's sizes at least
+
+
+@pytest.mark.parametrize("name,value,field,expected", [
+    ("HIGGS_DTYPE", "bfloat16", "dtype", "bfloat16"), ("HIGGS_DTYPE", "float32", "dtype", "float32"),
+    ("HIGGS_CUDA_GRAPHS", "off", "cuda_graphs", "off"), ("HIGGS_CUDA_GRAPHS", "on", "cuda_graphs", "on"),
+    ("HIGGS_GPU_MEMORY_FRACTION", "1", "gpu_memory_fraction", 1.0),
+    ("HIGGS_GPU_MEMORY_FRACTION", "0.5", "gpu_memory_fraction", 0.5),
+])
+def test_the_gpu_settings_are_read(name, value, field, expected):
+    assert getattr(Settings.from_env({name: value}), field) == expected
+
+
+def test_the_gpu_settings_default_to_auto_and_nine_tenths():
+    settings = Settings.from_env({})
+    assert (settings.dtype, settings.cuda_graphs, settings.gpu_memory_fraction) == ("auto", "auto", 0.9)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("HIGGS_DTYPE", "bf16"), ("HIGGS_DTYPE", "int8"), ("HIGGS_DTYPE", "torch.float16"), ("HIGGS_CUDA_GRAPHS", "yes"),
+    ("HIGGS_CUDA_GRAPHS", "true"), ("HIGGS_GPU_MEMORY_FRACTION", "0"), ("HIGGS_GPU_MEMORY_FRACTION", "-0.1"),
+    ("HIGGS_GPU_MEMORY_FRACTION", "1.01"), ("HIGGS_GPU_MEMORY_FRACTION", "nan"), ("HIGGS_GPU_MEMORY_FRACTION", "inf"),
+    ("HIGGS_GPU_MEMORY_FRACTION", "90%"),
+])
+def test_a_wrong_gpu_setting_stops_the_start_with_its_name(name, value):
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_an_empty_gpu_setting_is_its_default():
+    settings = Settings.from_env({"HIGGS_DTYPE": " ", "HIGGS_CUDA_GRAPHS": "", "HIGGS_GPU_MEMORY_FRACTION": ""})
+    assert (settings.dtype, settings.cuda_graphs, settings.gpu_memory_fraction) == ("auto", "auto", 0.9)
