@@ -2,7 +2,12 @@
 peak memory and achieved GB/s, for this engine and for transformers' own `generate`.
 
     python bench/engine.py                       # the tiny demo model, CPU
+    python bench/engine.py --preset mid          # hidden 1024, 8 layers (bench/serving.py's mid)
     python bench/engine.py --full-size-random    # the real checkpoint's shapes, random weights (GPU)
+
+On CUDA the engine runs twice: with its CUDA graphs (as deployed) and without (HIGGS_CUDA_GRAPHS=off).
+Time to first audio is measured with a voice prefilled from scratch and with the voice's prompt
+prefix already in the prefix cache (HIGGS_PREFIX_CACHE_MB).
 
 Decode runs a fixed number of steps with the stop token disabled (speed does not depend on the
 weights' values). Bytes per step count what one audio step must read: attention, the audio FFN,
@@ -85,6 +90,15 @@ def build_full_size(device):
     return model, tokenizer, codec
 
 
+def build(preset: str, device):
+    """(model, text tokenizer, audio tokenizer) for a preset (bench/serving.py's presets)."""
+    if preset == "mid":
+        from bench.serving import build_mid
+
+        return build_mid(device)
+    return (build_full_size if preset == "full-size-random" else build_tiny)(device)
+
+
 def bytes_per_step(model, cache_positions: int) -> tuple[int, int]:
     weights = 0
     for name, p in model.named_parameters():
@@ -101,12 +115,12 @@ def bytes_per_step(model, cache_positions: int) -> tuple[int, int]:
     return weights, kv
 
 
-def bench_engine(model, prompt, steps, device, warmup_graphs):
+def bench_engine(model, prompt, steps, device, graphs: bool = True):
     decoder = BatchDecoder(model, max_batch=1,
-                           max_cache_len=max(2048, 1 << math.ceil(math.log2(prompt.length + steps + 16))))
+                           max_cache_len=max(2048, 1 << math.ceil(math.log2(prompt.length + steps + 16))),
+                           cuda_graphs="auto" if graphs else "off")
     started = time.perf_counter()
-    if warmup_graphs:
-        decoder.warm_up()
+    decoder.warm_up()
     capture_s = time.perf_counter() - started
     sampling = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95, seed=0)
     for _ in decoder.generate(prompt, sampling, max_frames=12, suppress_eos=True):  # warm caches and allocator
@@ -134,15 +148,19 @@ def bench_engine(model, prompt, steps, device, warmup_graphs):
     return result
 
 
-def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
+def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device, cached_voice: bool = False):
     """Time to first audio through the streaming runtime pieces: prefill, the frames the first
-    chunk needs (10 + 8 right context + 8 delay), its vocoding."""
+    chunk needs (10 + 8 right context + 8 delay), its vocoding. `cached_voice`: the voice's
+    turns are a prompt prefix already in the prefix cache (one earlier request put it there)."""
     from boson_multimodal.streaming import StreamingVocoder
 
-    decoder = BatchDecoder(model, max_batch=1)
+    decoder = BatchDecoder(model, max_batch=1, prefix_cache_bytes=(1 << 30) if cached_voice else 0)
     decoder.warm_up()
     codec = AudioCodec(codec_model, device)
-    prompt = PromptBuilder(tokenizer, model.config).build(prompt_turns)
+    prompt = PromptBuilder(tokenizer, model.config).build(prompt_turns, prefix_turns=len(prompt_turns) - 1)
+    if cached_voice:
+        for _ in decoder.generate(prompt, SamplingConfig(seed=1), max_frames=2):
+            pass
     results = []
     for _ in range(3):
         vocoder = StreamingVocoder(codec)
@@ -155,9 +173,14 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device):
                 sync(device)
                 results.append((time.perf_counter() - t0, stats.prefill_s))
                 break
+    hits = decoder.prefix_cache.stats.hits if decoder.prefix_cache is not None else 0
     decoder.close()
+    if cached_voice and hits < 3:
+        raise RuntimeError(f"the voice prefix was served from the cache {hits} times of 3")
     first, prefill = min(results)
-    return {"ttfa_ms": first * 1000, "ttfa_after_prefill_ms": (first - prefill) * 1000}
+    key = "ttfa_cached_voice" if cached_voice else "ttfa"
+    return {f"{key}_ms": first * 1000, f"{key}_prefill_ms": prefill * 1000,
+            f"{key}_after_prefill_ms": (first - prefill) * 1000}
 
 
 def mask_stop_token(model):
@@ -202,9 +225,12 @@ def bench_hf(model, prompt, steps, device, cache_implementation=None):
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full-size-random", action="store_true")
+    parser.add_argument("--preset", choices=["tiny", "mid", "full-size-random"], default="tiny")
+    parser.add_argument("--full-size-random", dest="preset", action="store_const", const="full-size-random",
+                        help="the same as --preset full-size-random")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--hf-steps", type=int, help="steps of transformers' generate (default: --steps)")
     parser.add_argument("--voice-seconds", type=float, default=5.0)
     parser.add_argument("--skip-hf", action="store_true", help="only this engine")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
@@ -221,16 +247,21 @@ def voice_prompt(model, tokenizer, codec_model, device, voice_seconds: float):
     return turns, PromptBuilder(tokenizer, model.config).build(turns), reference
 
 
-def run_benches(model, tokenizer, codec_model, turns, prompt, steps: int, device, skip_hf: bool) -> dict[str, dict]:
-    """One row per engine: this one, then transformers' `generate` with its default and static caches."""
+def run_benches(model, tokenizer, codec_model, turns, prompt, steps: int, device, hf_steps: int | None,
+                ) -> dict[str, dict]:
+    """One row per engine: this one (on CUDA also without its graphs), then transformers'
+    `generate` with its default and static caches (`hf_steps` None: not run)."""
     rows = {}
-    rows["higgs-tts"] = bench_engine(model, prompt, steps, device, warmup_graphs=True)
+    rows["higgs-tts"] = bench_engine(model, prompt, steps, device)
     rows["higgs-tts"].update(bench_ttfa(model, tokenizer, codec_model, turns, device))
-    if not skip_hf:
+    rows["higgs-tts"].update(bench_ttfa(model, tokenizer, codec_model, turns, device, cached_voice=True))
+    if device.type == "cuda":
+        rows["higgs-tts (no CUDA graphs)"] = bench_engine(model, prompt, steps, device, graphs=False)
+    if hf_steps:
         mask_stop_token(model)
-        rows["transformers generate"] = bench_hf(model, prompt, steps, device)
+        rows["transformers generate"] = bench_hf(model, prompt, hf_steps, device)
         try:
-            rows["transformers generate (static cache)"] = bench_hf(model, prompt, steps, device, "static")
+            rows["transformers generate (static cache)"] = bench_hf(model, prompt, hf_steps, device, "static")
         except Exception as exc:  # report, do not hide
             rows["transformers generate (static cache)"] = {"error": f"{type(exc).__name__}: {exc}"}
     return rows
@@ -253,7 +284,8 @@ def print_report(summary: dict, steps: int) -> None:
           f"{summary['parameters'] / 1e6:.1f}M params, prompt {summary['prompt_tokens']} tokens, {steps} steps")
     print(f"# bytes read per step: weights {weights / 1e6:.1f} MB + KV {kv / 1e6:.1f} MB; "
           f"peak memory {summary['peak_memory_mb']:.0f} MiB")
-    header = ["engine", "prefill ms", "decode ms/step", "frames/s", "x real time", "TTFA ms", "GB/s"]
+    header = ["engine", "prefill ms", "decode ms/step", "frames/s", "x real time", "TTFA ms",
+              "TTFA ms, cached voice", "GB/s"]
     print(" | ".join(header))
     for name, row in rows.items():
         if "error" in row:
@@ -262,6 +294,7 @@ def print_report(summary: dict, steps: int) -> None:
         print(" | ".join([
             name, f"{row['prefill_ms']:.1f}", f"{row['decode_ms_per_step']:.2f}", f"{row['frames_per_s']:.0f}",
             f"{row['x_real_time']:.1f}", f"{row['ttfa_ms']:.0f}" if "ttfa_ms" in row else "-",
+            f"{row['ttfa_cached_voice_ms']:.0f}" if "ttfa_cached_voice_ms" in row else "-",
             f"{row['achieved_GB_per_s']:.2f}",
         ]))
     if "transformers generate" in rows and "decode_ms_per_step" in rows["transformers generate"]:
@@ -274,14 +307,15 @@ def main() -> int:
     device = torch.device(args.device)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-    model, tokenizer, codec_model = (build_full_size if args.full_size_random else build_tiny)(device)
+    model, tokenizer, codec_model = build(args.preset, device)
     turns, prompt, reference = voice_prompt(model, tokenizer, codec_model, device, args.voice_seconds)
     weights, kv = bytes_per_step(model, prompt.length + args.steps // 2)
-    rows = run_benches(model, tokenizer, codec_model, turns, prompt, args.steps, device, args.skip_hf)
+    rows = run_benches(model, tokenizer, codec_model, turns, prompt, args.steps, device,
+                       None if args.skip_hf else args.hf_steps or args.steps)
     add_rates(rows, weights + kv)
     summary = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        "model": "full-size random" if args.full_size_random else "tiny demo",
+        "model": {"tiny": "tiny demo", "mid": "mid random", "full-size-random": "full-size random"}[args.preset],
         "parameters": sum(p.numel() for p in model.parameters()),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "prompt_tokens": prompt.length,

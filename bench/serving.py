@@ -389,6 +389,9 @@ def main() -> int:
         for row in stream_rows(n, engines, codec, prompts, args, reference_ops, header):
             print(json.dumps(row), flush=True)
     print(json.dumps(vocoder_overlap(engines.batched, codec, prompts[:min(8, max(counts))], args.steps)), flush=True)
+    from bench.engine import peak_memory_mb
+    print(json.dumps({"mode": "memory", "peak_memory_mb": round(peak_memory_mb(device), 1),
+                      "kv_cache_mb": header["kv_cache_mb"], "max_batch": engines.batched.max_batch}), flush=True)
     engines.close()
     return 0
 
