@@ -70,6 +70,18 @@ class SlotKV:
 PACKED_CPU_BUDGET = 1 << 30
 
 
+def _packs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN packs weights of this dtype on this CPU (bf16 and fp16 need AVX-512 or
+    AVX-NE-CONVERT: on an AVX2-only CPU the reorder refuses them, and MKL's GEMM serves)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if dtype == torch.float16:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    return dtype == torch.float32
+
+
 class Projection:
     """x @ weight.T for a [out, in] weight: one GEMM (cuBLAS, MKL) or, on the CPU when packed,
     oneDNN's linear over a copy of the weight in its blocked layout."""
@@ -131,8 +143,8 @@ class DecodeModel:
         self.cpu_kernels = on_cpu if cpu_kernels is None else cpu_kernels
         audio_bytes = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
                           if "self_attn" in name or "audio_mlp" in name or "audio_lm_head" in name)
-        pack = max_batch if (self.cpu_kernels and on_cpu and torch.backends.mkldnn.is_available()
-                             and audio_bytes <= PACKED_CPU_BUDGET) else 0
+        dtype = next(model.parameters()).dtype
+        pack = max_batch if (self.cpu_kernels and on_cpu and _packs(dtype) and audio_bytes <= PACKED_CPU_BUDGET) else 0
         self.packed = bool(pack)
         self.layers = []
         for layer in inner.layers:

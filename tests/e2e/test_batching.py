@@ -268,6 +268,10 @@ def test_the_batched_step_runs_in_bfloat16(demo_bundle, prompts):
     step_logits = {}
     for dtype in (torch.float32, torch.bfloat16):
         decoder = BatchDecoder(load_bundle(demo_bundle, device="cpu", dtype=dtype).model, max_batch=4)
+        # oneDNN's packed weights only where this CPU packs the dtype (bf16: AVX-512 or
+        # AVX-NE-CONVERT; an AVX2 CPU refused them at load), MKL's GEMM elsewhere
+        packs = dtype == torch.float32 or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        assert decoder.net.packed is packs
         decoder.logits_hook = (lambda step, value, d=dtype:
                                step_logits.setdefault(d, value.clone()) if step == 1 else None)
         _decode(decoder, prompts[1], SETTINGS[0], 10)
