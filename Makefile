@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints-test.txt -c runtime.lock
 RUN_TEXT ?= Hello! This is Higgs Audio speaking, streamed as it is generated.
 
-.PHONY: run test install install-test browser clean protos image image-check
+.PHONY: run test install install-test system-packages browser clean protos image image-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,17 +29,26 @@ install-test: $(VENV)/.installed-test
 run: install
 	MODEL_PATH=$${MODEL_PATH:-$(CURDIR)/.cache/higgs_audio} $(VENV)/bin/higgs-tts quickstart --text "$(RUN_TEXT)" --voice sample_us_female --seed 7 --out out/hello.wav
 
-## test: the whole suite, as CI runs it (the playground test needs Debian's chromium: installed
-## here when missing and run as root, as CI runs)
-test: install-test browser
+## test: the whole suite, as CI runs it (Debian's chromium for the playground, nginx for the
+## replicas behind a proxy, kubectl for the manifests, node for the CRD validators: installed here
+## when missing and run as root, as CI runs)
+test: install-test system-packages
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-browser:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } || \
-	  echo "note: chromium is missing (apt-get install chromium): the playground test will fail"
+# command:package pairs; nginx is looked for in /usr/sbin too (not on a user's PATH)
+SYSTEM_PACKAGES := chromium:chromium nginx:nginx kubectl:kubernetes-client node:nodejs npm:npm
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null || test -x /usr/sbin/$$cmd || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else echo "note: missing$$missing (apt-get install$$missing): the tests that need them will fail"; fi; fi
+
+browser: system-packages
 
 ## image: build the container image as localhost/higgs-tts:latest (docker, or buildah without a
 ## daemon: apt-get install buildah debootstrap; a base image no registry serves is bootstrapped)

@@ -22,6 +22,7 @@ from opentelemetry.instrumentation.grpc import (
 from adapters.grpc import SERVICE_NAME, ServerOptions, SpeechClient, SpeechServer
 from adapters.grpc.auth import ApiKeyInterceptor
 from adapters.grpc.server import MiB
+from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, emit, request_from_args
 from app.container import Container, validate_storage
 from core.domain.errors import DomainError
@@ -29,9 +30,10 @@ from core.domain.errors import DomainError
 log = logging.getLogger(__name__)
 
 
-def build_server(container: Container, options: ServerOptions) -> SpeechServer:
+def build_server(container: Container, options: ServerOptions, metrics: WorkerMetrics | None = None) -> SpeechServer:
     """The server on the container's speech service. Calls to SpeechService are
-    traced, continuing the caller's W3C trace context from the call metadata."""
+    traced, continuing the caller's W3C trace context from the call metadata; with `metrics`,
+    every call's end and the calls waiting are counted there."""
     tracing = server_interceptor(
         tracer_provider=container.tracer_provider(), filter_=filters.service_name(SERVICE_NAME)
     )
@@ -41,7 +43,13 @@ def build_server(container: Container, options: ServerOptions) -> SpeechServer:
         log.info("API keys required (%d configured)", len(keys))
     else:
         log.warning("HIGGS_API_KEYS is not set: the gRPC API is open to anyone who can reach it")
-    return SpeechServer(container.speech_service(), options, interceptors=interceptors)
+    if metrics is None:
+        return SpeechServer(container.speech_service(), options, interceptors=interceptors)
+    server = SpeechServer(container.speech_service(), options, interceptors=interceptors,
+                          completed=metrics.completed, failed=metrics.failed)
+    metrics.add_queue(lambda: server.waiting)
+    return server
+
 
 
 def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
@@ -57,20 +65,33 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
     except DomainError as error:  # a misconfigured bucket is found now, not at the first request
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return EXIT_FAILED
+    from app.http_api import face_metrics, health_server  # the health routes: one app on every face
+
+    metrics = face_metrics(container)
     try:
-        server = build_server(container, options)
+        server = build_server(container, options, metrics)
     except RuntimeError as error:  # the port is taken or the address is not ours
         print(f"error: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
         return EXIT_FAILED
+    health = None
+    port = container.settings().health_port
+    if port is not None:  # /health, /ready and /metrics for probes and Prometheus
+        try:
+            health = health_server(container, metrics, container.settings().health_host, port).start()
+        except OSError as error:
+            print(f"error: cannot serve health on port {port}: {error}", file=sys.stderr)
+            return EXIT_FAILED
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     # the address on stdout: with --port 0 this is how a caller learns the port
-    emit("listening", address=server.address, service=SERVICE_NAME)
+    emit("listening", address=server.address, service=SERVICE_NAME, health=port)
     while not stop.wait(0.5):
         pass
     finished = server.stop()
+    if health is not None:
+        health.stop()
     loaded = server.join_warm_up(timeout=max(10.0, options.grace))
     if finished and loaded:
         container.speech_service().close()

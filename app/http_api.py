@@ -9,7 +9,9 @@ import logging
 import sys
 import threading
 import time
+from typing import Callable
 
+from adapters.grpc import ServerOptions
 from adapters.http import HttpService, create_app
 from adapters.http.app import MAX_QUEUE
 from adapters.runpod.metrics import WorkerMetrics
@@ -71,7 +73,8 @@ class DrainingServer:
     re-raises the ones it catches: the process would end by SIGTERM, or with a KeyboardInterrupt
     traceback, instead of exiting 0). A second signal stops at once."""
 
-    def __init__(self, config, service: SpeechService, drain: float) -> None:
+    def __init__(self, config, service: SpeechService, drain: float,
+                 on_signal: Callable[[], None] = lambda: None) -> None:
         import uvicorn
 
         owner = self
@@ -81,7 +84,7 @@ class DrainingServer:
                 owner.signalled(sig)
 
         self.server = Server(config)
-        self.service, self.drain = service, drain
+        self.service, self.drain, self.on_signal = service, drain, on_signal
         self._draining = False
 
     def signalled(self, sig: int) -> None:
@@ -89,6 +92,7 @@ class DrainingServer:
             self.server.force_exit = self.server.should_exit = True
             return
         self._draining = True
+        self.on_signal()
         log.info("signal %d: draining (%d in flight, up to %.0f s)", sig, self.service.in_flight, self.drain)
         threading.Thread(target=self._drain_then_exit, name="drain", daemon=True).start()
 
@@ -104,6 +108,15 @@ class DrainingServer:
 def health_server(container: Container, metrics: WorkerMetrics, host: str, port: int) -> BackgroundServer:
     """/health, /ready, /metrics and /ping (the queue worker's probes, RunPod's PORT_HEALTH)."""
     return BackgroundServer(create_app(build_http_service(container, metrics, routes="health")), host, port)
+
+
+def face_metrics(container: Container) -> WorkerMetrics:
+    """The metrics every face serves on /metrics (the scaling metrics among them)."""
+    service = container.speech_service()
+    metrics = WorkerMetrics(engine_load=service.load)
+    metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
+    metrics.in_flight.set_function(lambda: service.in_flight)  # admitted, not finished: every face
+    return metrics
 
 
 def announce_keys(settings) -> None:
@@ -123,23 +136,20 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return EXIT_FAILED
     service = container.speech_service()
-    metrics = WorkerMetrics(engine_load=service.load)
-    metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
+    metrics = face_metrics(container)
     app = create_app(build_http_service(container, metrics, args.max_queue))
     announce_keys(settings)
     port = args.port if args.port is not None else (settings.http_port or 8000)
-
-    def warm() -> None:
-        try:
-            model = service.warm_up()
-            emit("warm", model=model.to_dict())
-        except DomainError as error:  # /ready stays 503 and says why; requests get the model_error
-            log.error("the model could not be loaded: %s: %s", error.code, error.message)
-
     drain = args.grace if args.grace is not None else settings.drain_seconds
+    try:
+        grpc_server = _grpc_beside(args, container, metrics, drain)
+    except RuntimeError as error:
+        print(f"error: cannot serve gRPC: {error}", file=sys.stderr)
+        return EXIT_FAILED
     config = uvicorn.Config(app, host=args.host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)  # after the drain: the last bytes of stopped streams
-    server = DrainingServer(config, service, drain)
+    server = DrainingServer(config, service, drain,
+                            on_signal=grpc_server.not_serving if grpc_server is not None else lambda: None)
     health = []
     if settings.ping_port and settings.ping_port != port:  # RunPod load balancers probe /ping on PORT_HEALTH
         try:
@@ -147,16 +157,47 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
         except OSError as error:
             print(f"error: cannot serve /ping on {args.host}:{settings.ping_port}: {error}", file=sys.stderr)
             return EXIT_FAILED
-    threading.Thread(target=warm, name="warm-up", daemon=True).start()
-    emit("listening", address=f"{args.host}:{port}", ping=settings.ping_port or port, auth=bool(settings.api_keys))
+    if grpc_server is not None:
+        grpc_server.start(warm_up=False)
+    threading.Thread(target=_warm, args=(service, grpc_server), name="warm-up", daemon=True).start()
+    emit("listening", address=f"{args.host}:{port}", ping=settings.ping_port or port, auth=bool(settings.api_keys),
+         grpc=None if grpc_server is None else grpc_server.address)
     try:
         server.run()
     finally:
         for other in health:
             other.stop()
+        if grpc_server is not None:  # drained with HTTP: what is left are calls the drain stopped
+            grpc_server.stop(grace=0)
     service.close()
     emit("stopped")
     return EXIT_OK if server.server.started else EXIT_FAILED
+
+
+def _grpc_beside(args: argparse.Namespace, container: Container, metrics: WorkerMetrics, drain: float):
+    """SpeechService over gRPC on the same engine (a Kubernetes pod serves both faces), when
+    --grpc-port or GRPC_PORT asks for it; None otherwise. Raises RuntimeError when the port is taken."""
+    port = args.grpc_port if args.grpc_port is not None else container.settings().grpc_port
+    if port is None:
+        return None
+    from app.grpc_api import build_server
+
+    try:
+        return build_server(container, ServerOptions(host=args.host, port=port, max_queue=args.max_queue,
+                                                      grace=drain), metrics)
+    except RuntimeError as error:
+        raise RuntimeError(f"{args.host}:{port}: {error}") from error
+
+
+def _warm(service: SpeechService, grpc_server) -> None:
+    try:
+        model = service.warm_up()
+        emit("warm", model=model.to_dict())
+    except DomainError as error:  # /ready stays 503 and says why; requests get the model_error
+        log.error("the model could not be loaded: %s: %s", error.code, error.message)
+        return
+    if grpc_server is not None:  # its health says SERVING from now on
+        grpc_server.serving()
 
 
 def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
@@ -167,4 +208,7 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
                        help="requests that may wait beyond the ones the engine decodes together")
     serve.add_argument("--grace", type=float, default=None,
                        help="seconds in-flight requests get after SIGTERM (default: $HIGGS_DRAIN_SECONDS, 30)")
+    serve.add_argument("--grpc-port", type=int, default=None,
+                       help="also serve SpeechService over gRPC on this port, on the same engine "
+                            "(default: $GRPC_PORT, else none; 0 picks a free port)")
     serve.set_defaults(handler=cmd_serve_http)

@@ -134,6 +134,7 @@ class Settings:
     cors_origins: tuple[str, ...] = setting((), "HIGGS_CORS_ORIGINS", parse=lambda n, v: _origins(n, v))  # none
     drain_seconds: float = setting(30.0, "HIGGS_DRAIN_SECONDS", parse=_number)  # after SIGTERM, for requests in flight
     http_port: int | None = setting(None, "PORT", parse=_port)  # RunPod load-balancing endpoints set it
+    grpc_port: int | None = setting(None, "GRPC_PORT", parse=_port)  # serve http: gRPC beside it, one engine
     health_port: int | None = setting(None, "HEALTH_PORT", parse=_port)  # /health, /ready, /metrics, /ping
     ping_port: int | None = setting(None, "PORT_HEALTH", parse=_port)  # RunPod load balancers probe /ping here
     health_host: str = setting("0.0.0.0", "HEALTH_HOST")

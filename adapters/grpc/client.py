@@ -3,6 +3,7 @@ the first audio came."""
 
 from __future__ import annotations
 
+import json
 import time
 import wave
 from dataclasses import dataclass
@@ -18,6 +19,34 @@ from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import SpeechRequest
 from higgs_tts.v1 import speech_pb2 as pb
 from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
+
+# Every call picks a backend of its own (round robin over the addresses a name resolves to: a
+# headless Kubernetes Service gives every ready pod's), and a call refused with UNAVAILABLE
+# before its first response (a replica draining or gone, a proxy with no backend) is tried
+# again, up to 5 attempts in all; a stream that has started is never repeated.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": "higgs_tts.v1.SpeechService"}],
+        "retryPolicy": {
+            "maxAttempts": 5,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+}
+
+
+def channel_options(max_receive_bytes: int = 256 * MiB, max_send_bytes: int = 64 * MiB) -> list[tuple[str, object]]:
+    """The options every channel to the service should have (SERVICE_CONFIG, message sizes)."""
+    return [
+        ("grpc.max_receive_message_length", max_receive_bytes),
+        ("grpc.max_send_message_length", max_send_bytes),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ]
 
 
 @dataclass(frozen=True)
@@ -61,13 +90,7 @@ class SpeechClient:
     ) -> None:
         """`intercept` wraps the channel (tracing: it puts the caller's trace context into the
         call metadata)."""
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", max_receive_bytes),
-                ("grpc.max_send_message_length", max_send_bytes),
-            ],
-        )
+        self._channel = grpc.insecure_channel(target, options=channel_options(max_receive_bytes, max_send_bytes))
         self.stub = pb_grpc.SpeechServiceStub(intercept(self._channel) if intercept else self._channel)
         self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
 

@@ -9,7 +9,7 @@ import logging
 import threading
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection
 from adapters.grpc.generation import GenerationQueue
 from adapters.grpc.messages import parse_speech_request
 from adapters.grpc.servicer import SpeechServicer
+from core.domain.errors import DomainError
+from core.domain.events import SpeechCompleted
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES
 from core.service.speech_service import SpeechService
 from higgs_tts.v1 import speech_pb2 as pb
@@ -64,11 +66,13 @@ class SpeechServer:
         service: SpeechService,
         options: ServerOptions = ServerOptions(),
         interceptors: Sequence[grpc.ServerInterceptor] = (),
+        completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None,
+        failed: Callable[[DomainError, float], None] = lambda error, seconds: None,
     ) -> None:
         self.options = options
         self.service = service
         self.generation = GenerationQueue(options.max_queue, workers=service.capacity)
-        self.servicer = SpeechServicer(service, self.generation)
+        self.servicer = SpeechServicer(service, self.generation, completed=completed, failed=failed)
         self.health = health.HealthServicer()
         self.ready = threading.Event()
         self.warm_up_error: BaseException | None = None
@@ -93,6 +97,15 @@ class SpeechServer:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     @property
+    def waiting(self) -> int:
+        """Calls admitted and waiting for a generation thread (the metrics' requests waiting)."""
+        return max(0, self.generation.admitted - self.generation.workers)
+
+    def not_serving(self) -> None:
+        """Health says NOT_SERVING now (a drain began elsewhere: the HTTP face's signal)."""
+        self.health.enter_graceful_shutdown()
+
+    @property
     def address(self) -> str:
         return f"{self.options.host}:{self.port}"
 
@@ -111,9 +124,13 @@ class SpeechServer:
             self.warm_up_error = exc
             log.exception("the model could not be loaded; health stays NOT_SERVING")
             return
+        self.serving()
+        log.info("model ready: %s", model.to_dict())
+
+    def serving(self) -> None:
+        """Health says SERVING (the model is warm: this server's warm-up, or another face's)."""
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
-        log.info("model ready: %s", model.to_dict())
 
     def _set_health(self, status) -> None:
         for service in ("", SERVICE_NAME):

@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator, NoReturn
 
 import grpc
 
@@ -42,10 +42,14 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         service: SpeechService,
         generation: GenerationQueue,
         poll_interval: float = 0.5,
+        completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None,
+        failed: Callable[[DomainError, float], None] = lambda error, seconds: None,
     ) -> None:
+        """`completed` and `failed` hear every request's end (the metrics), with its seconds."""
         self._service = service
         self._generation = generation
         self._poll_interval = poll_interval
+        self._completed, self._failed = completed, failed
 
     def StreamSpeech(self, message: pb.SpeechRequest, context: grpc.ServicerContext):
         request, encoding = _parse(message, context)
@@ -73,18 +77,13 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
 
         The call's end (client cancel, deadline, server shutdown) sets the request's cancel
         event, which the engine checks between decode steps."""
-        if self._service.shutting_down:
-            abort(context, shutting_down())
-        if not self._service.is_ready():
-            abort(
-                context,
-                DomainError(
-                    ErrorType.MODEL,
-                    ErrorCode.MODEL_NOT_READY,
-                    "the model is still loading; retry when the health service says SERVING",
-                ),
-            )
         received_at = time.monotonic()
+        if self._service.shutting_down:
+            self._refuse(context, shutting_down(), received_at)
+        if not self._service.is_ready():
+            self._refuse(context, DomainError(
+                ErrorType.MODEL, ErrorCode.MODEL_NOT_READY,
+                "the model is still loading; retry when the health service says SERVING"), received_at)
         cancel = threading.Event()
         if not context.add_callback(cancel.set):
             return  # the call has already ended
@@ -95,8 +94,8 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
             self._generation.submit(
                 lambda: trace_context.run(self._generate_into, request, cancel, received_at, events)
             )
-        except DomainError as error:
-            abort(context, error)
+        except DomainError as error:  # the queue is full, or the server is closing
+            self._refuse(context, error, received_at)
         while True:
             try:
                 event = events.get(timeout=self._poll_interval)
@@ -127,6 +126,8 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
                 return
             for event in self._service.speak(request, cancel, received_at=received_at):
                 events.put(event)
+                if isinstance(event, (SpeechCompleted, SpeechFailed)):
+                    self._observe(event, received_at)
                 if isinstance(event, SpeechCompleted):
                     log.info(
                         "request %s: %.2fs of audio, %d frames, rtf %.3f, queued %.3fs, total %.3fs",
@@ -144,6 +145,20 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
             )
         finally:
             events.put(_END)
+
+    def _refuse(self, context: grpc.ServicerContext, error: DomainError, received_at: float) -> NoReturn:
+        self._observe(SpeechFailed("", error), received_at)
+        abort(context, error)
+
+    def _observe(self, event: SpeechCompleted | SpeechFailed, received_at: float) -> None:
+        seconds = time.monotonic() - received_at
+        try:
+            if isinstance(event, SpeechCompleted):
+                self._completed(event, seconds)
+            else:
+                self._failed(event.error, seconds)
+        except Exception:  # the metrics never fail a request
+            log.exception("could not record a request's end")
 
 
 def _parse(message: pb.SpeechRequest | Undecodable, context: grpc.ServicerContext) -> tuple[SpeechRequest, int]:

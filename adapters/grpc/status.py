@@ -66,6 +66,11 @@ def error_from_rpc(error: grpc.RpcError) -> DomainError:
     metadata = dict(error.trailing_metadata() or ())
     message = error.details() or code.name
     domain_code = metadata.get(ERROR_CODE_KEY)
+    if domain_code is None and code is grpc.StatusCode.INTERNAL and "RST_STREAM" in message:
+        # the transport under the call was cut (a replica killed mid-stream, behind a proxy):
+        # nothing the server said; the call can be made again
+        return DomainError(ErrorType.SYSTEM, "UNAVAILABLE", f"the connection was lost mid-call ({message}); retry",
+                           {"grpc_status": code.name, "retryable": True})
     if domain_code is None:
         error_type = ErrorType.TIMEOUT if code is grpc.StatusCode.DEADLINE_EXCEEDED else ErrorType.SYSTEM
         name = {grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.TIMEOUT.value}.get(code, code.name)

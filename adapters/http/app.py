@@ -35,7 +35,7 @@ from adapters.http.bodies import (
     utf8_field,
 )
 from adapters.http.encoding import CONTENT_TYPES, StreamEncoder
-from adapters.http.schema import MODEL_ID, error_body, http_status, speech_request
+from adapters.http.schema import MODEL_ID, error_body, http_status, retry_after, speech_request
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES, InlineVoice, SpeechRequest
@@ -45,7 +45,9 @@ from core.service.threads import iterate_in_thread
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/health", "/ping", "/"})  # the page itself holds nothing; it asks for the key
+# the page itself holds nothing (it asks for the key); /ready says only ready or not without one
+# (Kubernetes' probes carry no key)
+OPEN_PATHS = frozenset({"/health", "/ping", "/ready", "/"})
 PLAYGROUND = Path(__file__).with_name("playground.html")
 MAX_QUEUE = 8  # requests that may wait beyond the ones the engine decodes together
 
@@ -141,10 +143,12 @@ def _add_health(app: FastAPI, service: HttpService) -> None:
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready():
+    async def ready(request: Request):
         is_ready = service.speech.is_ready()
-        return JSONResponse({"ready": is_ready, "model": service.speech.model().to_dict()},
-                            status_code=200 if is_ready else 503)
+        body: dict[str, Any] = {"ready": is_ready}
+        if not service.api_keys or _authorized(request, service.api_keys):  # the model's description
+            body["model"] = service.speech.model().to_dict()
+        return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @app.get("/ping")
     async def ping():
@@ -258,6 +262,9 @@ def _authorized(request: Request, keys: tuple[str, ...]) -> bool:
 
 
 def _error(error: DomainError, headers: dict[str, str] | None = None) -> JSONResponse:
+    seconds = retry_after(error)
+    if seconds is not None:
+        headers = {**(headers or {}), "Retry-After": str(seconds)}
     return JSONResponse(error_body(error), status_code=http_status(error), headers=headers)
 
 

@@ -142,8 +142,21 @@ _OPENAI_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error"}
 
 
+# seconds a caller should wait before trying again (another replica, through a proxy, at once)
+_RETRY_AFTER = {
+    ErrorCode.SHUTTING_DOWN.value: 1,  # this replica is draining: the next try goes elsewhere
+    ErrorCode.QUEUE_FULL.value: 1,
+    ErrorCode.MODEL_NOT_READY.value: 5,  # a model load takes seconds to minutes
+}
+
+
 def http_status(error: DomainError) -> int:
     return _STATUS_BY_CODE.get(error.code) or _STATUS_BY_TYPE[error.type]
+
+
+def retry_after(error: DomainError) -> int | None:
+    """The Retry-After seconds of a refusal that a retry can cure; None for the rest."""
+    return _RETRY_AFTER.get(error.code)
 
 
 def error_body(error: DomainError) -> dict[str, Any]:

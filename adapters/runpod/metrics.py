@@ -40,22 +40,34 @@ class _MemoryCollector:
         yield family
 
 
-class _LoadCollector:
-    """The engine's batch: capacity, busy slots, requests waiting for one."""
+# What an autoscaler reads (KEDA's query in deploy/kubernetes, docs/deploy.md): the same names on
+# every face (HTTP, gRPC, the RunPod worker's health port)
+REQUESTS_WAITING = "higgs_tts_requests_waiting"
+SLOTS_BUSY = "higgs_tts_slots_busy"
+SLOTS_CAPACITY = "higgs_tts_slots_capacity"
+AUDIO_RATE = "higgs_tts_audio_seconds_per_second"
+SCALING_METRICS = (REQUESTS_WAITING, SLOTS_BUSY, SLOTS_CAPACITY, AUDIO_RATE)
 
-    def __init__(self, read: Callable[[], EngineLoad]) -> None:
+
+class _LoadCollector:
+    """The engine's batch: capacity, busy slots, requests waiting for one (in the engine, and in
+    the faces' own queues: `waiting()`)."""
+
+    def __init__(self, read: Callable[[], EngineLoad], waiting: Callable[[], int]) -> None:
         self._read = read
+        self._waiting = waiting
 
     def collect(self):
         try:
             load = self._read()
+            queued = self._waiting()
         except Exception:  # a scrape never fails because the engine could not be asked
             return
         gauge, counter = GaugeMetricFamily, CounterMetricFamily
         for kind, name, value, text in (
-            (gauge, "higgs_tts_batch_capacity", load.capacity, "Requests the engine decodes together"),
-            (gauge, "higgs_tts_batch_occupancy", load.active, "Requests decoding now (busy slots of the batch)"),
-            (gauge, "higgs_tts_engine_waiting", load.waiting, "Requests waiting for a free slot"),
+            (gauge, SLOTS_CAPACITY, load.capacity, "Requests the engine decodes together (KV-cache slots)"),
+            (gauge, SLOTS_BUSY, load.active, "Requests decoding now (busy slots)"),
+            (gauge, REQUESTS_WAITING, load.waiting + queued, "Requests admitted and waiting for a free slot"),
             (gauge, "higgs_tts_prefix_cache_bytes", load.prefix_bytes, "Bytes of prompt-prefix KV kept"),
             (counter, "higgs_tts_prefix_cache_hits", load.prefix_hits, "Prefills that reused a cached prompt prefix"),
             (counter, "higgs_tts_prefix_cache_misses", load.prefix_misses, "Prefills that computed their prefix"),
@@ -69,6 +81,11 @@ class _LoadCollector:
         graphs.add_metric(["captured"], float(load.graphs_captured))
         graphs.add_metric(["fallback"], float(load.graphs_fallback))
         yield graphs
+
+
+def _value(gauge: Gauge) -> float:
+    """A gauge's value, through its public samples."""
+    return next(iter(gauge.collect())).samples[0].value
 
 
 class _Throughput:
@@ -129,7 +146,7 @@ class WorkerMetrics:
             buckets=_TTFA_BUCKETS, registry=r,
         )
         self.throughput = _Throughput()
-        Gauge("higgs_tts_audio_seconds_per_second", "Audio finished per second over the last minute",
+        Gauge(AUDIO_RATE, "Audio finished per second over the last minute",
               registry=r).set_function(self.throughput.rate)
         self.queue_depth = Gauge(
             "higgs_tts_queue_depth", "Jobs waiting for the engine", registry=r
@@ -138,8 +155,16 @@ class WorkerMetrics:
         self.ready = Gauge("higgs_tts_ready", "1 when the model is loaded and warmed", registry=r)
         if gpu_memory is not None:
             r.register(_MemoryCollector(gpu_memory))
+        # the faces' queues in front of the engine: the RunPod worker's jobs waiting for a slot
+        # (queue_depth), the gRPC server's calls waiting for a generation thread (add_queue)
+        self._waiting: list[Callable[[], int]] = [lambda: int(_value(self.queue_depth))]
         if engine_load is not None:
-            r.register(_LoadCollector(engine_load))
+            r.register(_LoadCollector(engine_load, lambda: sum(read() for read in self._waiting)))
+
+    def add_queue(self, waiting: Callable[[], int]) -> None:
+        """A face's own queue (requests admitted, not yet handed to the engine): counted in
+        higgs_tts_requests_waiting."""
+        self._waiting.append(waiting)
 
     def completed(self, event: SpeechCompleted, seconds: float) -> None:
         self.requests.labels("success").inc()

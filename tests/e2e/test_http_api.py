@@ -150,7 +150,7 @@ def test_models_health_ready_ping_and_metrics(server):
     assert ready.status_code == 200 and ready.json()["model"]["loaded"] is True
     assert httpx.get(server.base + "/ping").json() == {"status": "healthy"}
     metrics = httpx.get(server.base + "/metrics").text
-    assert "higgs_tts_requests_total" in metrics and "higgs_tts_batch_capacity 8.0" in metrics
+    assert "higgs_tts_requests_total" in metrics and "higgs_tts_slots_capacity 8.0" in metrics
     assert "higgs_tts_ready 1.0" in metrics
 
 
@@ -205,13 +205,15 @@ def test_bad_uploads_are_refused_and_nothing_is_added(server, case):
     assert httpx.get(server.base + "/v1/audio/voices").json() == before
 
 
-def test_api_keys_guard_every_route_but_health_and_ping(demo_bundle, tmp_path):
+def test_api_keys_guard_every_route_but_health_ping_and_bare_readiness(demo_bundle, tmp_path):
     secret = "sk-test-9f8e7d6c5b4a"
     keys = tmp_path / "keys.txt"
     keys.write_text(f"# the team's keys\nsk-other-key\n{secret}\n")
     srv = HttpServer(tmp_path, MODEL_PATH=str(demo_bundle.root), HIGGS_STORE="none", HIGGS_API_KEYS=str(keys))
     try:
-        for route in ("/v1/models", "/v1/audio/voices", "/metrics", "/ready"):
+        ready = httpx.get(srv.base + "/ready")  # probes carry no key: ready or not, no description
+        assert set(ready.json()) == {"ready"}
+        for route in ("/v1/models", "/v1/audio/voices", "/metrics"):
             assert httpx.get(srv.base + route).status_code == 401
             wrong = httpx.get(srv.base + route, headers={"Authorization": "Bearer sk-wrong"})
             assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "UNAUTHENTICATED"

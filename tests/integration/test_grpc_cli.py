@@ -136,3 +136,52 @@ def test_sigint_while_the_model_loads_stops_cleanly(tmp_path, demo_bundle, delay
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_grpc_serves_probes_and_the_scaling_metrics_on_health_port(tmp_path):
+    """The gRPC face has the same /health, /ready and /metrics as the others (HEALTH_PORT), and
+    its calls are counted there."""
+    import urllib.request
+
+    from adapters.runpod.metrics import SCALING_METRICS
+    from tests.integration.runpod_helpers import free_port
+
+    port = free_port()
+    env = {**os.environ, "HIGGS_ENGINE": "fake", "HIGGS_STORE": "none", "PYTHONPATH": str(ROOT),
+           "HEALTH_PORT": str(port), "HEALTH_HOST": "127.0.0.1"}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_PROCESS, "0.001", "5"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
+    try:
+        listening = json.loads(proc.stdout.readline())
+        assert listening["health"] == port
+
+        def get(path):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if get("/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.1)
+        with grpc.insecure_channel(listening["address"]) as channel:
+            stub = pb_grpc.SpeechServiceStub(channel)
+            assert stub.Synthesize(speech_request(omit_audio=True), timeout=30).completed.frames > 0
+            with pytest.raises(grpc.RpcError):
+                stub.Synthesize(speech_request(voice="nobody", omit_audio=True), timeout=30)
+        status, text = get("/metrics")
+        assert status == 200 and get("/health")[0] == 200
+        assert all(f"\n{name} " in text for name in SCALING_METRICS), text
+        assert 'higgs_tts_requests_total{outcome="success"} 1.0' in text
+        assert 'higgs_tts_errors_total{code="UNKNOWN_VOICE",type="validation_error"} 1.0' in text
+        assert "higgs_tts_slots_capacity 1.0" in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

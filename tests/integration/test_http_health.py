@@ -22,6 +22,11 @@ def get(url, key=None):
         return e.code, e.read().decode()
 
 
+def ready(base, key=None):
+    status, text = get(f"{base}/ready", key)
+    return status, json.loads(text)
+
+
 def serve(routes="health", keys=()):
     engine = FakeSpeechEngine(capacity=4)
     metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 2048, "reserved": 4096}, engine_load=engine.load)
@@ -54,21 +59,25 @@ def test_health_ready_ping_and_metrics():
         assert status == 200
         assert 'higgs_tts_gpu_memory_bytes{kind="reserved"} 4096.0' in text
         assert "higgs_tts_ready 1.0" in text and "higgs_tts_queue_depth 0.0" in text
-        assert "higgs_tts_batch_capacity 4.0" in text and "higgs_tts_time_to_first_audio_seconds_bucket" in text
+        assert "higgs_tts_slots_capacity 4.0" in text and "higgs_tts_time_to_first_audio_seconds_bucket" in text
         assert get(f"{base}/nope")[0] == 404
         assert get(f"{base}/v1/audio/speech")[0] == 404  # the health app serves nothing else
     finally:
         server.stop()
 
 
-def test_with_keys_only_health_and_ping_are_open():
+def test_with_keys_only_health_ping_and_bare_readiness_are_open():
     engine, server = serve(keys=("sk-health",))
-    engine.warm_up()
     base = f"http://127.0.0.1:{server.port}"
     try:
+        assert ready(base) == (503, {"ready": False})  # a probe's answer, nothing more
+        engine.warm_up()
         assert get(f"{base}/health")[0] == 200 and get(f"{base}/ping")[0] == 200
-        assert get(f"{base}/ready")[0] == 401 and get(f"{base}/metrics")[0] == 401
-        assert get(f"{base}/ready", "sk-health")[0] == 200 and get(f"{base}/metrics", "sk-health")[0] == 200
+        assert ready(base) == (200, {"ready": True}) and get(f"{base}/metrics")[0] == 401
+        status, body = ready(base, "sk-health")
+        assert status == 200 and body["ready"] is True and body["model"]["loaded"] is True
+        assert ready(base, "sk-wrong") == (200, {"ready": True})
+        assert get(f"{base}/metrics", "sk-health")[0] == 200
     finally:
         server.stop()
 

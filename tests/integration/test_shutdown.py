@@ -123,6 +123,7 @@ def refused_while_draining(base: str) -> None:
 
     response = wait_for(refused, timeout=5)
     assert response.json()["error"]["code"] == "SHUTTING_DOWN"
+    assert response.headers["retry-after"] == "1"  # another replica, at once
     assert httpx.get(base + "/ready", timeout=5).status_code == 503
 
 

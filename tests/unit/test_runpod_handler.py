@@ -29,7 +29,7 @@ def make_worker(engine=None, tracer=None, progress=None, **options):
     engine = engine or FakeSpeechEngine()
     use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
                               InMemoryObjectStore(), tracer=tracer)
-    metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 123})
+    metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 123}, engine_load=engine.load)
     kwargs = {"progress": progress} if progress else {}
     service = SpeechService(use_case, engine, InMemoryVoiceLibrary.with_demo_voices())
     return RunpodWorker(service, metrics, WorkerOptions(**options), tracer=tracer, **kwargs), metrics
@@ -284,7 +284,9 @@ def test_jobs_take_turns_on_the_engine():
     async def two_at_once():
         async def watch():
             for _ in range(200):
-                depth.append((metrics.queue_depth._value.get(), metrics.in_flight._value.get()))
+                waiting = next(float(line.split()[1]) for line in metrics.render().decode().splitlines()
+                               if line.startswith("higgs_tts_requests_waiting "))
+                depth.append((metrics.queue_depth._value.get(), metrics.in_flight._value.get(), waiting))
                 await asyncio.sleep(0.005)
 
         watcher = asyncio.create_task(watch())
@@ -296,7 +298,7 @@ def test_jobs_take_turns_on_the_engine():
     outputs = asyncio.run(two_at_once())
     assert all(o["success"] for o in outputs)
     assert max(d[1] for d in depth) == 1  # never two generating
-    assert (1, 1) in depth  # one waited while the other generated
+    assert (1, 1, 1.0) in depth  # one waited while the other generated, and the scaling metric said so
     assert worker.concurrency(4) == 1
 
 
@@ -322,7 +324,7 @@ def test_the_worker_takes_as_many_jobs_as_the_engine_decodes_together():
     assert all(r["output"]["success"] for r in results)
     assert engine.peak_active == 3  # three at once, never more
     text = metrics.render().decode()
-    assert "higgs_tts_batch_capacity 3.0" in text and "higgs_tts_batch_occupancy 0.0" in text
+    assert "higgs_tts_slots_capacity 3.0" in text and "higgs_tts_slots_busy 0.0" in text
     assert "higgs_tts_queue_wait_seconds_count 5.0" in text
     rate = float(next(line.split()[1] for line in text.splitlines()
                       if line.startswith("higgs_tts_audio_seconds_per_second ")))
