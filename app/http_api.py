@@ -14,6 +14,7 @@ from typing import Callable
 from adapters.grpc import ServerOptions
 from adapters.http import HttpService, create_app
 from adapters.http.app import MAX_QUEUE
+from adapters.http.session import SessionHooks
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_FAILED, EXIT_OK, emit
 from app.container import Container, validate_storage
@@ -32,6 +33,7 @@ def build_http_service(container: Container, metrics: WorkerMetrics, max_queue: 
         max_queue=max_queue,
         completed=metrics.completed,
         failed=metrics.failed,
+        sessions=SessionHooks(metrics.segment_first_audio.observe, metrics.session_ended),
         metrics_text=metrics.render,
         routes=routes,
         cors_origins=settings.cors_origins,

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Generator, Iterator, Sequence
+from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.chunking import duration_bound_frames, plan_chunks, speech_frames
 from boson_multimodal.codec import AudioCodec, read_clip
 from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
+from boson_multimodal.joins import Either, Seams, SilenceWatch
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN
 from boson_multimodal.loader import LoadedBundle, load_bundle
@@ -33,9 +34,6 @@ log = logging.getLogger(__name__)
 
 FRAME_RATE = 25
 CONTEXT_CHUNKS = 2  # earlier generated chunks kept in the prompt to keep the voice steady
-SEAM_FADE_SECONDS = 0.005
-SILENCE_RMS = 10 ** (-50 / 20)  # -50 dBFS
-SILENCE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,9 @@ class Synthesis:
     chunk_max_word_num: int = 100
     chunk_max_num_turns: int = 1
     stop_on_silence: bool = True
+    # a speaking session (core.domain.segmenter.TextSource): segments come while it is spoken,
+    # each generated as chunks of one request (the context, the seeds, the seams), `text` unused
+    feed: Any = None
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ProgressOut:
     frames_done: int
     chunks_done: int
     chunks_total: int
+    segment: int | None = None  # a session's segment that has just ended
 
 
 @dataclass
@@ -181,6 +183,8 @@ class HiggsAudio:
         the text split into chunks that fit (the KV cache, the step budget); raises
         AudioInputError or TextDoesNotFit."""
         base = self.turns(request)
+        if request.feed is not None:  # the chunks come with the text
+            return Plan(base, [])
         fit = ChunkFit.for_request(self.prompts, base, self.decoder.max_cache_len, request.max_new_tokens)
         chunks = plan(normalize_transcript(request.text), request.chunk_method, fit, request.chunk_max_word_num,
                       request.chunk_max_num_turns)
@@ -225,11 +229,34 @@ class HiggsAudio:
         cancel = cancel or threading.Event()
         planned = self.plan(request)
         run = _Run(time.perf_counter(), planned.chunks, planned.base)
-        for index in range(len(run.chunks)):
+        if request.feed is not None:
+            yield from self._stream_feed(request, run, cancel)
+        for index in range(len(run.chunks) if request.feed is None else 0):
             reason = yield from self._stream_chunk(request, run, index, cancel)
             if reason == "cancelled":
                 break
         yield run.finished()
+
+    def _stream_feed(self, request: Synthesis, run: "_Run", cancel: threading.Event) -> Generator[object, None, None]:
+        """A session: each segment, as it comes, planned into chunks that fit and generated as
+        the next chunks of the run. A barge-in cuts the segment being spoken; the session goes
+        on with the text that comes after it."""
+        feed = request.feed
+        fit = ChunkFit.for_request(self.prompts, run.base, self.decoder.max_cache_len, request.max_new_tokens)
+        stop = Either(cancel, feed.interrupted)
+        while (segment := feed.next(cancel.is_set)) is not None:
+            first = len(run.chunks)
+            run.chunks += plan(normalize_transcript(segment), "auto", fit, request.chunk_max_word_num,
+                               request.chunk_max_num_turns)
+            run.segment_ends.append(len(run.chunks))
+            for index in range(first, len(run.chunks)):
+                reason = yield from self._stream_chunk(request, run, index, stop)
+                if reason == "cancelled":
+                    del run.chunks[index + 1:]  # the rest of an interrupted segment is not spoken
+                    break
+            yield ProgressOut(run.frames, len(run.chunks), len(run.chunks), segment=len(run.segment_ends) - 1)
+            if cancel.is_set():
+                return
 
     def _stream_chunk(self, request: Synthesis, run: _Run, index: int,
                       cancel: threading.Event) -> Generator[object, None, str]:
@@ -241,7 +268,9 @@ class HiggsAudio:
         max_frames, limiting = self.frame_budget(prompt.length, chunk, request.max_new_tokens)
         vocoder = StreamingVocoder(self.codec)
         stats = DecodeStats()
-        seams = _Seams(self.sample_rate, fade_in=index > 0, fade_out=index < len(run.chunks) - 1)
+        feed = request.feed
+        seams = Seams(self.sample_rate, fade_in=index > 0,  # decided when the chunk ends: a session's text may come
+                       fade_out=lambda: index < len(run.chunks) - 1 or (feed is not None and feed.more()))
         decoding = self._decode_chunk(request, run, index, prompt, max_frames, vocoder, stats, seams, cancel)
         reason = (yield from decoding) or ("end_token" if stats.end_token else limiting)
         for segment in seams(vocoder.finish(), final=True):
@@ -251,11 +280,11 @@ class HiggsAudio:
         return reason
 
     def _decode_chunk(self, request: Synthesis, run: _Run, index: int, prompt: Prompt, max_frames: int,
-                      vocoder: StreamingVocoder, stats: DecodeStats, seams: _Seams,
+                      vocoder: StreamingVocoder, stats: DecodeStats, seams: Seams,
                       cancel: threading.Event) -> Generator[object, None, str | None]:
         """Audio and progress as the chunk's frames arrive. Returns "cancelled" or "silence" when
         it stops early, None when the decoder ends it."""
-        silence = _SilenceWatch(self.sample_rate) if request.stop_on_silence else None
+        silence = SilenceWatch(self.sample_rate) if request.stop_on_silence else None
 
         def sync_every(produced: int) -> int:
             # read the device once the first chunk can leave, then in larger blocks
@@ -300,6 +329,7 @@ class _Run:
     prompt_tokens: int = 0
     steps: int = 0
     prefill_tokens: int = 0
+    segment_ends: list[int] = field(default_factory=list)  # a session's: chunks done at each segment's end
 
     def audio(self, segment: Segment) -> AudioOut:
         if self.first_audio is None:
@@ -326,56 +356,3 @@ class _Run:
         final = self.stop_reasons[-1] if self.stop_reasons else "end_token"
         return Finished(self.frames, final, self.timings, self.stop_reasons, self.prompt_tokens, self.steps,
                         self.chunk_codes, self.prefix_cache, self.prefill_tokens)
-
-
-class _SilenceWatch:
-    """Stops generation after `SILENCE_SECONDS` of silence that follows speech."""
-
-    def __init__(self, sample_rate: int) -> None:
-        self.window = sample_rate // FRAME_RATE
-        self.needed = int(SILENCE_SECONDS * FRAME_RATE)
-        self.heard_speech = False
-        self.silent = 0
-        self.stop = False
-
-    def feed(self, samples: np.ndarray) -> None:
-        n = len(samples) // self.window
-        if n == 0:
-            return
-        rms = np.sqrt(np.mean(samples[: n * self.window].reshape(n, self.window) ** 2, axis=1))
-        for value in rms:
-            if value >= SILENCE_RMS:
-                self.heard_speech, self.silent = True, 0
-            else:
-                self.silent += 1
-        self.stop = self.heard_speech and self.silent >= self.needed
-
-
-class _Seams:
-    """Short fades where one text chunk's audio meets the next, so the join does not click."""
-
-    def __init__(self, sample_rate: int, fade_in: bool, fade_out: bool) -> None:
-        self.sample_rate = sample_rate
-        self.fade_in, self.fade_out = fade_in, fade_out
-
-    def __call__(self, segments: list, final: bool) -> list:
-        if segments and self.fade_in:
-            segments[0].samples = _fade(segments[0].samples, self.sample_rate, fade_in=True)
-            self.fade_in = False
-        if segments and final and self.fade_out:
-            segments[-1].samples = _fade(segments[-1].samples, self.sample_rate, fade_in=False)
-            self.fade_out = False
-        return segments
-
-
-def _fade(samples: np.ndarray, sample_rate: int, fade_in: bool) -> np.ndarray:
-    n = min(len(samples), int(SEAM_FADE_SECONDS * sample_rate))
-    if n == 0:
-        return samples
-    ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-    out = samples.copy()
-    if fade_in:
-        out[:n] *= ramp
-    else:
-        out[-n:] *= ramp[::-1]
-    return out

@@ -201,9 +201,10 @@ class HiggsSpeechEngine:
                     samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
                     yield EngineAudio(samples, event.frame_index)
                 elif isinstance(event, ProgressOut):
-                    yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total)
+                    yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total, event.segment)
                 elif isinstance(event, Finished):
-                    yield _done(event, load_seconds, synthesis.text)
+                    yield _done(event, load_seconds,
+                                synthesis.text if synthesis.feed is None else synthesis.feed.spoken())
 
 
 def _job(synthesis: SynthesisRequest, voices: Sequence[VoicePrompt]) -> Synthesis:
@@ -217,6 +218,7 @@ def _job(synthesis: SynthesisRequest, voices: Sequence[VoicePrompt]) -> Synthesi
         chunk_method=synthesis.chunking.method.value,
         chunk_max_word_num=synthesis.chunking.max_word_num,
         chunk_max_num_turns=synthesis.chunking.max_num_turns,
+        feed=synthesis.feed,
     )
 
 

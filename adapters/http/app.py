@@ -36,6 +36,7 @@ from adapters.http.bodies import (
 )
 from adapters.http.encoding import CONTENT_TYPES, StreamEncoder
 from adapters.http.schema import MODEL_ID, error_body, http_status, retry_after, speech_request
+from adapters.http.session import SessionHooks, add_session_route
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES, InlineVoice, SpeechRequest
@@ -59,6 +60,7 @@ class HttpService:
     max_queue: int = MAX_QUEUE
     completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None
     failed: Callable[[DomainError, float], None] = lambda error, seconds: None
+    sessions: SessionHooks = field(default_factory=SessionHooks)  # the WebSocket sessions' metrics
     metrics_text: Callable[[], bytes] = lambda: b""
     routes: str = "all"  # "all", or "health": only /health, /ready, /metrics, /ping
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API (none: same-origin only)
@@ -80,6 +82,7 @@ def create_app(service: HttpService) -> FastAPI:
     _add_health(app, service)
     if everything:
         _add_speech(app, service)
+        add_session_route(app, service)
         _add_voices(app, service)
         app.get("/", response_class=HTMLResponse)(_playground)
     return app

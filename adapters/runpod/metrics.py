@@ -152,6 +152,14 @@ class WorkerMetrics:
             "higgs_tts_queue_depth", "Jobs waiting for the engine", registry=r
         )
         self.in_flight = Gauge("higgs_tts_in_flight", "Jobs generating now", registry=r)
+        # speaking sessions (WebSocket): text-to-audio latency per segment, segments, barge-ins
+        self.segment_first_audio = Histogram(
+            "higgs_tts_segment_first_audio_seconds",
+            "From a session segment's last text character to its first audio", buckets=_TTFA_BUCKETS, registry=r)
+        self.sessions = Counter("higgs_tts_sessions", "Speaking sessions finished", registry=r)
+        self.session_segments = Counter("higgs_tts_session_segments", "Segments spoken in sessions", registry=r)
+        self.session_cancellations = Counter("higgs_tts_session_cancellations",
+                                             "Barge-ins (response.cancel) in sessions", registry=r)
         self.ready = Gauge("higgs_tts_ready", "1 when the model is loaded and warmed", registry=r)
         if gpu_memory is not None:
             r.register(_MemoryCollector(gpu_memory))
@@ -175,6 +183,11 @@ class WorkerMetrics:
         self.throughput.add(event.duration_seconds)
         self.queue_wait.observe(event.timings.queue)
         self.duration.observe(seconds)
+
+    def session_ended(self, segments: int, cancellations: int) -> None:
+        self.sessions.inc()
+        self.session_segments.inc(segments)
+        self.session_cancellations.inc(cancellations)
 
     def failed(self, error: DomainError, seconds: float) -> None:
         self.requests.labels("error").inc()

@@ -59,6 +59,7 @@ class Progress:
     frames_done: int
     chunks_done: int
     chunks_total: int
+    segment: int | None = None  # a speaking session's segment that has just ended (all its audio sent)
 
 
 @dataclass(frozen=True)

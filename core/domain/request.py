@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from core.domain.errors import ErrorCode, validation_error
+from core.domain.segmenter import TextSource
 
 MAX_TRANSCRIPT_CHARS = 10_000
 MAX_SCENE_PROMPT_CHARS = 2_000
@@ -292,6 +293,7 @@ class Synthesis:
     scene_prompt: str | None = None
     sampling: Sampling = field(default_factory=Sampling)
     chunking: Chunking = field(default_factory=Chunking)
+    feed: TextSource | None = None  # a speaking session: the text comes segment by segment
 
 
 @dataclass(frozen=True)
@@ -306,10 +308,17 @@ class SpeechRequest:
     output: OutputTarget | None = None
     output_format: OutputFormat = OutputFormat.WAV
     request_id: str = field(default_factory=new_request_id)
+    # a speaking session (the WebSocket and SpeakText): the text arrives while it is spoken,
+    # `text` stays empty, nothing is stored or cached
+    feed: TextSource | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         check_text(self.text, "transcript", ErrorCode.INVALID_TRANSCRIPT, MAX_TRANSCRIPT_CHARS)
-        if not self.text.strip():
+        if self.feed is not None:
+            if self.text or self.output is not None:
+                raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "a speaking session takes its text as it comes",
+                                       field="transcript", constraint="empty_with_feed")
+        elif not self.text.strip():
             raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript must not be empty",
                                    field="transcript", constraint="not_empty")
         if self.scene_prompt is not None:
@@ -343,4 +352,4 @@ class SpeechRequest:
 
     @property
     def synthesis(self) -> Synthesis:
-        return Synthesis(self.text, self.scene_prompt, self.sampling, self.chunking)
+        return Synthesis(self.text, self.scene_prompt, self.sampling, self.chunking, self.feed)

@@ -25,6 +25,7 @@ class EngineProgress:
     frames_done: int
     chunks_done: int
     chunks_total: int
+    segment: int | None = None  # a speaking session's segment that has just ended
 
 
 @dataclass(frozen=True)

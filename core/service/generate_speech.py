@@ -225,7 +225,7 @@ class GenerateSpeech:
                     yield AudioChunk(rid, sequence, event.samples, rate, event.frame_index)
                     sequence += 1
                 elif isinstance(event, EngineProgress):
-                    yield Progress(rid, event.frames_done, event.chunks_done, event.chunks_total)
+                    yield Progress(rid, event.frames_done, event.chunks_done, event.chunks_total, event.segment)
                 else:
                     done = event
             seconds = self._clock() - started

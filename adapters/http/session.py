@@ -1,0 +1,321 @@
+"""WebSocket /v1/audio/speech/stream: speak while the text is still arriving (a voice agent's
+LLM reply, token by token). One session is one request of the engine whose text comes segment
+by segment (core/service/text_feed.py): each segment is generated with the earlier ones as
+context, so the voice stays one voice, and with a seed the audio is the same however the text
+was split into messages.
+
+Client messages (JSON text frames): `session.update` {"session": {voice, voices, instructions,
+response_format: pcm|wav, seed and the other sampling fields}} before the first text;
+`input_text.append` {"text"}; `input_text.flush`; `input_text.done`; `response.cancel`.
+Server: binary frames of 16-bit 24 kHz mono PCM (`wav`: a streaming WAV header first), and JSON
+`session.created`, `segment.started` / `segment.done` {index, text, audio_start_ms,
+audio_end_ms}, `response.cancelled`, `error` (OpenAI's error shape; the session goes on after a
+bad message and closes after a fatal one), `session.done` {usage}."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from adapters.http.encoding import pcm16, streaming_wav_header
+from adapters.http.schema import error_body, speech_request
+from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
+from core.domain.events import AudioChunk, Progress, SpeechCompleted, SpeechFailed
+from core.domain.request import MAX_TRANSCRIPT_CHARS, check_text
+from core.service.text_feed import TextFeed
+from core.service.threads import iterate_in_thread
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "higgs-tts.v1"
+KEY_PROTOCOLS = ("bearer.", "openai-insecure-api-key.")  # browsers cannot set headers on a WebSocket
+SESSION_FIELDS = {"voice", "voices", "instructions", "response_format", "seed", "temperature", "top_k", "top_p",
+                  "max_new_tokens", "ras_win_len", "ras_win_max_num_repeat", "speed"}
+MAX_MESSAGE_CHARS = MAX_TRANSCRIPT_CHARS  # one append
+SAMPLE_RATE = 24000  # Higgs Audio V2's codec
+
+
+@dataclass
+class SessionHooks:
+    """What the metrics hear: a segment's text-to-first-audio seconds, a session's end."""
+
+    segment_latency: Callable[[float], None] = lambda seconds: None
+    session_ended: Callable[[int, int], None] = lambda segments, cancellations: None
+
+
+def offered_key(ws: WebSocket) -> tuple[str | None, str | None]:
+    """(the API key, the subprotocol to answer with): from `Authorization: Bearer`, or from a
+    `bearer.<key>` subprotocol (answered with higgs-tts.v1 when offered, else that one)."""
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    answer = PROTOCOL if PROTOCOL in offered else None
+    scheme, _, given = ws.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and given.strip():
+        return given.strip(), answer
+    for protocol in offered:
+        for prefix in KEY_PROTOCOLS:
+            if protocol.startswith(prefix):
+                return protocol[len(prefix):], answer or protocol
+    return None, answer
+
+
+@dataclass
+class _State:
+    config: dict[str, Any] = field(default_factory=dict)
+    feed: TextFeed | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    task: asyncio.Task | None = None
+    samples: int = 0  # audio sent so far, the session's clock
+    segment_start: int = 0
+    started_segment: int = -1  # the last segment announced
+    current: int = 0  # the segment whose audio comes now (segments done so far)
+    cancellations: int = 0
+    pending_cancel: list[str] | None = None
+    fmt: str = "pcm"
+
+
+class SpeechSession:
+    def __init__(self, ws: WebSocket, speech, threads: ThreadPoolExecutor, hooks: SessionHooks,
+                 completed: Callable[[SpeechCompleted, float], None],
+                 failed: Callable[[DomainError, float], None]) -> None:
+        self.ws, self.speech, self.threads, self.hooks = ws, speech, threads, hooks
+        self.completed, self.failed = completed, failed
+        self.state = _State()
+        self.received = time.monotonic()
+        self._send_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        await self._json({"type": "session.created", "session": {"sample_rate": SAMPLE_RATE, "format": "pcm_s16le"}})
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes") is not None:
+                    await self._error(_bad("binary frames are not accepted: send JSON text messages"))
+                    continue
+                if not await self._handle(message.get("text") or ""):
+                    break
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.state.cancel.set()  # a client that vanished frees its slot within a decode step
+            if self.state.feed is not None:
+                self.state.feed.done()
+            if self.state.task is not None:
+                await asyncio.gather(self.state.task, return_exceptions=True)
+            await self._close(1000)
+
+    async def _close(self, code: int) -> None:
+        async with self._send_lock:
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                try:
+                    await self.ws.close(code)
+                except (RuntimeError, WebSocketDisconnect):
+                    pass
+
+    async def _handle(self, raw: str) -> bool:
+        """One client message; False once the session is over."""
+        try:
+            message = json.loads(raw)
+            if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                raise _bad('each message is a JSON object with a "type"')
+            return await self._dispatch(message)
+        except ValueError:
+            await self._error(_bad("the message is not JSON"))
+        except DomainError as error:
+            await self._error(error)
+        return True
+
+    async def _dispatch(self, message: dict[str, Any]) -> bool:
+        kind, s = message["type"], self.state
+        if kind == "session.update":
+            if s.feed is not None:
+                raise _bad("session.update comes before the first text", code=ErrorCode.INVALID_INPUT)
+            session = message.get("session")
+            if not isinstance(session, dict):
+                raise _bad('session.update carries {"session": {...}}')
+            self._request({**s.config, **session})  # checked now, used at the first text
+            s.config = {**s.config, **session}
+            await self._json({"type": "session.updated", "session": s.config})
+        elif kind == "input_text.append":
+            text = message.get("text")
+            check_text(text, "text", ErrorCode.INVALID_TRANSCRIPT, MAX_MESSAGE_CHARS)
+            if text:  # an empty piece says nothing (and starts nothing)
+                self._start().append(text)
+        elif kind == "input_text.flush":
+            self._start().flush()
+        elif kind == "input_text.done":
+            if s.feed is None:  # nothing was said: nothing to generate
+                await self._json({"type": "session.done", "usage": _usage(0, 0, 0)})
+                return False
+            s.feed.done()
+            await asyncio.gather(s.task, return_exceptions=True) if s.task else None
+            return False
+        elif kind == "response.cancel":
+            s.cancellations += 1
+            dropped = s.feed.cancel() if s.feed is not None else []
+            if s.feed is None or s.started_segment < s.current:  # nothing being spoken now
+                await self._json({"type": "response.cancelled", "index": None, "audio_end_ms": _ms(s.samples),
+                                  "dropped_text": " ".join(dropped)})
+            else:
+                s.pending_cancel = dropped
+        else:
+            raise _bad(f"unknown message type {kind[:40]!r}", code=ErrorCode.INVALID_INPUT)
+        return True
+
+    def _request(self, config: dict[str, Any]):
+        unknown = sorted(set(config) - SESSION_FIELDS)
+        if unknown:
+            raise validation_error(ErrorCode.UNKNOWN_FIELD, f"unknown session field(s): {', '.join(unknown[:5])}",
+                                   field=unknown[0], constraint="known_field", allowed=sorted(SESSION_FIELDS))
+        fmt = config.get("response_format", "pcm")
+        if fmt not in ("pcm", "wav"):
+            raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "a session streams pcm or wav",
+                                   field="response_format", constraint="one_of", actual=fmt, allowed=["pcm", "wav"])
+        body = {k: v for k, v in config.items() if k != "response_format"}
+        request, _, _ = speech_request({**body, "input": "-", "response_format": "wav"})
+        return request, fmt
+
+    def _start(self) -> TextFeed:
+        s = self.state
+        if s.feed is None:
+            request, s.fmt = self._request(s.config)
+            s.feed = TextFeed()
+            request = replace(request, text="", feed=s.feed)
+            s.task = asyncio.create_task(self._generate(request))
+        return s.feed
+
+    async def _generate(self, request) -> None:
+        s = self.state
+        if s.fmt == "wav":
+            await self._bytes(streaming_wav_header(SAMPLE_RATE))
+        events = iterate_in_thread(lambda: self.speech.speak(request, s.cancel, received_at=self.received),
+                                   self.threads, s.cancel)
+        try:
+            async for event in events:
+                await self._event(event)
+        except Exception as exc:  # never a silent end: the client hears why
+            log.exception("session %s failed", request.request_id)
+            await self._error(DomainError(ErrorType.SYSTEM, ErrorCode.INTERNAL_ERROR,
+                                          f"internal error ({type(exc).__name__})"), fatal=True)
+
+    async def _event(self, event) -> None:
+        s = self.state
+        if isinstance(event, AudioChunk):
+            if s.started_segment < s.current:
+                await self._segment_started()
+            await self._bytes(pcm16(event.samples))
+            s.samples += len(event.samples)
+        elif isinstance(event, Progress) and event.segment is not None:
+            await self._segment_done(event.segment)
+        elif isinstance(event, SpeechCompleted):
+            self.completed(event, time.monotonic() - self.received)
+            taken = s.feed.segments_taken if s.feed else 0
+            self.hooks.session_ended(taken, s.cancellations)
+            await self._json({"type": "session.done", "request_id": event.request_id,
+                              "usage": _usage(taken, _ms(s.samples), len(s.feed.spoken()) if s.feed else 0)})
+            await self._close(1000)
+        elif isinstance(event, SpeechFailed):
+            self.failed(event.error, time.monotonic() - self.received)
+            if not s.cancel.is_set():
+                await self._error(event.error, fatal=True)
+
+    async def _segment_started(self) -> None:
+        s = self.state
+        s.started_segment = s.current
+        segment = s.feed.segment(s.started_segment)
+        s.segment_start = s.samples
+        self.hooks.segment_latency(max(0.0, time.monotonic() - segment.ready_at))
+        await self._json({"type": "segment.started", "index": segment.index, "text": segment.text,
+                          "audio_start_ms": _ms(s.samples)})
+
+    async def _segment_done(self, index: int) -> None:
+        s = self.state
+        if s.started_segment < index:  # interrupted before any audio: an empty segment
+            await self._segment_started()
+        segment = s.feed.segment(index)
+        s.current = index + 1
+        await self._json({"type": "segment.done", "index": index, "text": segment.text,
+                          "audio_start_ms": _ms(s.segment_start), "audio_end_ms": _ms(s.samples)})
+        if s.pending_cancel is not None:
+            await self._json({"type": "response.cancelled", "index": index, "audio_end_ms": _ms(s.samples),
+                              "dropped_text": " ".join(s.pending_cancel)})
+            s.pending_cancel = None
+
+    async def _error(self, error: DomainError, fatal: bool = False) -> None:
+        await self._json({"type": "error", "fatal": fatal, **error_body(error)})
+        if fatal:
+            self.state.cancel.set()
+            await self._close(1011)
+
+    async def _json(self, payload: dict[str, Any]) -> None:
+        async with self._send_lock:
+            try:
+                await self.ws.send_text(json.dumps(payload))
+            except (RuntimeError, WebSocketDisconnect):  # the client is gone: the receive loop ends it
+                pass
+
+    async def _bytes(self, data: bytes) -> None:
+        async with self._send_lock:
+            try:
+                await self.ws.send_bytes(data)
+            except (RuntimeError, WebSocketDisconnect):
+                pass
+
+
+def _bad(message: str, code: ErrorCode = ErrorCode.INVALID_INPUT) -> DomainError:
+    return validation_error(code, message, field="message", constraint="session_protocol")
+
+
+def _ms(samples: int) -> float:
+    return round(samples * 1000 / SAMPLE_RATE, 3)
+
+
+def _usage(segments: int, audio_ms: float, characters: int) -> dict[str, Any]:
+    return {"segments": segments, "audio_ms": audio_ms, "characters": characters}
+
+
+MAX_SESSIONS = 64  # open at once; each holds a thread while it lasts (a slot only while it speaks)
+
+
+def add_session_route(app, service) -> None:
+    """The WebSocket route on the app; `service` is the HttpService (keys, the speech service,
+    the metrics' hooks)."""
+    threads = ThreadPoolExecutor(max_workers=MAX_SESSIONS, thread_name_prefix="speech-session")
+    open_sessions = [0]
+
+    @app.websocket("/v1/audio/speech/stream")
+    async def speech_stream(ws: WebSocket) -> None:
+        key, answer = offered_key(ws)
+        if service.api_keys and not _known(key, service.api_keys):
+            await ws.close(code=1008, reason="missing or unknown API key")  # before accept: HTTP 403
+            return
+        if open_sessions[0] >= MAX_SESSIONS:
+            await ws.close(code=1013, reason=f"{MAX_SESSIONS} sessions are open; try again later")
+            return
+        await ws.accept(subprotocol=answer)
+        open_sessions[0] += 1
+        try:
+            await SpeechSession(ws, service.speech, threads, service.sessions, service.completed,
+                                service.failed).run()
+        finally:
+            open_sessions[0] -= 1
+
+
+def _known(key: str | None, keys: tuple[str, ...]) -> bool:
+    if not key:
+        return False
+    match = False
+    for candidate in keys:  # every key compared, in constant time
+        match |= hmac.compare_digest(key.encode(), candidate.encode())
+    return match

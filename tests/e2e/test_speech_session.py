@@ -1,0 +1,248 @@
+"""WebSocket /v1/audio/speech/stream against a real `serve http` process (a demo model that runs
+every segment to its step budget), with a real WebSocket client (`websockets`): text in pieces of
+every size, timings, equality with the text sent at once, barge-in, bad messages, a client that
+vanishes, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import websockets
+
+from tests.ending_bundle import write_ending_bundle
+from tests.http_helpers import HttpServer
+
+TEXT = ("Hello there, friend. This is a reply that an agent streams while it thinks. It has a few "
+        "sentences, some short! Some longer, with clauses, and a question? Yes. Done now.")
+SESSION = {"voice": "belinda", "seed": 11, "max_new_tokens": 40}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    bundle = write_ending_bundle(tmp_path_factory.mktemp("ending"), eos_rate=1e-6)
+    srv = HttpServer(tmp_path_factory.mktemp("srv"), MODEL_PATH=str(bundle.root), HIGGS_STORE="none",
+                     HIGGS_CPU_THREADS="1")
+    yield srv
+    srv.stop()
+
+
+def url(server) -> str:
+    return server.base.replace("http://", "ws://") + "/v1/audio/speech/stream"
+
+
+async def session(server, pieces, delay=0.0, session=SESSION, on_event=None, **connect):
+    """Run one session: (audio bytes, events, seconds when the first audio came and the last text
+    was sent)."""
+    async with websockets.connect(url(server), max_size=None, **connect) as ws:
+        events = [json.loads(await ws.recv())]
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+        events.append(json.loads(await ws.recv()))
+        audio = bytearray()
+        clock = {"first_audio": None, "last_text": None}
+
+        async def read():
+            async for message in ws:
+                if isinstance(message, bytes):
+                    if clock["first_audio"] is None:
+                        clock["first_audio"] = time.monotonic()
+                    audio.extend(message)
+                else:
+                    events.append(json.loads(message))
+                    if on_event is not None:
+                        await on_event(ws, events[-1])
+
+        reader = asyncio.create_task(read())
+        for piece in pieces:
+            await ws.send(json.dumps({"type": "input_text.append", "text": piece}))
+            if delay:
+                await asyncio.sleep(delay)
+        clock["last_text"] = time.monotonic()
+        await ws.send(json.dumps({"type": "input_text.done"}))
+        await asyncio.wait_for(reader, 120)
+    return bytes(audio), events, clock
+
+
+def split(text, how):
+    if how == "words":
+        return [w + " " for w in text.split(" ")]
+    n = int(how)
+    return [text[i:i + n] for i in range(0, len(text), n)]
+
+
+def of(events, kind):
+    return [e for e in events if e["type"] == kind]
+
+
+def test_text_in_pieces_gives_contiguous_segments_and_the_audio_of_the_whole_text(server):
+    whole, whole_events, _ = asyncio.run(session(server, [TEXT]))
+    assert of(whole_events, "session.done")[0]["usage"]["segments"] == len(of(whole_events, "segment.done")) >= 3
+    for how in ("1", "3", "17", "words"):
+        audio, events, _ = asyncio.run(session(server, split(TEXT, how), delay=0.002))
+        done = of(events, "segment.done")
+        assert [e["text"] for e in done] == [e["text"] for e in of(whole_events, "segment.done")], how
+        assert done[0]["audio_start_ms"] == 0
+        for before, after in zip(done, done[1:]):
+            assert after["audio_start_ms"] == before["audio_end_ms"] > before["audio_start_ms"]
+        assert done[-1]["audio_end_ms"] == pytest.approx(len(audio) / 2 / 24, abs=0.01)
+        assert audio == whole, how  # the same seed: the same audio however the text came
+        assert " ".join(e["text"] for e in done).split() == TEXT.split()
+
+
+def test_the_first_sentence_is_heard_before_the_last_text_is_sent(server):
+    pieces = split(TEXT * 2, "17")
+    audio, events, clock = asyncio.run(session(server, pieces, delay=0.15))
+    assert audio and clock["first_audio"] < clock["last_text"]
+    assert of(events, "segment.started")[0]["index"] == 0
+
+
+def test_a_cancel_stops_the_segment_frees_the_slot_and_the_session_goes_on(server):
+    long_session = {**SESSION, "max_new_tokens": 1500}  # a segment that would speak for a minute
+
+    async def run():
+        async with websockets.connect(url(server), max_size=None) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": long_session}))
+            await ws.recv()
+            await ws.send(json.dumps({"type": "input_text.append", "text": "word " * 200 + "end. And more."}))
+            while not isinstance(await ws.recv(), bytes):  # the first audio: it is speaking
+                pass
+            await ws.send(json.dumps({"type": "response.cancel"}))
+            sent = time.monotonic()
+            cancelled = None
+            while cancelled is None:
+                message = await ws.recv()
+                if isinstance(message, str) and json.loads(message)["type"] == "response.cancelled":
+                    cancelled = json.loads(message)
+            stopped = time.monotonic() - sent
+            busy = await asyncio.to_thread(slots_busy, server)
+            await ws.send(json.dumps({"type": "input_text.append", "text": "After the interruption. Yes."}))
+            await ws.send(json.dumps({"type": "input_text.done"}))
+            rest = [m async for m in ws]
+        return cancelled, stopped, busy, rest
+
+    cancelled, stopped, busy, rest = asyncio.run(run())
+    assert cancelled["index"] == 0 and cancelled["audio_end_ms"] < 60_000 and stopped < 5
+    assert busy == 0  # the slot is free
+    texts = [json.loads(m) for m in rest if isinstance(m, str)]
+    assert [e["text"] for e in of(texts, "segment.done")] == ["After the interruption.", "Yes."]
+    assert of(texts, "session.done")
+    assert metric(server, "higgs_tts_session_cancellations_total") >= 1
+
+
+def slots_busy(server) -> float:
+    deadline = time.monotonic() + 1.0
+    while True:
+        value = metric(server, "higgs_tts_slots_busy")
+        if value == 0 or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def metric(server, name) -> float:
+    text = httpx.get(server.base + "/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+BAD = [
+    ("not JSON", "{nope", "INVALID_INPUT"),
+    ("not an object", "[1, 2]", "INVALID_INPUT"),
+    ("no type", json.dumps({"text": "x"}), "INVALID_INPUT"),
+    ("unknown type", json.dumps({"type": "input_audio.append"}), "INVALID_INPUT"),
+    ("text not a string", json.dumps({"type": "input_text.append", "text": 5}), "INVALID_TRANSCRIPT"),
+    ("a lone surrogate", '{"type": "input_text.append", "text": "\\ud800"}', "INVALID_TRANSCRIPT"),
+    ("a control character", json.dumps({"type": "input_text.append", "text": "a\u0007b"}), "INVALID_TRANSCRIPT"),
+    ("1 MB of text", json.dumps({"type": "input_text.append", "text": "a" * 1_000_000}), "INVALID_TRANSCRIPT"),
+    ("an unknown session field", json.dumps({"type": "session.update", "session": {"voise": "x"}}), "UNKNOWN_FIELD"),
+    ("a bad format", json.dumps({"type": "session.update", "session": {"response_format": "mp3"}}),
+     "INVALID_OUTPUT_FORMAT"),
+    ("a bad top_p", json.dumps({"type": "session.update", "session": {"top_p": 7}}), "INVALID_TOP_P"),
+    ("session not an object", json.dumps({"type": "session.update", "session": "x"}), "INVALID_INPUT"),
+]
+
+
+def test_bad_messages_get_an_error_and_the_session_goes_on(server):
+    async def run():
+        async with websockets.connect(url(server), max_size=None) as ws:
+            await ws.recv()
+            errors = []
+            for name, raw, code in BAD:
+                await ws.send(raw)
+                reply = json.loads(await ws.recv())
+                errors.append((name, reply["type"], reply["error"]["code"], reply["fatal"]))
+                assert reply["error"]["type"] == "invalid_request_error" and code == reply["error"]["code"], name
+            await ws.send(b"\x00\x01binary")
+            reply = json.loads(await ws.recv())
+            errors.append(("binary", reply["type"], reply["error"]["code"], reply["fatal"]))
+            for _ in range(10_000):  # ten thousand appends, most of them empty
+                await ws.send(json.dumps({"type": "input_text.append", "text": ""}))
+            await ws.send(json.dumps({"type": "session.update", "session": SESSION}))
+            assert json.loads(await ws.recv())["type"] == "session.updated"
+            await ws.send(json.dumps({"type": "input_text.append", "text": "Still here. "}))
+            await ws.send(json.dumps({"type": "session.update", "session": SESSION}))  # too late now
+            late = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "input_text.done"}))
+            rest = [m async for m in ws]
+        return errors, late, rest
+
+    errors, late, rest = asyncio.run(run())
+    assert all(kind == "error" and fatal is False for _, kind, _, fatal in errors), errors
+    assert late["type"] == "error" and late["fatal"] is False
+    events = [json.loads(m) for m in rest if isinstance(m, str)]
+    assert [e["text"] for e in of(events, "segment.done")] == ["Still here."]
+    assert any(isinstance(m, bytes) for m in rest)
+    assert httpx.get(server.base + "/health").status_code == 200
+
+
+def test_a_client_that_vanishes_frees_its_slot(server):
+    async def run():
+        ws = await websockets.connect(url(server), max_size=None)
+        await ws.recv()
+        await ws.send(json.dumps({"type": "session.update", "session": {**SESSION, "max_new_tokens": 1500}}))
+        await ws.recv()
+        await ws.send(json.dumps({"type": "input_text.append", "text": "word " * 200 + "end. More."}))
+        while not isinstance(await ws.recv(), bytes):
+            pass
+        ws.transport.abort()  # gone, without a closing handshake
+
+    asyncio.run(run())
+    assert slots_busy(server) == 0
+    audio, events, _ = asyncio.run(session(server, ["The next one works."]))
+    assert audio and of(events, "session.done")
+
+
+def test_done_without_text_ends_the_session_with_no_audio(server):
+    audio, events, _ = asyncio.run(session(server, []))
+    assert audio == b"" and of(events, "session.done")[0]["usage"]["segments"] == 0
+
+
+def test_segment_latency_and_sessions_are_counted(server):
+    asyncio.run(session(server, ["Counted. "]))
+    assert metric(server, "higgs_tts_segment_first_audio_seconds_count") >= 1
+    assert metric(server, "higgs_tts_sessions_total") >= 1
+
+
+def test_keys_in_the_header_or_the_subprotocol(tmp_path):
+    bundle = write_ending_bundle(tmp_path / "b", eos_rate=1e-6)
+    srv = HttpServer(tmp_path / "s", MODEL_PATH=str(bundle.root), HIGGS_STORE="none", HIGGS_API_KEYS="sk-one,sk-two")
+    try:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            asyncio.run(session(srv, ["Hi."]))
+        assert refused.value.response.status_code == 403
+        with pytest.raises(websockets.InvalidStatus):
+            asyncio.run(session(srv, ["Hi."], additional_headers={"Authorization": "Bearer sk-wrong"}))
+        header = {"Authorization": "Bearer sk-one"}
+        audio, events, _ = asyncio.run(session(srv, ["Hi there."], additional_headers=header))
+        assert audio and of(events, "session.done")
+
+        async def browser():
+            async with websockets.connect(url(srv), subprotocols=["higgs-tts.v1", "bearer.sk-two"]) as ws:
+                assert ws.subprotocol == "higgs-tts.v1"  # the key is never echoed
+                return json.loads(await ws.recv())["type"]
+
+        assert asyncio.run(browser()) == "session.created"
+    finally:
+        srv.stop()
