@@ -23,6 +23,7 @@ COPY adapters adapters
 COPY boson_multimodal boson_multimodal
 COPY app app
 COPY higgs_tts higgs_tts
+COPY integrations integrations
 RUN /opt/venv/bin/pip install --no-deps --no-compile . && /opt/venv/bin/higgs-tts --help > /dev/null
 
 # Only what is proven unused goes (tools/slim_venv.py says how it proves it): libraries nothing

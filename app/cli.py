@@ -66,6 +66,7 @@ def _add_request_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto (default): one chunk when the text fits, else split at sentences")
     p.add_argument("--chunk-max-word-num", type=int, default=chunking.max_word_num)
     p.add_argument("--chunk-max-num-turns", type=int, default=chunking.max_num_turns)
+    p.add_argument("--speed", type=float, default=1.0, help="pace, 0.25 to 4.0 (time-stretched, pitch kept)")
     p.add_argument("--format", choices=[f.value for f in OutputFormat], default="wav")
     p.add_argument("--bucket", help="also store the audio and its event record in this bucket")
     p.add_argument("--key", help="object key (default: {prefix}/{yyyy}/{mm}/{dd}/{request_id}.wav)")
@@ -94,6 +95,7 @@ def request_from_args(args: argparse.Namespace) -> SpeechRequest:
             ras_win_max_num_repeat=args.ras_win_max_num_repeat,
         ),
         chunking=Chunking(args.chunk_method, args.chunk_max_word_num, args.chunk_max_num_turns),
+        speed=args.speed,
         output=output,
         output_format=args.format,
     )
@@ -292,10 +294,7 @@ def cmd_quickstart(args: argparse.Namespace, container: Container) -> int:
 
 def warn_if_demo(container: Container) -> None:
     settings = container.settings()
-    if settings.engine != "higgs":
-        return
-    paths = container.model_paths()
-    if paths.is_demo:
+    if settings.engine == "higgs" and (paths := container.model_paths()).is_demo:
         from boson_multimodal.demo import WARNING
 
         banner = "!" * 78

@@ -148,6 +148,12 @@ def _warm_voices(voices, names):
     return found
 
 
+def _stretcher():
+    from adapters.pedalboard import RubberBandStretcher  # pedalboard loads only when a service is built
+
+    return RubberBandStretcher()
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(Settings.from_env)
 
@@ -185,6 +191,7 @@ class Container(containers.DeclarativeContainer):
         default_bucket=providers.Callable(lambda s: s.s3_bucket, settings),
         key_prefix=providers.Callable(lambda s: s.s3_key_prefix, settings),
         result_cache=providers.Singleton(_result_cache, settings, object_store),
+        stretcher=providers.Singleton(_stretcher),
     )
     speech_service = providers.Singleton(SpeechService, generate=generate_speech, engine=engine,
                                          voices=voice_library)

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Iterator
 
 from opentelemetry.instrumentation.grpc import (
     client_interceptor,
@@ -26,6 +27,7 @@ from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, emit, request_from_args
 from app.container import Container, validate_storage
 from core.domain.errors import DomainError
+from core.service.speaking import SessionHooks
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ def build_server(container: Container, options: ServerOptions, metrics: WorkerMe
     if metrics is None:
         return SpeechServer(container.speech_service(), options, interceptors=interceptors)
     server = SpeechServer(container.speech_service(), options, interceptors=interceptors,
-                          completed=metrics.completed, failed=metrics.failed)
+                          completed=metrics.completed, failed=metrics.failed,
+                          sessions=SessionHooks(metrics.segment_first_audio.observe, metrics.session_ended))
     metrics.add_queue(lambda: server.waiting)
     return server
 
@@ -127,6 +130,45 @@ def cmd_stream(args: argparse.Namespace, container: Container) -> int:
     return EXIT_OK
 
 
+def stdin_pieces(stream=None, size: int = 256) -> Iterator[str]:
+    """Standard input as it comes (a pipe from an LLM), decoded piece by piece."""
+    import codecs
+
+    raw = stream if stream is not None else sys.stdin.buffer
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    read = getattr(raw, "read1", raw.read)
+    while chunk := read(size):
+        if text := decoder.decode(chunk):
+            yield text
+    if tail := decoder.decode(b"", final=True):
+        yield tail
+
+
+def cmd_speak_text(args: argparse.Namespace, container: Container) -> int:
+    from core.domain.request import Sampling, SpeechRequest, parse_voice_list
+
+    try:
+        fields = {"seed": args.seed, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
+        config = SpeechRequest(text="-", voices=parse_voice_list(args.voice) if args.voice else (),
+                               scene_prompt=args.scene,
+                               sampling=Sampling(**{k: v for k, v in fields.items() if v is not None}))
+    except DomainError as error:
+        return _fail(error)
+    tracing = client_interceptor(tracer_provider=container.tracer_provider())
+    key = args.api_key or os.environ.get("HIGGS_API_KEY")
+    with SpeechClient(args.target, intercept=lambda channel: intercept_channel(channel, tracing),
+                      api_key=key) as client:
+        try:
+            summary = client.speak_text_to_wav(config, stdin_pieces(), args.out, timeout=args.timeout)
+        except DomainError as error:
+            return _fail(error)
+        except UnicodeDecodeError as error:
+            print(f"error: standard input is not UTF-8: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    print(json.dumps(summary.to_dict()))
+    return EXIT_OK
+
+
 def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
     defaults = ServerOptions()
     serve = servers.add_parser("grpc", help="serve SpeechService over gRPC (health, reflection)")
@@ -150,3 +192,16 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     stream.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
     stream.add_argument("--api-key", default=None, help="the server's API key (default: $HIGGS_API_KEY)")
     stream.set_defaults(handler=cmd_stream)
+
+    speak = commands.add_parser(
+        "speak-text", help="speak standard input as it arrives (SpeakText: pipe an LLM into it) into a WAV file")
+    speak.add_argument("--target", required=True, help="HOST:PORT of the server")
+    speak.add_argument("--voice", help="voice prompt name(s), comma-separated, one per speaker")
+    speak.add_argument("--scene", help="scene description that steers the tone")
+    speak.add_argument("--seed", type=int, default=None, help="same seed, same audio, however the text is split")
+    speak.add_argument("--temperature", type=float, default=None)
+    speak.add_argument("--max-new-tokens", type=int, default=None, help="decode steps per segment")
+    speak.add_argument("--out", type=Path, required=True, help="the WAV file, written as audio arrives")
+    speak.add_argument("--timeout", type=float, default=None, help="deadline of the whole session in seconds")
+    speak.add_argument("--api-key", default=None, help="the server's API key (default: $HIGGS_API_KEY)")
+    speak.set_defaults(handler=cmd_speak_text)

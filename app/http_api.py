@@ -14,12 +14,12 @@ from typing import Callable
 from adapters.grpc import ServerOptions
 from adapters.http import HttpService, create_app
 from adapters.http.app import MAX_QUEUE
-from adapters.http.session import SessionHooks
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_FAILED, EXIT_OK, emit
 from app.container import Container, validate_storage
 from core.domain.errors import DomainError
 from core.service import SpeechService
+from core.service.speaking import SessionHooks
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import grpc
 
@@ -59,6 +59,7 @@ class StreamSummary:
     audio_s: float
     sample_rate: int
     completed: pb.Completed | None
+    segments: tuple[dict, ...] = ()  # SpeakText: each segment's text and place on the audio's clock
 
     def to_dict(self) -> dict:
         c = self.completed
@@ -76,6 +77,7 @@ class StreamSummary:
             "real_time_factor": round(c.real_time_factor, 4) if c else None,
             "audio_url": (c.audio_url or None) if c else None,
             "trace_id": (c.trace_id or None) if c else None,
+            **({"segments": list(self.segments)} if self.segments else {}),
         }
 
 
@@ -108,51 +110,65 @@ class SpeechClient:
     ) -> StreamSummary:
         """Writes 16-bit PCM chunks into `out` as they arrive (the header is patched after each,
         so the file is playable at any moment). Raises DomainError when the call fails."""
-        started = time.perf_counter()
-        first_chunk = None
-        chunks = samples = 0
-        sample_rate = 0
-        completed = None
-        wav = None
         call = self.stub.StreamSpeech(message_from_request(request, PCM_S16LE), timeout=timeout,
                                       metadata=self.metadata)
-        try:
-            for message in call:
-                kind = message.WhichOneof("event")
-                if kind == "started":
-                    sample_rate = message.started.sample_rate
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    wav = wave.open(str(out), "wb")
-                    wav.setnchannels(message.started.channels or 1)
-                    wav.setsampwidth(2)
-                    wav.setframerate(sample_rate)
-                elif kind == "audio":
-                    if first_chunk is None:
-                        first_chunk = time.perf_counter() - started
-                    if wav is None:
-                        raise _protocol_error("audio before Started")
-                    wav.writeframes(message.audio.data)
-                    chunks += 1
-                    samples += message.audio.num_samples
-                elif kind == "completed":
-                    completed = message.completed
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
-        finally:
-            if wav is not None:
-                wav.close()
-        if completed is None:
-            raise _protocol_error("the stream ended without Completed")
-        return StreamSummary(
-            request_id=completed.request_id,
-            out=out,
-            first_chunk_s=first_chunk,
-            total_s=time.perf_counter() - started,
-            chunks=chunks,
-            audio_s=samples / sample_rate if sample_rate else 0.0,
-            sample_rate=sample_rate,
-            completed=completed,
-        )
+        return _write(call, out, time.perf_counter())
+
+    def speak_text_to_wav(self, config: SpeechRequest, pieces: Iterable[str], out: Path,
+                          timeout: float | None = None) -> StreamSummary:
+        """A SpeakText session: `config`'s voices, scene and sampling (its text is not sent),
+        then `pieces` as they come (an LLM's stream, stdin), then done; the audio into `out` as
+        it arrives, the segments in the summary."""
+        first = message_from_request(config, PCM_S16LE)
+        first.text = ""
+
+        def messages() -> Iterator[pb.TextInput]:
+            yield pb.TextInput(config=first)
+            for piece in pieces:
+                yield pb.TextInput(text=piece)
+            yield pb.TextInput(done=pb.Done())
+
+        call = self.stub.SpeakText(messages(), timeout=timeout, metadata=self.metadata)
+        return _write(call, out, time.perf_counter())
+
+
+def _write(call, out: Path, started: float) -> StreamSummary:
+    first_chunk = None
+    chunks = samples = sample_rate = 0
+    completed, wav, segments = None, None, []
+    try:
+        for message in call:
+            kind = message.WhichOneof("event")
+            if kind == "started":
+                sample_rate = message.started.sample_rate
+                out.parent.mkdir(parents=True, exist_ok=True)
+                wav = wave.open(str(out), "wb")
+                wav.setnchannels(message.started.channels or 1)
+                wav.setsampwidth(2)
+                wav.setframerate(sample_rate)
+            elif kind == "audio":
+                first_chunk = time.perf_counter() - started if first_chunk is None else first_chunk
+                if wav is None:
+                    raise _protocol_error("audio before Started")
+                wav.writeframes(message.audio.data)
+                chunks, samples = chunks + 1, samples + message.audio.num_samples
+            elif kind == "segment" and message.segment.done:
+                s = message.segment
+                segments.append({"index": s.index, "text": s.text, "audio_start_ms": s.audio_start_ms,
+                                 "audio_end_ms": s.audio_end_ms})
+            elif kind == "completed":
+                completed = message.completed
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from None
+    finally:
+        if wav is not None:
+            wav.close()
+    if completed is None:
+        raise _protocol_error("the stream ended without Completed")
+    return StreamSummary(request_id=completed.request_id, out=out, first_chunk_s=first_chunk,
+                         total_s=time.perf_counter() - started, chunks=chunks,
+                         audio_s=samples / sample_rate if sample_rate else 0.0, sample_rate=sample_rate,
+                         completed=completed, segments=tuple(segments))
 
 
 def _protocol_error(message: str) -> DomainError:

@@ -164,6 +164,7 @@ def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:
         output=output,
         output_format=_FORMATS[message.output_format],
         **({"request_id": message.request_id} if message.request_id else {}),
+        **({"speed": message.speed} if message.HasField("speed") else {}),
     )
 
 
@@ -212,6 +213,7 @@ def message_from_request(
         output_format=_FORMAT_ENUMS[request.output_format],
         encoding=encoding,
         request_id=request.request_id,
+        speed=request.speed,
         omit_audio=omit_audio,
     )
 

@@ -21,6 +21,7 @@ from adapters.grpc.servicer import SpeechServicer
 from core.domain.errors import DomainError
 from core.domain.events import SpeechCompleted
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES
+from core.service.speaking import SessionHooks
 from core.service.speech_service import SpeechService
 from higgs_tts.v1 import speech_pb2 as pb
 
@@ -52,6 +53,9 @@ def _add_servicer(servicer: SpeechServicer, server: grpc.Server) -> None:
         "Synthesize": grpc.unary_unary_rpc_method_handler(
             servicer.Synthesize, request_deserializer=parse_speech_request,
             response_serializer=pb.SpeechResult.SerializeToString),
+        "SpeakText": grpc.stream_stream_rpc_method_handler(
+            servicer.SpeakText, request_deserializer=pb.TextInput.FromString,
+            response_serializer=pb.SpeechEvent.SerializeToString),
         "ListVoices": grpc.unary_unary_rpc_method_handler(
             servicer.ListVoices, request_deserializer=pb.ListVoicesRequest.FromString,
             response_serializer=pb.ListVoicesResponse.SerializeToString),
@@ -68,11 +72,13 @@ class SpeechServer:
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None,
         failed: Callable[[DomainError, float], None] = lambda error, seconds: None,
+        sessions: SessionHooks | None = None,
     ) -> None:
         self.options = options
         self.service = service
         self.generation = GenerationQueue(options.max_queue, workers=service.capacity)
-        self.servicer = SpeechServicer(service, self.generation, completed=completed, failed=failed)
+        self.servicer = SpeechServicer(service, self.generation, completed=completed, failed=failed,
+                                       sessions=sessions)
         self.health = health.HealthServicer()
         self.ready = threading.Event()
         self.warm_up_error: BaseException | None = None

@@ -21,12 +21,14 @@ from adapters.grpc.messages import (
     result_message,
     voices_message,
 )
+from adapters.grpc.speak_text import TextSession
 from adapters.grpc.status import abort
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed
 from core.domain.request import SpeechRequest
 from core.service.drain import shutting_down
 from core.service.outcome import collect
+from core.service.speaking import SessionHooks
 from core.service.speech_service import SpeechService
 from higgs_tts.v1 import speech_pb2 as pb
 from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
@@ -44,12 +46,14 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         poll_interval: float = 0.5,
         completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None,
         failed: Callable[[DomainError, float], None] = lambda error, seconds: None,
+        sessions: SessionHooks | None = None,
     ) -> None:
         """`completed` and `failed` hear every request's end (the metrics), with its seconds."""
         self._service = service
         self._generation = generation
         self._poll_interval = poll_interval
         self._completed, self._failed = completed, failed
+        self._sessions = sessions or SessionHooks()
 
     def StreamSpeech(self, message: pb.SpeechRequest, context: grpc.ServicerContext):
         request, encoding = _parse(message, context)
@@ -66,6 +70,14 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
             abort(context, error)
         return result_message(outcome.result(), outcome.stored, omit_audio=message.omit_audio)
 
+    def SpeakText(self, inputs: Iterator[pb.TextInput], context: grpc.ServicerContext):
+        """A speaking session (adapters/grpc/speak_text.py): on the call's own threads, not the
+        generation queue's (a session waits for its text most of the time)."""
+        self._admissible(context, time.monotonic())
+        session = TextSession(self._service, context, self._sessions, self._completed, self._failed,
+                              self._poll_interval)
+        yield from session.run(inputs)
+
     def ListVoices(self, message: pb.ListVoicesRequest, context: grpc.ServicerContext):
         try:
             return voices_message(self._service.voices())
@@ -78,12 +90,7 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         The call's end (client cancel, deadline, server shutdown) sets the request's cancel
         event, which the engine checks between decode steps."""
         received_at = time.monotonic()
-        if self._service.shutting_down:
-            self._refuse(context, shutting_down(), received_at)
-        if not self._service.is_ready():
-            self._refuse(context, DomainError(
-                ErrorType.MODEL, ErrorCode.MODEL_NOT_READY,
-                "the model is still loading; retry when the health service says SERVING"), received_at)
+        self._admissible(context, received_at)
         cancel = threading.Event()
         if not context.add_callback(cancel.set):
             return  # the call has already ended
@@ -145,6 +152,15 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
             )
         finally:
             events.put(_END)
+
+    def _admissible(self, context: grpc.ServicerContext, received_at: float) -> None:
+        """Refuses the call (UNAVAILABLE) while the server is closing or the model loading."""
+        if self._service.shutting_down:
+            self._refuse(context, shutting_down(), received_at)
+        if not self._service.is_ready():
+            self._refuse(context, DomainError(
+                ErrorType.MODEL, ErrorCode.MODEL_NOT_READY,
+                "the model is still loading; retry when the health service says SERVING"), received_at)
 
     def _refuse(self, context: grpc.ServicerContext, error: DomainError, received_at: float) -> NoReturn:
         self._observe(SpeechFailed("", error), received_at)

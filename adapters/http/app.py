@@ -36,11 +36,12 @@ from adapters.http.bodies import (
 )
 from adapters.http.encoding import CONTENT_TYPES, StreamEncoder
 from adapters.http.schema import MODEL_ID, error_body, http_status, retry_after, speech_request
-from adapters.http.session import SessionHooks, add_session_route
+from adapters.http.session import add_session_route
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES, InlineVoice, SpeechRequest
 from core.domain.voice import VoiceInfo, VoicePrompt
+from core.service.speaking import SessionHooks
 from core.service.speech_service import SpeechService
 from core.service.threads import iterate_in_thread
 

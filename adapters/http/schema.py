@@ -54,11 +54,7 @@ def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequ
     if stream_format not in ("audio", "sse"):
         raise validation_error(ErrorCode.INVALID_INPUT, "stream_format is 'audio' or 'sse'", field="stream_format",
                                constraint="one_of", actual=stream_format, allowed=["audio", "sse"])
-    speed = given.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed != 1.0:
-        raise validation_error(ErrorCode.INVALID_INPUT, "speed other than 1.0 is not supported: the model speaks "
-                               "at its own pace (ask for a pace in `instructions`)", field="speed",
-                               constraint="equals=1.0", actual=speed)
+    speed = given.get("speed", 1.0)  # checked by the request (0.25 to 4.0)
     scene = given.get("instructions")
     if scene is not None and not isinstance(scene, str):
         raise validation_error(ErrorCode.INVALID_SCENE_PROMPT, "instructions must be a string", field="instructions",
@@ -78,6 +74,7 @@ def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequ
                           given.get("chunk_max_num_turns", defaults.max_num_turns)),
         output=output,
         output_format=STORED_FORMAT.get(response_format, "wav"),
+        speed=speed,
         **({"request_id": request_id} if request_id else {}),
     )
     return request, response_format, stream_format

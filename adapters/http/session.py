@@ -32,6 +32,7 @@ from adapters.http.schema import error_body, speech_request
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, Progress, SpeechCompleted, SpeechFailed
 from core.domain.request import MAX_TRANSCRIPT_CHARS, check_text
+from core.service.speaking import SegmentDone, SegmentStarted, SessionEvent, SessionHooks, SessionTracker
 from core.service.text_feed import TextFeed
 from core.service.threads import iterate_in_thread
 
@@ -43,14 +44,6 @@ SESSION_FIELDS = {"voice", "voices", "instructions", "response_format", "seed", 
                   "max_new_tokens", "ras_win_len", "ras_win_max_num_repeat", "speed"}
 MAX_MESSAGE_CHARS = MAX_TRANSCRIPT_CHARS  # one append
 SAMPLE_RATE = 24000  # Higgs Audio V2's codec
-
-
-@dataclass
-class SessionHooks:
-    """What the metrics hear: a segment's text-to-first-audio seconds, a session's end."""
-
-    segment_latency: Callable[[float], None] = lambda seconds: None
-    session_ended: Callable[[int, int], None] = lambda segments, cancellations: None
 
 
 def offered_key(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -72,14 +65,10 @@ def offered_key(ws: WebSocket) -> tuple[str | None, str | None]:
 class _State:
     config: dict[str, Any] = field(default_factory=dict)
     feed: TextFeed | None = None
+    tracker: SessionTracker | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     task: asyncio.Task | None = None
-    samples: int = 0  # audio sent so far, the session's clock
-    segment_start: int = 0
-    started_segment: int = -1  # the last segment announced
-    current: int = 0  # the segment whose audio comes now (segments done so far)
-    cancellations: int = 0
-    pending_cancel: list[str] | None = None
+    cancellations: int = 0  # before any text
     fmt: str = "pcm"
 
 
@@ -162,13 +151,12 @@ class SpeechSession:
             await asyncio.gather(s.task, return_exceptions=True) if s.task else None
             return False
         elif kind == "response.cancel":
-            s.cancellations += 1
-            dropped = s.feed.cancel() if s.feed is not None else []
-            if s.feed is None or s.started_segment < s.current:  # nothing being spoken now
-                await self._json({"type": "response.cancelled", "index": None, "audio_end_ms": _ms(s.samples),
-                                  "dropped_text": " ".join(dropped)})
+            if s.tracker is None:
+                s.cancellations += 1
+                await self._json({"type": "response.cancelled", "index": None, "audio_end_ms": 0.0,
+                                  "dropped_text": ""})
             else:
-                s.pending_cancel = dropped
+                await self._send_events(s.tracker.cancel())
         else:
             raise _bad(f"unknown message type {kind[:40]!r}", code=ErrorCode.INVALID_INPUT)
         return True
@@ -191,6 +179,7 @@ class SpeechSession:
         if s.feed is None:
             request, s.fmt = self._request(s.config)
             s.feed = TextFeed()
+            s.tracker = SessionTracker(s.feed, SAMPLE_RATE, latency=self.hooks.segment_latency)
             request = replace(request, text="", feed=s.feed)
             s.task = asyncio.create_task(self._generate(request))
         return s.feed
@@ -211,46 +200,36 @@ class SpeechSession:
 
     async def _event(self, event) -> None:
         s = self.state
+        tracker = s.tracker
+        assert tracker is not None and s.feed is not None  # a request runs only once the text started
         if isinstance(event, AudioChunk):
-            if s.started_segment < s.current:
-                await self._segment_started()
+            await self._send_events(tracker.audio(len(event.samples)))
             await self._bytes(pcm16(event.samples))
-            s.samples += len(event.samples)
         elif isinstance(event, Progress) and event.segment is not None:
-            await self._segment_done(event.segment)
+            await self._send_events(tracker.segment_ended(event.segment))
         elif isinstance(event, SpeechCompleted):
             self.completed(event, time.monotonic() - self.received)
-            taken = s.feed.segments_taken if s.feed else 0
-            self.hooks.session_ended(taken, s.cancellations)
+            taken = s.feed.segments_taken
+            self.hooks.session_ended(taken, tracker.cancellations + s.cancellations)
             await self._json({"type": "session.done", "request_id": event.request_id,
-                              "usage": _usage(taken, _ms(s.samples), len(s.feed.spoken()) if s.feed else 0)})
+                              "usage": _usage(taken, tracker.ms(), len(s.feed.spoken()))})
             await self._close(1000)
         elif isinstance(event, SpeechFailed):
             self.failed(event.error, time.monotonic() - self.received)
             if not s.cancel.is_set():
                 await self._error(event.error, fatal=True)
 
-    async def _segment_started(self) -> None:
-        s = self.state
-        s.started_segment = s.current
-        segment = s.feed.segment(s.started_segment)
-        s.segment_start = s.samples
-        self.hooks.segment_latency(max(0.0, time.monotonic() - segment.ready_at))
-        await self._json({"type": "segment.started", "index": segment.index, "text": segment.text,
-                          "audio_start_ms": _ms(s.samples)})
-
-    async def _segment_done(self, index: int) -> None:
-        s = self.state
-        if s.started_segment < index:  # interrupted before any audio: an empty segment
-            await self._segment_started()
-        segment = s.feed.segment(index)
-        s.current = index + 1
-        await self._json({"type": "segment.done", "index": index, "text": segment.text,
-                          "audio_start_ms": _ms(s.segment_start), "audio_end_ms": _ms(s.samples)})
-        if s.pending_cancel is not None:
-            await self._json({"type": "response.cancelled", "index": index, "audio_end_ms": _ms(s.samples),
-                              "dropped_text": " ".join(s.pending_cancel)})
-            s.pending_cancel = None
+    async def _send_events(self, events: list[SessionEvent]) -> None:
+        for e in events:
+            if isinstance(e, SegmentStarted):
+                await self._json({"type": "segment.started", "index": e.index, "text": e.text,
+                                  "audio_start_ms": e.audio_start_ms, "text_to_audio_ms": e.text_to_audio_ms})
+            elif isinstance(e, SegmentDone):
+                await self._json({"type": "segment.done", "index": e.index, "text": e.text,
+                                  "audio_start_ms": e.audio_start_ms, "audio_end_ms": e.audio_end_ms})
+            else:
+                await self._json({"type": "response.cancelled", "index": e.index, "audio_end_ms": e.audio_end_ms,
+                                  "dropped_text": e.dropped_text})
 
     async def _error(self, error: DomainError, fatal: bool = False) -> None:
         await self._json({"type": "error", "fatal": fatal, **error_body(error)})
@@ -275,10 +254,6 @@ class SpeechSession:
 
 def _bad(message: str, code: ErrorCode = ErrorCode.INVALID_INPUT) -> DomainError:
     return validation_error(code, message, field="message", constraint="session_protocol")
-
-
-def _ms(samples: int) -> float:
-    return round(samples * 1000 / SAMPLE_RATE, 3)
 
 
 def _usage(segments: int, audio_ms: float, characters: int) -> dict[str, Any]:

@@ -50,6 +50,7 @@ EXTRA_FIELDS = (
     "output_format",  # wav (default) | flac | ogg | mp3
     "overwrite",  # replace an object already at s3_key (default: refuse with OBJECT_EXISTS)
     "traceparent",  # W3C trace context of the caller: the job's spans join that trace
+    "speed",  # the pace, 0.25 to 4.0 (time-stretched, pitch kept)
 )
 FIELDS = frozenset(REQUEST_FIELDS + EXTRA_FIELDS)
 
@@ -121,6 +122,7 @@ def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechR
         output=output,
         output_format=given.get("output_format", "wav"),
         **({"request_id": request_id} if request_id else {}),
+        **({"speed": given["speed"]} if "speed" in given else {}),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 # metadata) and stay small, whatever the input was.
 ECHO_CHARS = 64
 MESSAGE_CHARS = 1000
-ECHO_ITEMS = 20
+ECHO_ITEMS = 32  # a list or mapping echoed in details (every `allowed` list of the service fits)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -32,6 +32,7 @@ class ErrorCode(str, Enum):
     INVALID_TEMPERATURE = "INVALID_TEMPERATURE"
     INVALID_TOP_K = "INVALID_TOP_K"
     INVALID_TOP_P = "INVALID_TOP_P"
+    INVALID_SPEED = "INVALID_SPEED"
     INVALID_MAX_NEW_TOKENS = "INVALID_MAX_NEW_TOKENS"
     INVALID_SEED = "INVALID_SEED"
     INVALID_RAS = "INVALID_RAS"

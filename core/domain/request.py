@@ -12,6 +12,8 @@ from enum import Enum
 from core.domain.errors import ErrorCode, validation_error
 from core.domain.segmenter import TextSource
 
+MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's range for `speed`
+
 MAX_TRANSCRIPT_CHARS = 10_000
 MAX_SCENE_PROMPT_CHARS = 2_000
 MAX_REFERENCE_TRANSCRIPT_CHARS = 2_000
@@ -308,6 +310,7 @@ class SpeechRequest:
     output: OutputTarget | None = None
     output_format: OutputFormat = OutputFormat.WAV
     request_id: str = field(default_factory=new_request_id)
+    speed: float = 1.0  # the pace, 0.25 to 4.0 (OpenAI's range): the audio is time-stretched, pitch kept
     # a speaking session (the WebSocket and SpeakText): the text arrives while it is spoken,
     # `text` stays empty, nothing is stored or cached
     feed: TextSource | None = field(default=None, compare=False)
@@ -321,6 +324,8 @@ class SpeechRequest:
         elif not self.text.strip():
             raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript must not be empty",
                                    field="transcript", constraint="not_empty")
+        if not _is_number(self.speed) or not (MIN_SPEED <= self.speed <= MAX_SPEED):
+            raise _out_of_range(ErrorCode.INVALID_SPEED, "speed", f"range=[{MIN_SPEED},{MAX_SPEED}]", self.speed)
         if self.scene_prompt is not None:
             check_text(self.scene_prompt, "scene_prompt", ErrorCode.INVALID_SCENE_PROMPT, MAX_SCENE_PROMPT_CHARS)
         voices = tuple(self.voices)

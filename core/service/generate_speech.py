@@ -36,6 +36,7 @@ from core.domain.voice import VoicePrompt
 from core.ports.audio_encoder import AudioEncoder
 from core.ports.object_store import ObjectStore
 from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineProgress, EngineTimings, SpeechEngine
+from core.ports.time_stretcher import StretchStream, TimeStretcher
 from core.ports.tracer import NoopTracer, Span, Tracer
 from core.ports.voice_library import VoiceLibrary
 from core.service.archive import AudioArchive
@@ -74,8 +75,10 @@ class GenerateSpeech:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         result_cache: ResultCache | None = None,
+        stretcher: TimeStretcher | None = None,
     ) -> None:
         self._engine = engine
+        self._stretcher = stretcher
         self._voices = voices
         self._encoder = encoder
         self._tracer = tracer or NoopTracer()
@@ -88,7 +91,7 @@ class GenerateSpeech:
         bucket): the most bytes it can be, from the engine's stop bounds. None when stored."""
         if not self._archive.returns_inline(request):
             return None
-        seconds = self._engine.max_frames(request.synthesis) / FRAME_RATE
+        seconds = self._engine.max_frames(request.synthesis) / FRAME_RATE / request.speed
         return max_encoded_bytes(seconds, self._engine.sample_rate, request.output_format.value)
 
     def __call__(
@@ -146,6 +149,9 @@ class GenerateSpeech:
                 f"output_format {fmt} is not available here; available: " + ", ".join(sorted(self._encoder.formats)),
                 field="output_format", constraint="enum", actual=fmt, allowed=sorted(self._encoder.formats),
             )
+        if request.speed != 1.0 and self._stretcher is None:
+            raise validation_error(ErrorCode.INVALID_SPEED, "speed other than 1.0 is not available here",
+                                   field="speed", constraint="equals=1.0", actual=request.speed)
 
     def _resolve_voices(self, request: SpeechRequest) -> list[VoicePrompt]:
         with self._tracer.span("speech.resolve_voices", {"speech.voice_count": len(request.voices)}):
@@ -211,29 +217,28 @@ class GenerateSpeech:
     def _synthesize(self, request: SpeechRequest, voices: list[VoicePrompt], cancel: threading.Event,
                     load_seconds: float = 0.0) -> Generator[SpeechEvent, None, Synthesized]:
         """The engine's events as domain events, and what they added up to."""
-        rid, rate = request.request_id, self._engine.sample_rate
-        samples = array("f")
+        rid = request.request_id
+        stretch = self._stretcher.open(request.speed, self._engine.sample_rate) \
+            if request.speed != 1.0 and self._stretcher else None
+        audio = _AudioOut(rid, self._engine.sample_rate, stretch, self._clock)
         done: EngineDone | None = None
-        first_audio: float | None = None
-        sequence = 0
-        started = self._clock()
         with self._tracer.span("speech.synthesize") as span:
             for event in self._engine_events(request, voices, cancel):
                 if isinstance(event, EngineAudio):
-                    first_audio = self._clock() - started if first_audio is None else first_audio
-                    samples.extend(event.samples)
-                    yield AudioChunk(rid, sequence, event.samples, rate, event.frame_index)
-                    sequence += 1
+                    yield from audio.add(event.samples, event.frame_index)
                 elif isinstance(event, EngineProgress):
+                    if event.segment is not None:  # a session's segment ends with all of its audio
+                        yield from audio.drain(event.frames_done)
                     yield Progress(rid, event.frames_done, event.chunks_done, event.chunks_total, event.segment)
                 else:
                     done = event
-            seconds = self._clock() - started
+            yield from audio.drain(done.frames if done else 0)
+            seconds = self._clock() - audio.started
             done = _finished(done, cancel)
             _describe(span, done)
         timings = replace(done.timings, load=done.timings.load + load_seconds)
-        return Synthesized(samples, rate, done.frames, done.stop_reason, done.text_output, timings,
-                           done.work.to_metadata(), first_audio, seconds)
+        return Synthesized(audio.samples, audio.rate, done.frames, done.stop_reason, done.text_output, timings,
+                           done.work.to_metadata(), audio.first_audio, seconds)
 
     def _engine_events(self, request: SpeechRequest, voices: list[VoicePrompt],
                        cancel: threading.Event) -> Iterator[EngineEvent]:
@@ -321,6 +326,34 @@ class GenerateSpeech:
             text_output=text_output,
             metadata=metadata,
         )
+
+
+class _AudioOut:
+    """The request's audio as it goes out: numbered chunks, through the stretcher when the
+    request has a `speed` (which holds audio back until it has a block: `drain` sends the rest)."""
+
+    def __init__(self, request_id: str, rate: int, stretch: StretchStream | None, clock: Callable[[], float]) -> None:
+        self.request_id, self.rate, self.stretch, self.clock = request_id, rate, stretch, clock
+        self.samples: array[float] = array("f")
+        self.first_audio: float | None = None
+        self.sequence = 0
+        self.started = clock()
+
+    def add(self, samples: array[float], frame_index: int) -> Iterator[AudioChunk]:
+        out = samples if self.stretch is None else self.stretch.push(samples)
+        if out:
+            if self.first_audio is None:
+                self.first_audio = self.clock() - self.started
+            self.samples.extend(out)
+            yield AudioChunk(self.request_id, self.sequence, out, self.rate, frame_index)
+            self.sequence += 1
+
+    def drain(self, frame_index: int) -> Iterator[AudioChunk]:
+        if self.stretch is not None:
+            tail = self.stretch.finish()
+            self.stretch, stretch = None, self.stretch
+            yield from self.add(tail, frame_index)
+            self.stretch = stretch
 
 
 def _finished(done: EngineDone | None, cancel: threading.Event) -> EngineDone:

@@ -48,6 +48,7 @@ class ResultCache:
         identity = {
             "text": request.text,
             "scene": request.scene_prompt,
+            "speed": request.speed,
             "voices": [[v.content_hash, v.transcript] for v in voices],
             "sampling": asdict(request.sampling),
             "chunking": [request.chunking.method.value, request.chunking.max_word_num, request.chunking.max_num_turns],

@@ -25,53 +25,65 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19higgs_tts/v1/speech.proto\x12\x0chiggs_tts.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xe2\x02\n\rSpeechRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12#\n\x06voices\x18\x02 \x03(\x0b\x32\x13.higgs_tts.v1.Voice\x12\x14\n\x0cscene_prompt\x18\x03 \x01(\t\x12(\n\x08sampling\x18\x04 \x01(\x0b\x32\x16.higgs_tts.v1.Sampling\x12(\n\x08\x63hunking\x18\x05 \x01(\x0b\x32\x16.higgs_tts.v1.Chunking\x12*\n\x06output\x18\x06 \x01(\x0b\x32\x1a.higgs_tts.v1.OutputTarget\x12\x31\n\routput_format\x18\x07 \x01(\x0e\x32\x1a.higgs_tts.v1.OutputFormat\x12-\n\x08\x65ncoding\x18\x08 \x01(\x0e\x32\x1b.higgs_tts.v1.AudioEncoding\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x12\n\nomit_audio\x18\n \x01(\x08\"T\n\x05Voice\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12\x31\n\treference\x18\x02 \x01(\x0b\x32\x1c.higgs_tts.v1.ReferenceAudioH\x00\x42\x08\n\x06source\"A\n\x0eReferenceAudio\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x12\n\ntranscript\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xa6\x02\n\x08Sampling\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0emax_new_tokens\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x18\n\x0bras_win_len\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12#\n\x16ras_win_max_num_repeat\x18\x07 \x01(\x05H\x06\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x11\n\x0f_max_new_tokensB\x07\n\x05_seedB\x0e\n\x0c_ras_win_lenB\x19\n\x17_ras_win_max_num_repeat\"\x8f\x01\n\x08\x43hunking\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.higgs_tts.v1.ChunkMethod\x12\x19\n\x0cmax_word_num\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\rmax_num_turns\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x0f\n\r_max_word_numB\x10\n\x0e_max_num_turns\"D\n\x0cOutputTarget\x12\x11\n\ts3_bucket\x18\x01 \x01(\t\x12\x0e\n\x06s3_key\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\"\xed\x01\n\x0bSpeechEvent\x12(\n\x07started\x18\x01 \x01(\x0b\x32\x15.higgs_tts.v1.StartedH\x00\x12)\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x18.higgs_tts.v1.AudioChunkH\x00\x12*\n\x08progress\x18\x03 \x01(\x0b\x32\x16.higgs_tts.v1.ProgressH\x00\x12&\n\x06stored\x18\x04 \x01(\x0b\x32\x14.higgs_tts.v1.StoredH\x00\x12,\n\tcompleted\x18\x05 \x01(\x0b\x32\x17.higgs_tts.v1.CompletedH\x00\x42\x07\n\x05\x65vent\"\x83\x01\n\x07Started\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12-\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1b.higgs_tts.v1.AudioEncoding\x12\x0e\n\x06voices\x18\x05 \x03(\t\"V\n\nAudioChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x03\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"J\n\x08Progress\x12\x13\n\x0b\x66rames_done\x18\x01 \x01(\x03\x12\x13\n\x0b\x63hunks_done\x18\x02 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\x03 \x01(\x05\"p\n\x06Stored\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\x12\x12\n\nrecord_key\x18\x07 \x01(\t\"\x8b\x01\n\x07Timings\x12\r\n\x05queue\x18\x01 \x01(\x01\x12\x0c\n\x04load\x18\x02 \x01(\x01\x12\x0f\n\x07prefill\x18\x03 \x01(\x01\x12\x0e\n\x06\x64\x65\x63ode\x18\x04 \x01(\x01\x12\x0e\n\x06vocode\x18\x05 \x01(\x01\x12\x0e\n\x06upload\x18\x06 \x01(\x01\x12\x13\n\x0b\x66irst_audio\x18\x07 \x01(\x01\x12\r\n\x05total\x18\x08 \x01(\x01\"\x9a\x02\n\tCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12&\n\x07timings\x18\x04 \x01(\x0b\x32\x15.higgs_tts.v1.Timings\x12\x18\n\x10real_time_factor\x18\x05 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x06 \x01(\x03\x12\x13\n\x0bstop_reason\x18\x07 \x01(\t\x12\x11\n\taudio_url\x18\x08 \x01(\t\x12\x13\n\x0btext_output\x18\t \x01(\t\x12\x10\n\x08trace_id\x18\n \x01(\t\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\"\x95\x01\n\x0cSpeechResult\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12*\n\tcompleted\x18\x04 \x01(\x0b\x32\x17.higgs_tts.v1.Completed\x12$\n\x06stored\x18\x05 \x01(\x0b\x32\x14.higgs_tts.v1.Stored\"\x13\n\x11ListVoicesRequest\"a\n\tVoiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntranscript\x18\x02 \x01(\t\x12\x1d\n\x10\x64uration_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x13\n\x11_duration_seconds\"=\n\x12ListVoicesResponse\x12\'\n\x06voices\x18\x01 \x03(\x0b\x32\x17.higgs_tts.v1.VoiceInfo*\x8a\x01\n\x0b\x43hunkMethod\x12\x1c\n\x18\x43HUNK_METHOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HUNK_METHOD_NONE\x10\x01\x12\x15\n\x11\x43HUNK_METHOD_WORD\x10\x02\x12\x18\n\x14\x43HUNK_METHOD_SPEAKER\x10\x03\x12\x15\n\x11\x43HUNK_METHOD_AUTO\x10\x04*\x8a\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_WAV\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_FLAC\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_OGG\x10\x03\x12\x15\n\x11OUTPUT_FORMAT_MP3\x10\x04*k\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_F32LE\x10\x02\x32\xf1\x01\n\rSpeechService\x12H\n\x0cStreamSpeech\x12\x1b.higgs_tts.v1.SpeechRequest\x1a\x19.higgs_tts.v1.SpeechEvent0\x01\x12\x45\n\nSynthesize\x12\x1b.higgs_tts.v1.SpeechRequest\x1a\x1a.higgs_tts.v1.SpeechResult\x12O\n\nListVoices\x12\x1f.higgs_tts.v1.ListVoicesRequest\x1a .higgs_tts.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19higgs_tts/v1/speech.proto\x12\x0chiggs_tts.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x80\x03\n\rSpeechRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12#\n\x06voices\x18\x02 \x03(\x0b\x32\x13.higgs_tts.v1.Voice\x12\x14\n\x0cscene_prompt\x18\x03 \x01(\t\x12(\n\x08sampling\x18\x04 \x01(\x0b\x32\x16.higgs_tts.v1.Sampling\x12(\n\x08\x63hunking\x18\x05 \x01(\x0b\x32\x16.higgs_tts.v1.Chunking\x12*\n\x06output\x18\x06 \x01(\x0b\x32\x1a.higgs_tts.v1.OutputTarget\x12\x31\n\routput_format\x18\x07 \x01(\x0e\x32\x1a.higgs_tts.v1.OutputFormat\x12-\n\x08\x65ncoding\x18\x08 \x01(\x0e\x32\x1b.higgs_tts.v1.AudioEncoding\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x12\n\nomit_audio\x18\n \x01(\x08\x12\x12\n\x05speed\x18\x0b \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_speed\"T\n\x05Voice\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12\x31\n\treference\x18\x02 \x01(\x0b\x32\x1c.higgs_tts.v1.ReferenceAudioH\x00\x42\x08\n\x06source\"A\n\x0eReferenceAudio\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x12\n\ntranscript\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xa6\x02\n\x08Sampling\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0emax_new_tokens\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x18\n\x0bras_win_len\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12#\n\x16ras_win_max_num_repeat\x18\x07 \x01(\x05H\x06\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x11\n\x0f_max_new_tokensB\x07\n\x05_seedB\x0e\n\x0c_ras_win_lenB\x19\n\x17_ras_win_max_num_repeat\"\x8f\x01\n\x08\x43hunking\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.higgs_tts.v1.ChunkMethod\x12\x19\n\x0cmax_word_num\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\rmax_num_turns\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x0f\n\r_max_word_numB\x10\n\x0e_max_num_turns\"D\n\x0cOutputTarget\x12\x11\n\ts3_bucket\x18\x01 \x01(\t\x12\x0e\n\x06s3_key\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\"\xc5\x02\n\x0bSpeechEvent\x12(\n\x07started\x18\x01 \x01(\x0b\x32\x15.higgs_tts.v1.StartedH\x00\x12)\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x18.higgs_tts.v1.AudioChunkH\x00\x12*\n\x08progress\x18\x03 \x01(\x0b\x32\x16.higgs_tts.v1.ProgressH\x00\x12&\n\x06stored\x18\x04 \x01(\x0b\x32\x14.higgs_tts.v1.StoredH\x00\x12,\n\tcompleted\x18\x05 \x01(\x0b\x32\x17.higgs_tts.v1.CompletedH\x00\x12(\n\x07segment\x18\x06 \x01(\x0b\x32\x15.higgs_tts.v1.SegmentH\x00\x12,\n\tcancelled\x18\x07 \x01(\x0b\x32\x17.higgs_tts.v1.CancelledH\x00\x42\x07\n\x05\x65vent\"\xc5\x01\n\tTextInput\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.higgs_tts.v1.SpeechRequestH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12$\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x13.higgs_tts.v1.FlushH\x00\x12\"\n\x04\x64one\x18\x04 \x01(\x0b\x32\x12.higgs_tts.v1.DoneH\x00\x12&\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x14.higgs_tts.v1.CancelH\x00\x42\x07\n\x05input\"\x07\n\x05\x46lush\"\x06\n\x04\x44one\"\x08\n\x06\x43\x61ncel\"|\n\x07Segment\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\x12\x16\n\x0e\x61udio_start_ms\x18\x04 \x01(\x01\x12\x14\n\x0c\x61udio_end_ms\x18\x05 \x01(\x01\x12\x18\n\x10text_to_audio_ms\x18\x06 \x01(\x01\"U\n\tCancelled\x12\x12\n\x05index\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x0c\x61udio_end_ms\x18\x02 \x01(\x01\x12\x14\n\x0c\x64ropped_text\x18\x03 \x01(\tB\x08\n\x06_index\"\x83\x01\n\x07Started\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12-\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1b.higgs_tts.v1.AudioEncoding\x12\x0e\n\x06voices\x18\x05 \x03(\t\"V\n\nAudioChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\x03\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"J\n\x08Progress\x12\x13\n\x0b\x66rames_done\x18\x01 \x01(\x03\x12\x13\n\x0b\x63hunks_done\x18\x02 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\x03 \x01(\x05\"p\n\x06Stored\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\x12\x12\n\nrecord_key\x18\x07 \x01(\t\"\x8b\x01\n\x07Timings\x12\r\n\x05queue\x18\x01 \x01(\x01\x12\x0c\n\x04load\x18\x02 \x01(\x01\x12\x0f\n\x07prefill\x18\x03 \x01(\x01\x12\x0e\n\x06\x64\x65\x63ode\x18\x04 \x01(\x01\x12\x0e\n\x06vocode\x18\x05 \x01(\x01\x12\x0e\n\x06upload\x18\x06 \x01(\x01\x12\x13\n\x0b\x66irst_audio\x18\x07 \x01(\x01\x12\r\n\x05total\x18\x08 \x01(\x01\"\x9a\x02\n\tCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12&\n\x07timings\x18\x04 \x01(\x0b\x32\x15.higgs_tts.v1.Timings\x12\x18\n\x10real_time_factor\x18\x05 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x06 \x01(\x03\x12\x13\n\x0bstop_reason\x18\x07 \x01(\t\x12\x11\n\taudio_url\x18\x08 \x01(\t\x12\x13\n\x0btext_output\x18\t \x01(\t\x12\x10\n\x08trace_id\x18\n \x01(\t\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\"\x95\x01\n\x0cSpeechResult\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12*\n\tcompleted\x18\x04 \x01(\x0b\x32\x17.higgs_tts.v1.Completed\x12$\n\x06stored\x18\x05 \x01(\x0b\x32\x14.higgs_tts.v1.Stored\"\x13\n\x11ListVoicesRequest\"a\n\tVoiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntranscript\x18\x02 \x01(\t\x12\x1d\n\x10\x64uration_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x13\n\x11_duration_seconds\"=\n\x12ListVoicesResponse\x12\'\n\x06voices\x18\x01 \x03(\x0b\x32\x17.higgs_tts.v1.VoiceInfo*\x8a\x01\n\x0b\x43hunkMethod\x12\x1c\n\x18\x43HUNK_METHOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HUNK_METHOD_NONE\x10\x01\x12\x15\n\x11\x43HUNK_METHOD_WORD\x10\x02\x12\x18\n\x14\x43HUNK_METHOD_SPEAKER\x10\x03\x12\x15\n\x11\x43HUNK_METHOD_AUTO\x10\x04*\x8a\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_WAV\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_FLAC\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_OGG\x10\x03\x12\x15\n\x11OUTPUT_FORMAT_MP3\x10\x04*k\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_F32LE\x10\x02\x32\xb6\x02\n\rSpeechService\x12H\n\x0cStreamSpeech\x12\x1b.higgs_tts.v1.SpeechRequest\x1a\x19.higgs_tts.v1.SpeechEvent0\x01\x12\x45\n\nSynthesize\x12\x1b.higgs_tts.v1.SpeechRequest\x1a\x1a.higgs_tts.v1.SpeechResult\x12O\n\nListVoices\x12\x1f.higgs_tts.v1.ListVoicesRequest\x1a .higgs_tts.v1.ListVoicesResponse\x12\x43\n\tSpeakText\x12\x17.higgs_tts.v1.TextInput\x1a\x19.higgs_tts.v1.SpeechEvent(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'higgs_tts.v1.speech_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHUNKMETHOD']._serialized_start=2511
-  _globals['_CHUNKMETHOD']._serialized_end=2649
-  _globals['_OUTPUTFORMAT']._serialized_start=2652
-  _globals['_OUTPUTFORMAT']._serialized_end=2790
-  _globals['_AUDIOENCODING']._serialized_start=2792
-  _globals['_AUDIOENCODING']._serialized_end=2899
+  _globals['_CHUNKMETHOD']._serialized_start=3069
+  _globals['_CHUNKMETHOD']._serialized_end=3207
+  _globals['_OUTPUTFORMAT']._serialized_start=3210
+  _globals['_OUTPUTFORMAT']._serialized_end=3348
+  _globals['_AUDIOENCODING']._serialized_start=3350
+  _globals['_AUDIOENCODING']._serialized_end=3457
   _globals['_SPEECHREQUEST']._serialized_start=74
-  _globals['_SPEECHREQUEST']._serialized_end=428
-  _globals['_VOICE']._serialized_start=430
-  _globals['_VOICE']._serialized_end=514
-  _globals['_REFERENCEAUDIO']._serialized_start=516
-  _globals['_REFERENCEAUDIO']._serialized_end=581
-  _globals['_SAMPLING']._serialized_start=584
-  _globals['_SAMPLING']._serialized_end=878
-  _globals['_CHUNKING']._serialized_start=881
-  _globals['_CHUNKING']._serialized_end=1024
-  _globals['_OUTPUTTARGET']._serialized_start=1026
-  _globals['_OUTPUTTARGET']._serialized_end=1094
-  _globals['_SPEECHEVENT']._serialized_start=1097
-  _globals['_SPEECHEVENT']._serialized_end=1334
-  _globals['_STARTED']._serialized_start=1337
-  _globals['_STARTED']._serialized_end=1468
-  _globals['_AUDIOCHUNK']._serialized_start=1470
-  _globals['_AUDIOCHUNK']._serialized_end=1556
-  _globals['_PROGRESS']._serialized_start=1558
-  _globals['_PROGRESS']._serialized_end=1632
-  _globals['_STORED']._serialized_start=1634
-  _globals['_STORED']._serialized_end=1746
-  _globals['_TIMINGS']._serialized_start=1749
-  _globals['_TIMINGS']._serialized_end=1888
-  _globals['_COMPLETED']._serialized_start=1891
-  _globals['_COMPLETED']._serialized_end=2173
-  _globals['_SPEECHRESULT']._serialized_start=2176
-  _globals['_SPEECHRESULT']._serialized_end=2325
-  _globals['_LISTVOICESREQUEST']._serialized_start=2327
-  _globals['_LISTVOICESREQUEST']._serialized_end=2346
-  _globals['_VOICEINFO']._serialized_start=2348
-  _globals['_VOICEINFO']._serialized_end=2445
-  _globals['_LISTVOICESRESPONSE']._serialized_start=2447
-  _globals['_LISTVOICESRESPONSE']._serialized_end=2508
-  _globals['_SPEECHSERVICE']._serialized_start=2902
-  _globals['_SPEECHSERVICE']._serialized_end=3143
+  _globals['_SPEECHREQUEST']._serialized_end=458
+  _globals['_VOICE']._serialized_start=460
+  _globals['_VOICE']._serialized_end=544
+  _globals['_REFERENCEAUDIO']._serialized_start=546
+  _globals['_REFERENCEAUDIO']._serialized_end=611
+  _globals['_SAMPLING']._serialized_start=614
+  _globals['_SAMPLING']._serialized_end=908
+  _globals['_CHUNKING']._serialized_start=911
+  _globals['_CHUNKING']._serialized_end=1054
+  _globals['_OUTPUTTARGET']._serialized_start=1056
+  _globals['_OUTPUTTARGET']._serialized_end=1124
+  _globals['_SPEECHEVENT']._serialized_start=1127
+  _globals['_SPEECHEVENT']._serialized_end=1452
+  _globals['_TEXTINPUT']._serialized_start=1455
+  _globals['_TEXTINPUT']._serialized_end=1652
+  _globals['_FLUSH']._serialized_start=1654
+  _globals['_FLUSH']._serialized_end=1661
+  _globals['_DONE']._serialized_start=1663
+  _globals['_DONE']._serialized_end=1669
+  _globals['_CANCEL']._serialized_start=1671
+  _globals['_CANCEL']._serialized_end=1679
+  _globals['_SEGMENT']._serialized_start=1681
+  _globals['_SEGMENT']._serialized_end=1805
+  _globals['_CANCELLED']._serialized_start=1807
+  _globals['_CANCELLED']._serialized_end=1892
+  _globals['_STARTED']._serialized_start=1895
+  _globals['_STARTED']._serialized_end=2026
+  _globals['_AUDIOCHUNK']._serialized_start=2028
+  _globals['_AUDIOCHUNK']._serialized_end=2114
+  _globals['_PROGRESS']._serialized_start=2116
+  _globals['_PROGRESS']._serialized_end=2190
+  _globals['_STORED']._serialized_start=2192
+  _globals['_STORED']._serialized_end=2304
+  _globals['_TIMINGS']._serialized_start=2307
+  _globals['_TIMINGS']._serialized_end=2446
+  _globals['_COMPLETED']._serialized_start=2449
+  _globals['_COMPLETED']._serialized_end=2731
+  _globals['_SPEECHRESULT']._serialized_start=2734
+  _globals['_SPEECHRESULT']._serialized_end=2883
+  _globals['_LISTVOICESREQUEST']._serialized_start=2885
+  _globals['_LISTVOICESREQUEST']._serialized_end=2904
+  _globals['_VOICEINFO']._serialized_start=2906
+  _globals['_VOICEINFO']._serialized_end=3003
+  _globals['_LISTVOICESRESPONSE']._serialized_start=3005
+  _globals['_LISTVOICESRESPONSE']._serialized_end=3066
+  _globals['_SPEECHSERVICE']._serialized_start=3460
+  _globals['_SPEECHSERVICE']._serialized_end=3770
 # @@protoc_insertion_point(module_scope)

@@ -44,7 +44,7 @@ AUDIO_ENCODING_PCM_S16LE: AudioEncoding
 AUDIO_ENCODING_PCM_F32LE: AudioEncoding
 
 class SpeechRequest(_message.Message):
-    __slots__ = ("text", "voices", "scene_prompt", "sampling", "chunking", "output", "output_format", "encoding", "request_id", "omit_audio")
+    __slots__ = ("text", "voices", "scene_prompt", "sampling", "chunking", "output", "output_format", "encoding", "request_id", "omit_audio", "speed")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VOICES_FIELD_NUMBER: _ClassVar[int]
     SCENE_PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class SpeechRequest(_message.Message):
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OMIT_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SPEED_FIELD_NUMBER: _ClassVar[int]
     text: str
     voices: _containers.RepeatedCompositeFieldContainer[Voice]
     scene_prompt: str
@@ -65,7 +66,8 @@ class SpeechRequest(_message.Message):
     encoding: AudioEncoding
     request_id: str
     omit_audio: bool
-    def __init__(self, text: _Optional[str] = ..., voices: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ..., scene_prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., output: _Optional[_Union[OutputTarget, _Mapping]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., request_id: _Optional[str] = ..., omit_audio: _Optional[bool] = ...) -> None: ...
+    speed: float
+    def __init__(self, text: _Optional[str] = ..., voices: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ..., scene_prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., output: _Optional[_Union[OutputTarget, _Mapping]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., request_id: _Optional[str] = ..., omit_audio: _Optional[bool] = ..., speed: _Optional[float] = ...) -> None: ...
 
 class Voice(_message.Message):
     __slots__ = ("name", "reference")
@@ -124,18 +126,74 @@ class OutputTarget(_message.Message):
     def __init__(self, s3_bucket: _Optional[str] = ..., s3_key: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
-    __slots__ = ("started", "audio", "progress", "stored", "completed")
+    __slots__ = ("started", "audio", "progress", "stored", "completed", "segment", "cancelled")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     STORED_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     started: Started
     audio: AudioChunk
     progress: Progress
     stored: Stored
     completed: Completed
-    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., stored: _Optional[_Union[Stored, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ...) -> None: ...
+    segment: Segment
+    cancelled: Cancelled
+    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., stored: _Optional[_Union[Stored, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ...) -> None: ...
+
+class TextInput(_message.Message):
+    __slots__ = ("config", "text", "flush", "done", "cancel")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    config: SpeechRequest
+    text: str
+    flush: Flush
+    done: Done
+    cancel: Cancel
+    def __init__(self, config: _Optional[_Union[SpeechRequest, _Mapping]] = ..., text: _Optional[str] = ..., flush: _Optional[_Union[Flush, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
+
+class Flush(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Done(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Cancel(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("index", "text", "done", "audio_start_ms", "audio_end_ms", "text_to_audio_ms")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_START_MS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_END_MS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_TO_AUDIO_MS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    text: str
+    done: bool
+    audio_start_ms: float
+    audio_end_ms: float
+    text_to_audio_ms: float
+    def __init__(self, index: _Optional[int] = ..., text: _Optional[str] = ..., done: _Optional[bool] = ..., audio_start_ms: _Optional[float] = ..., audio_end_ms: _Optional[float] = ..., text_to_audio_ms: _Optional[float] = ...) -> None: ...
+
+class Cancelled(_message.Message):
+    __slots__ = ("index", "audio_end_ms", "dropped_text")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_END_MS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    audio_end_ms: float
+    dropped_text: str
+    def __init__(self, index: _Optional[int] = ..., audio_end_ms: _Optional[float] = ..., dropped_text: _Optional[str] = ...) -> None: ...
 
 class Started(_message.Message):
     __slots__ = ("request_id", "sample_rate", "channels", "encoding", "voices")

@@ -50,6 +50,11 @@ class SpeechServiceStub:
                 request_serializer=higgs__tts_dot_v1_dot_speech__pb2.ListVoicesRequest.SerializeToString,
                 response_deserializer=higgs__tts_dot_v1_dot_speech__pb2.ListVoicesResponse.FromString,
                 _registered_method=True)
+        self.SpeakText = channel.stream_stream(
+                '/higgs_tts.v1.SpeechService/SpeakText',
+                request_serializer=higgs__tts_dot_v1_dot_speech__pb2.TextInput.SerializeToString,
+                response_deserializer=higgs__tts_dot_v1_dot_speech__pb2.SpeechEvent.FromString,
+                _registered_method=True)
 
 
 class SpeechServiceServicer:
@@ -79,6 +84,17 @@ class SpeechServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SpeakText(self, request_iterator, context):
+        """Speak while the text arrives (a voice agent's LLM reply): first a TextInput with `config`
+        (a SpeechRequest with empty text: voices, scene, sampling, encoding), then text pieces
+        split anywhere, `flush`, `cancel` (barge-in) and finally `done`. Returns Started, then
+        AudioChunk and Segment messages as each segment is spoken (and Cancelled after a barge-in),
+        then Completed. With a seed the audio is the same however the text was split.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SpeechServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +112,11 @@ def add_SpeechServiceServicer_to_server(servicer, server):
                     servicer.ListVoices,
                     request_deserializer=higgs__tts_dot_v1_dot_speech__pb2.ListVoicesRequest.FromString,
                     response_serializer=higgs__tts_dot_v1_dot_speech__pb2.ListVoicesResponse.SerializeToString,
+            ),
+            'SpeakText': grpc.stream_stream_rpc_method_handler(
+                    servicer.SpeakText,
+                    request_deserializer=higgs__tts_dot_v1_dot_speech__pb2.TextInput.FromString,
+                    response_serializer=higgs__tts_dot_v1_dot_speech__pb2.SpeechEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +201,33 @@ class SpeechService:
             '/higgs_tts.v1.SpeechService/ListVoices',
             higgs__tts_dot_v1_dot_speech__pb2.ListVoicesRequest.SerializeToString,
             higgs__tts_dot_v1_dot_speech__pb2.ListVoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SpeakText(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/higgs_tts.v1.SpeechService/SpeakText',
+            higgs__tts_dot_v1_dot_speech__pb2.TextInput.SerializeToString,
+            higgs__tts_dot_v1_dot_speech__pb2.SpeechEvent.FromString,
             options,
             channel_credentials,
             insecure,

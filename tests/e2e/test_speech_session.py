@@ -246,3 +246,13 @@ def test_keys_in_the_header_or_the_subprotocol(tmp_path):
         assert asyncio.run(browser()) == "session.created"
     finally:
         srv.stop()
+
+
+def test_a_session_at_another_speed_keeps_its_timings_whole(server):
+    plain, _, _ = asyncio.run(session(server, [TEXT]))
+    fast, events, _ = asyncio.run(session(server, split(TEXT, "17"), session={**SESSION, "speed": 2.0}))
+    done = of(events, "segment.done")
+    for before, after in zip(done, done[1:]):
+        assert after["audio_start_ms"] == before["audio_end_ms"]
+    assert done[-1]["audio_end_ms"] == pytest.approx(len(fast) / 2 / 24, abs=0.01)  # every sample in a segment
+    assert len(fast) == pytest.approx(len(plain) / 2, rel=0.03)

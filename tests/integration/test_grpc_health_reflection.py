@@ -75,9 +75,10 @@ def test_reflection_lists_and_describes_the_service(start_server, engine):
         assert {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
         service = DescriptorPool(database).FindServiceByName(SERVICE_NAME)
         methods = {m.name: m for m in service.methods}
-        assert set(methods) == {"StreamSpeech", "Synthesize", "ListVoices"}
+        assert set(methods) == {"StreamSpeech", "Synthesize", "ListVoices", "SpeakText"}
         assert methods["StreamSpeech"].server_streaming
         assert not methods["Synthesize"].server_streaming
+        assert methods["SpeakText"].client_streaming and methods["SpeakText"].server_streaming
         assert methods["StreamSpeech"].input_type.full_name == "higgs_tts.v1.SpeechRequest"
         # the message types come with it, down to the well-known ones they use
         completed = methods["StreamSpeech"].output_type.fields_by_name["completed"].message_type

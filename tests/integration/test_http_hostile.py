@@ -125,7 +125,10 @@ def body_cases() -> list[Case]:
                                                                "chunk_method": "none"}, "TEXT_TOO_LONG"))
     cases.append(speech("max_new_tokens 9: no audio frame", {**BASE, "max_new_tokens": 9}, "INVALID_MAX_NEW_TOKENS"))
     cases.append(speech("max_new_tokens 10: one frame", {**BASE, "max_new_tokens": 10}, "ok"))
-    cases.append(speech("a speed of 2", {**BASE, "speed": 2}, "INVALID_INPUT"))
+    speeds = [(0.25, "ok"), (2, "ok"), (4, "ok"), (0.2499, "INVALID_SPEED"), (4.0001, "INVALID_SPEED"),
+              (0, "INVALID_SPEED"), (-1, "INVALID_SPEED"), ("1.5", "INVALID_SPEED"), (True, "INVALID_SPEED")]
+    for speed, expected in speeds:
+        cases.append(speech(f"a speed of {speed!r}", {**BASE, "speed": speed}, expected))
     return cases
 
 

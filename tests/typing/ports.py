@@ -8,12 +8,14 @@ from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLi
 from adapters.higgs import HiggsSpeechEngine
 from adapters.local import LocalObjectStore
 from adapters.otel import OtelTracer
+from adapters.pedalboard import RubberBandStretcher
 from adapters.s3 import S3ObjectStore
 from adapters.soundfile import SoundfileEncoder
 from adapters.voices import VolumeVoiceLibrary
 from adapters.voices.s3 import S3VoiceLibrary
 from core.domain.audio import WavEncoder
 from core.ports import AudioEncoder, ObjectStore, SpeechEngine, Tracer, VoiceLibrary
+from core.ports.time_stretcher import TimeStretcher
 
 
 def engines(fake: FakeSpeechEngine, higgs: HiggsSpeechEngine) -> list[SpeechEngine]:
@@ -35,3 +37,7 @@ def encoders(soundfile: SoundfileEncoder, wav: WavEncoder) -> list[AudioEncoder]
 
 def tracers(otel: OtelTracer) -> list[Tracer]:
     return [otel]
+
+
+def stretchers(rubber_band: RubberBandStretcher) -> list[TimeStretcher]:
+    return [rubber_band]

@@ -1,0 +1,3 @@
+from adapters.pedalboard.stretch import RubberBandStretcher
+
+__all__ = ["RubberBandStretcher"]
