@@ -140,3 +140,38 @@ def test_the_playground_says_when_there_is_no_model(browser, tmp_path):
         assert "Done" not in browser.eval("document.getElementById('status').textContent")
     finally:
         empty.stop()
+
+
+def test_speak_as_i_type_speaks_each_sentence_while_the_rest_is_typed(browser, server):
+    """The playground's live mode: typed characters go over the WebSocket as they are typed; the
+    first sentence is heard before the typing ends, every sentence comes back as a segment."""
+    browser.call("Page.navigate", url=server.base + "/")
+    browser.wait("document.readyState === 'complete' && !!window.playground")
+    browser.wait("document.querySelectorAll('#voice option').length > 1")
+    browser.eval("document.getElementById('voice').value = 'belinda';"
+                 "document.getElementById('seed').value = '7';"
+                 "document.getElementById('live').click(); true")
+    assert browser.eval("document.getElementById('live').checked && document.getElementById('text').value === ''")
+    typed = browser.eval("""(async () => {
+        const text = "First I say this. Then I keep typing a second sentence, slowly. And a third one.";
+        const area = document.getElementById('text');
+        for (const ch of text) {
+          area.value += ch;
+          area.dispatchEvent(new Event('input'));
+          await new Promise(r => setTimeout(r, 40));
+        }
+        return performance.now();
+    })()""")
+    first_audio = browser.wait("window.playground.live.firstAudio")
+    assert first_audio < typed  # heard while still typing
+    browser.eval("document.getElementById('finish').click(); true")
+    phase = browser.wait("['done', 'error', 'closed'].includes(window.playground.live.phase) && "
+                         "window.playground.live.phase")
+    live = browser.eval("({...window.playground.live, ws: null, context: null})")
+    assert phase == "done", live
+    texts = [s["text"] for s in live["segments"]]
+    assert texts[0] == "First I say this." and " ".join(texts).endswith("And a third one.")
+    for before, after in zip(live["segments"], live["segments"][1:]):
+        assert after["audio_start_ms"] == before["audio_end_ms"]
+    assert live["segments"][-1]["audio_end_ms"] == round(live["samples"] * 1000 / 24000, 3)
+    assert "Done" in browser.eval("document.getElementById('status').textContent")
