@@ -5,7 +5,8 @@ context, so the voice stays one voice, and with a seed the audio is the same how
 was split into messages.
 
 Client messages (JSON text frames): `session.update` {"session": {voice, voices, instructions,
-response_format: pcm|wav, seed and the other sampling fields}} before the first text;
+response_format: pcm|wav, speed, seed and the other sampling fields}} before the first text or
+between segments;
 `input_text.append` {"text"}; `input_text.flush`; `input_text.done`; `response.cancel`.
 Server: binary frames of 16-bit 24 kHz mono PCM (`wav`: a streaming WAV header first), and JSON
 `session.created`, `segment.started` / `segment.done` {index, text, audio_start_ms,
@@ -70,6 +71,11 @@ class _State:
     task: asyncio.Task | None = None
     cancellations: int = 0  # before any text
     fmt: str = "pcm"
+    # what earlier parts of the session (before a session.update between segments) added up to
+    segments_before: int = 0
+    samples_before: int = 0
+    characters_before: int = 0
+    switching: bool = False  # a session.update is ending the current part
 
 
 class SpeechSession:
@@ -128,12 +134,12 @@ class SpeechSession:
     async def _dispatch(self, message: dict[str, Any]) -> bool:
         kind, s = message["type"], self.state
         if kind == "session.update":
-            if s.feed is not None:
-                raise _bad("session.update comes before the first text", code=ErrorCode.INVALID_INPUT)
             session = message.get("session")
             if not isinstance(session, dict):
                 raise _bad('session.update carries {"session": {...}}')
-            self._request({**s.config, **session})  # checked now, used at the first text
+            self._request({**s.config, **session})  # checked now, used at the next text
+            if s.feed is not None:
+                await self._between_segments(session)
             s.config = {**s.config, **session}
             await self._json({"type": "session.updated", "session": s.config})
         elif kind == "input_text.append":
@@ -161,6 +167,27 @@ class SpeechSession:
             raise _bad(f"unknown message type {kind[:40]!r}", code=ErrorCode.INVALID_INPUT)
         return True
 
+    async def _between_segments(self, session: dict[str, Any]) -> None:
+        """A new voice, scene or sampling mid-session: allowed once every segment so far has been
+        spoken and no text waits. The part spoken so far ends (its request completes); the next
+        text starts a new one, on the same clock and with the segment indices going on."""
+        s = self.state
+        assert s.feed is not None and s.tracker is not None
+        if not s.tracker.idle:
+            raise _bad("session.update comes between segments: after every segment.done, before more text")
+        if session.get("response_format", s.fmt) != s.fmt:
+            raise _bad("response_format is set before the first text, once", code=ErrorCode.INVALID_OUTPUT_FORMAT)
+        s.switching = True
+        s.feed.done()
+        if s.task is not None:
+            await asyncio.gather(s.task, return_exceptions=True)
+        s.segments_before += s.feed.segments_taken
+        s.samples_before = s.tracker.samples
+        s.characters_before += len(s.feed.spoken())
+        s.cancellations += s.tracker.cancellations
+        s.feed = s.tracker = s.task = None
+        s.switching = False
+
     def _request(self, config: dict[str, Any]):
         unknown = sorted(set(config) - SESSION_FIELDS)
         if unknown:
@@ -179,14 +206,16 @@ class SpeechSession:
         if s.feed is None:
             request, s.fmt = self._request(s.config)
             s.feed = TextFeed()
-            s.tracker = SessionTracker(s.feed, SAMPLE_RATE, latency=self.hooks.segment_latency)
+            s.cancel = threading.Event()  # this part's (the last part's end set the one before)
+            s.tracker = SessionTracker(s.feed, SAMPLE_RATE, latency=self.hooks.segment_latency,
+                                       index_base=s.segments_before, samples=s.samples_before)
             request = replace(request, text="", feed=s.feed)
-            s.task = asyncio.create_task(self._generate(request))
+            s.task = asyncio.create_task(self._generate(request, header=s.segments_before == 0))
         return s.feed
 
-    async def _generate(self, request) -> None:
+    async def _generate(self, request, header: bool) -> None:
         s = self.state
-        if s.fmt == "wav":
+        if s.fmt == "wav" and header:
             await self._bytes(streaming_wav_header(SAMPLE_RATE))
         events = iterate_in_thread(lambda: self.speech.speak(request, s.cancel, received_at=self.received),
                                    self.threads, s.cancel)
@@ -209,10 +238,13 @@ class SpeechSession:
             await self._send_events(tracker.segment_ended(event.segment))
         elif isinstance(event, SpeechCompleted):
             self.completed(event, time.monotonic() - self.received)
-            taken = s.feed.segments_taken
+            if s.switching:  # a part of the session ends: the session goes on
+                return
+            taken = s.segments_before + s.feed.segments_taken
             self.hooks.session_ended(taken, tracker.cancellations + s.cancellations)
+            characters = s.characters_before + len(s.feed.spoken())
             await self._json({"type": "session.done", "request_id": event.request_id,
-                              "usage": _usage(taken, tracker.ms(), len(s.feed.spoken()))})
+                              "usage": _usage(taken, tracker.ms(), characters)})
             await self._close(1000)
         elif isinstance(event, SpeechFailed):
             self.failed(event.error, time.monotonic() - self.received)

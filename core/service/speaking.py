@@ -47,9 +47,13 @@ class SessionHooks:
 
 class SessionTracker:
     def __init__(self, feed: TextFeed, sample_rate: int, clock: Callable[[], float] = time.monotonic,
-                 latency: Callable[[float], None] = lambda seconds: None) -> None:
+                 latency: Callable[[float], None] = lambda seconds: None, index_base: int = 0,
+                 samples: int = 0) -> None:
+        """`index_base` and `samples`: where an earlier part of the session (before a
+        session.update between segments) left the indices and the clock."""
         self.feed, self.sample_rate, self._clock, self._latency = feed, sample_rate, clock, latency
-        self.samples = 0  # audio so far: the session's clock
+        self.index_base = index_base
+        self.samples = samples  # audio so far: the session's clock
         self.cancellations = 0
         self._announced = -1  # the last segment announced
         self._current = 0  # the segment whose audio comes now (segments done so far)
@@ -70,9 +74,9 @@ class SessionTracker:
         events: list[SessionEvent] = [self._start()] if self._announced < index else []
         segment = self.feed.segment(index)
         self._current = index + 1
-        events.append(SegmentDone(index, segment.text, self.ms(self._segment_start), self.ms()))
+        events.append(SegmentDone(self.index_base + index, segment.text, self.ms(self._segment_start), self.ms()))
         if self._pending is not None:
-            events.append(Cancelled(index, self.ms(), " ".join(self._pending)))
+            events.append(Cancelled(self.index_base + index, self.ms(), " ".join(self._pending)))
             self._pending = None
         return events
 
@@ -92,4 +96,9 @@ class SessionTracker:
         self._segment_start = self.samples
         latency = max(0.0, self._clock() - segment.ready_at)
         self._latency(latency)
-        return SegmentStarted(segment.index, segment.text, self.ms(), round(latency * 1000, 1))
+        return SegmentStarted(self.index_base + segment.index, segment.text, self.ms(), round(latency * 1000, 1))
+
+    @property
+    def idle(self) -> bool:
+        """Every segment the engine took has ended, and no text waits: the session is between segments."""
+        return self._current == self.feed.segments_taken and self.feed.idle()

@@ -70,6 +70,11 @@ class TextFeed:
             self._lock.notify_all()
             return dropped + rest
 
+    def idle(self) -> bool:
+        """Nothing waits to be spoken: no segment ready, no text short of a cut."""
+        with self._lock:
+            return not self._ready and self._segmenter.buffered == 0
+
     def segment(self, index: int) -> Segment:
         with self._lock:
             return self._taken[index]

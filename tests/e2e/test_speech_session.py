@@ -256,3 +256,42 @@ def test_a_session_at_another_speed_keeps_its_timings_whole(server):
         assert after["audio_start_ms"] == before["audio_end_ms"]
     assert done[-1]["audio_end_ms"] == pytest.approx(len(fast) / 2 / 24, abs=0.01)  # every sample in a segment
     assert len(fast) == pytest.approx(len(plain) / 2, rel=0.03)
+
+
+def test_session_update_between_segments_changes_the_voice_and_the_clock_goes_on(server):
+    second = {"voice": "en_man", "seed": 5, "max_new_tokens": 40}
+
+    async def run():
+        async with websockets.connect(url(server), max_size=None) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": SESSION}))
+            await ws.recv()
+            await ws.send(json.dumps({"type": "input_text.append", "text": "The first part."}))
+            await ws.send(json.dumps({"type": "input_text.flush"}))
+            audio, events = bytearray(), []
+            while not any(e.get("type") == "segment.done" for e in events):
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    audio.extend(message)
+                else:
+                    events.append(json.loads(message))
+            first_part = len(audio)
+            await ws.send(json.dumps({"type": "session.update", "session": second}))
+            await ws.send(json.dumps({"type": "input_text.append", "text": "The second part. "}))
+            await ws.send(json.dumps({"type": "input_text.done"}))
+            async for message in ws:
+                if isinstance(message, bytes):
+                    audio.extend(message)
+                else:
+                    events.append(json.loads(message))
+        return bytes(audio), first_part, events
+
+    audio, first_part, events = asyncio.run(run())
+    done = of(events, "segment.done")
+    assert [(e["index"], e["text"]) for e in done] == [(0, "The first part."), (1, "The second part.")]
+    assert done[1]["audio_start_ms"] == done[0]["audio_end_ms"] == pytest.approx(first_part / 2 / 24, abs=0.01)
+    assert of(events, "session.updated")[-1]["session"]["voice"] == "en_man"
+    assert of(events, "session.done"), [e["type"] for e in events]
+    assert of(events, "session.done")[0]["usage"]["segments"] == 2
+    alone, _, _ = asyncio.run(session(server, ["The second part. "], session=second))
+    assert audio[first_part:] == alone  # the new voice, as a session of its own would speak it
