@@ -5,10 +5,11 @@ context, so the voice stays one voice, and with a seed the audio is the same how
 was split into messages.
 
 Client messages (JSON text frames): `session.update` {"session": {voice, voices, instructions,
-response_format: pcm|wav, speed, seed and the other sampling fields}} before the first text or
+response_format: pcm|wav|opus, speed, seed and the other sampling fields}} before the first text or
 between segments;
 `input_text.append` {"text"}; `input_text.flush`; `input_text.done`; `response.cancel`.
-Server: binary frames of 16-bit 24 kHz mono PCM (`wav`: a streaming WAV header first), and JSON
+Server: binary frames of 16-bit 24 kHz mono PCM (`wav`: a streaming WAV header first; `opus`: Ogg
+pages as they fill), and JSON
 `session.created`, `segment.started` / `segment.done` {index, text, audio_start_ms,
 audio_end_ms}, `response.cancelled`, `error` (OpenAI's error shape; the session goes on after a
 bad message and closes after a fatal one), `session.done` {usage}."""
@@ -28,7 +29,7 @@ from typing import Any, Callable
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from adapters.http.encoding import pcm16, streaming_wav_header
+from adapters.http.encoding import StreamEncoder
 from adapters.http.schema import error_body, speech_request
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, Progress, SpeechCompleted, SpeechFailed
@@ -45,6 +46,7 @@ SESSION_FIELDS = {"voice", "voices", "instructions", "response_format", "seed", 
                   "max_new_tokens", "ras_win_len", "ras_win_max_num_repeat", "speed"}
 MAX_MESSAGE_CHARS = MAX_TRANSCRIPT_CHARS  # one append
 SAMPLE_RATE = 24000  # Higgs Audio V2's codec
+SESSION_FORMATS = ("pcm", "wav", "opus")  # wav: a streaming header first; opus: Ogg pages as they fill
 
 
 def offered_key(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -71,6 +73,7 @@ class _State:
     task: asyncio.Task | None = None
     cancellations: int = 0  # before any text
     fmt: str = "pcm"
+    encoder: StreamEncoder | None = None
     # what earlier parts of the session (before a session.update between segments) added up to
     segments_before: int = 0
     samples_before: int = 0
@@ -194,9 +197,10 @@ class SpeechSession:
             raise validation_error(ErrorCode.UNKNOWN_FIELD, f"unknown session field(s): {', '.join(unknown[:5])}",
                                    field=unknown[0], constraint="known_field", allowed=sorted(SESSION_FIELDS))
         fmt = config.get("response_format", "pcm")
-        if fmt not in ("pcm", "wav"):
-            raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "a session streams pcm or wav",
-                                   field="response_format", constraint="one_of", actual=fmt, allowed=["pcm", "wav"])
+        if fmt not in SESSION_FORMATS:
+            raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "a session streams " + ", ".join(SESSION_FORMATS),
+                                   field="response_format", constraint="one_of", actual=fmt,
+                                   allowed=list(SESSION_FORMATS))
         body = {k: v for k, v in config.items() if k != "response_format"}
         request, _, _ = speech_request({**body, "input": "-", "response_format": "wav"})
         return request, fmt
@@ -210,13 +214,13 @@ class SpeechSession:
             s.tracker = SessionTracker(s.feed, SAMPLE_RATE, latency=self.hooks.segment_latency,
                                        index_base=s.segments_before, samples=s.samples_before)
             request = replace(request, text="", feed=s.feed)
-            s.task = asyncio.create_task(self._generate(request, header=s.segments_before == 0))
+            if s.encoder is None:  # one stream for the whole session, its parts included
+                s.encoder = StreamEncoder(s.fmt, SAMPLE_RATE)
+            s.task = asyncio.create_task(self._generate(request))
         return s.feed
 
-    async def _generate(self, request, header: bool) -> None:
+    async def _generate(self, request) -> None:
         s = self.state
-        if s.fmt == "wav" and header:
-            await self._bytes(streaming_wav_header(SAMPLE_RATE))
         events = iterate_in_thread(lambda: self.speech.speak(request, s.cancel, received_at=self.received),
                                    self.threads, s.cancel)
         try:
@@ -233,7 +237,9 @@ class SpeechSession:
         assert tracker is not None and s.feed is not None  # a request runs only once the text started
         if isinstance(event, AudioChunk):
             await self._send_events(tracker.audio(len(event.samples)))
-            await self._bytes(pcm16(event.samples))
+            assert s.encoder is not None
+            if data := s.encoder.push(event.samples):
+                await self._bytes(data)
         elif isinstance(event, Progress) and event.segment is not None:
             await self._send_events(tracker.segment_ended(event.segment))
         elif isinstance(event, SpeechCompleted):
@@ -243,6 +249,8 @@ class SpeechSession:
             taken = s.segments_before + s.feed.segments_taken
             self.hooks.session_ended(taken, tracker.cancellations + s.cancellations)
             characters = s.characters_before + len(s.feed.spoken())
+            if s.encoder is not None and (tail := s.encoder.finish()):
+                await self._bytes(tail)
             await self._json({"type": "session.done", "request_id": event.request_id,
                               "usage": _usage(taken, tracker.ms(), characters)})
             await self._close(1000)

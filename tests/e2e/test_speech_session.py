@@ -295,3 +295,23 @@ def test_session_update_between_segments_changes_the_voice_and_the_clock_goes_on
     assert of(events, "session.done")[0]["usage"]["segments"] == 2
     alone, _, _ = asyncio.run(session(server, ["The second part. "], session=second))
     assert audio[first_part:] == alone  # the new voice, as a session of its own would speak it
+
+
+def test_wav_and_opus_framings_carry_the_same_audio(server):
+    import io
+
+    import av
+    import numpy as np
+
+    pcm, _, _ = asyncio.run(session(server, ["Framed two ways. "]))
+    wav, _, _ = asyncio.run(session(server, ["Framed two ways. "], session={**SESSION, "response_format": "wav"}))
+    assert wav[:4] == b"RIFF" and wav[44:] == pcm
+    opus_session = {**SESSION, "response_format": "opus"}
+    opus, events, _ = asyncio.run(session(server, ["Framed two ways. "], session=opus_session))
+    assert opus[:4] == b"OggS"
+    with av.open(io.BytesIO(opus)) as container:
+        frames = list(container.decode(audio=0))
+    seconds = sum(f.samples for f in frames) / frames[0].sample_rate
+    assert np.isfinite(np.concatenate([f.to_ndarray().reshape(-1) for f in frames])).all()
+    assert seconds == pytest.approx(len(pcm) / 2 / 24000, abs=0.05)
+    assert of(events, "session.done")
