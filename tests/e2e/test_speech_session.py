@@ -315,3 +315,18 @@ def test_wav_and_opus_framings_carry_the_same_audio(server):
     assert np.isfinite(np.concatenate([f.to_ndarray().reshape(-1) for f in frames])).all()
     assert seconds == pytest.approx(len(pcm) / 2 / 24000, abs=0.05)
     assert of(events, "session.done")
+
+
+def test_a_text_frame_that_is_not_utf8_closes_that_session_only(server):
+    async def run():
+        async with websockets.connect(url(server), max_size=None) as ws:
+            await ws.recv()
+            await ws.send(b'{"type": "input_text.append", "text": "\xff\xfe"}', text=True)  # not UTF-8
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(run()) == 1007  # invalid frame payload data: the WebSocket protocol's answer
+    audio, events, _ = asyncio.run(session(server, ["The server is still here. "]))
+    assert audio and of(events, "session.done")
