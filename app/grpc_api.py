@@ -62,6 +62,7 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
         max_queue=args.max_queue,
         grace=args.grace if args.grace is not None else container.settings().drain_seconds,
         max_receive_bytes=int(args.max_receive_mb * MiB),
+        max_sessions=args.max_sessions,
     )
     try:
         validate_storage(container)
@@ -179,6 +180,8 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve.add_argument("--grace", type=float, default=None,
                        help="seconds in-flight calls get to finish after SIGTERM before they are stopped "
                             "(default: $HIGGS_DRAIN_SECONDS, 30)")
+    serve.add_argument("--max-sessions", type=int, default=defaults.max_sessions,
+                       help="SpeakText sessions open at once; more get RESOURCE_EXHAUSTED")
     serve.add_argument("--max-receive-mb", type=float, default=defaults.max_receive_bytes / MiB,
                        help="largest request (inline reference audio) in MiB")
     serve.set_defaults(handler=cmd_serve_grpc)

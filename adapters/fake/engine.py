@@ -6,6 +6,7 @@ import threading
 import time
 import zlib
 from array import array
+from dataclasses import replace
 from typing import Iterator, Sequence
 
 from core.domain.audio import FRAME_RATE, SAMPLE_RATE
@@ -104,13 +105,21 @@ class FakeSpeechEngine:
             self.active += 1
             self.peak_active = max(self.peak_active, self.active)
         try:
-            yield from self._stream(synthesis, voices, cancel)
+            if synthesis.feed is not None:
+                yield from self._stream_feed(synthesis, voices, cancel)
+            else:
+                yield from self._stream(synthesis, voices, cancel)
         finally:
             with self._counting:
                 self.active -= 1
 
-    def _stream(
+    def _stream_feed(
         self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
+    ) -> Iterator[EngineEvent]:
+        return _feed_events(self, synthesis, voices, cancel)
+
+    def _stream(
+        self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel
     ) -> Iterator[EngineEvent]:
         started = time.perf_counter()
         load = 0.0
@@ -162,6 +171,38 @@ class FakeSpeechEngine:
 
 def _spoken(synthesis: Synthesis) -> int:
     return max(1, math.ceil(len(synthesis.text) / CHARS_PER_SECOND * FRAME_RATE))
+
+
+def _feed_events(engine: "FakeSpeechEngine", synthesis: Synthesis, voices: Sequence[VoicePrompt],
+                 cancel: threading.Event) -> Iterator[EngineEvent]:
+    """A speaking session on the fake: each segment as a request of its own text (the same
+    tone rules), cut short when the session interrupts it, ended by its segment's progress."""
+    feed = synthesis.feed
+    assert feed is not None
+    frames = index = 0
+    while (text := feed.next(cancel.is_set)) is not None:
+        part = replace(synthesis, text=text, feed=None, chunking=replace(synthesis.chunking, method=ChunkMethod.NONE))
+        for event in engine._stream(part, voices, _Either(cancel, feed.interrupted)):
+            if isinstance(event, EngineAudio):
+                yield EngineAudio(event.samples, frames + event.frame_index)
+            elif isinstance(event, EngineDone):
+                frames += event.frames
+        yield EngineProgress(frames, index + 1, index + 1, segment=index)
+        index += 1
+        if cancel.is_set():
+            break
+    yield EngineDone(frames=frames, stop_reason="cancelled" if cancel.is_set() else "end_token",
+                     timings=EngineTimings(), text_output=feed.spoken(),
+                     work=EngineWork(decode_steps=frames, chunk_stop_reasons=("end_token",) * index,
+                                     chunk_frames=()))
+
+
+class _Either:
+    def __init__(self, cancel: threading.Event, interrupted) -> None:
+        self.cancel, self.interrupted = cancel, interrupted
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or self.interrupted()
 
 
 def _chunks(synthesis: Synthesis) -> int:

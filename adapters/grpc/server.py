@@ -41,6 +41,7 @@ class ServerOptions:
     max_receive_bytes: int = 2 * MAX_REFERENCE_AUDIO_BYTES + 4 * MiB
     max_send_bytes: int = 256 * MiB  # a Synthesize result holds the whole file
     spare_threads: int = 8  # for health checks, reflection, ListVoices and refusals
+    max_sessions: int = 16  # SpeakText sessions open at once (each holds a thread while it lasts)
 
 
 def _add_servicer(servicer: SpeechServicer, server: grpc.Server) -> None:
@@ -78,13 +79,13 @@ class SpeechServer:
         self.service = service
         self.generation = GenerationQueue(options.max_queue, workers=service.capacity)
         self.servicer = SpeechServicer(service, self.generation, completed=completed, failed=failed,
-                                       sessions=sessions)
+                                       sessions=sessions, max_sessions=options.max_sessions)
         self.health = health.HealthServicer()
         self.ready = threading.Event()
         self.warm_up_error: BaseException | None = None
         self._warm_up_thread: threading.Thread | None = None
         # every admitted call holds a thread while it streams; the rest are spare
-        threads = self.generation.workers + options.max_queue + options.spare_threads
+        threads = self.generation.workers + options.max_queue + options.max_sessions + options.spare_threads
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
             interceptors=list(interceptors),

@@ -47,6 +47,7 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None,
         failed: Callable[[DomainError, float], None] = lambda error, seconds: None,
         sessions: SessionHooks | None = None,
+        max_sessions: int = 16,
     ) -> None:
         """`completed` and `failed` hear every request's end (the metrics), with its seconds."""
         self._service = service
@@ -54,6 +55,8 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         self._poll_interval = poll_interval
         self._completed, self._failed = completed, failed
         self._sessions = sessions or SessionHooks()
+        self._session_slots = threading.BoundedSemaphore(max_sessions)
+        self._max_sessions = max_sessions
 
     def StreamSpeech(self, message: pb.SpeechRequest, context: grpc.ServicerContext):
         request, encoding = _parse(message, context)
@@ -73,10 +76,18 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
     def SpeakText(self, inputs: Iterator[pb.TextInput], context: grpc.ServicerContext):
         """A speaking session (adapters/grpc/speak_text.py): on the call's own threads, not the
         generation queue's (a session waits for its text most of the time)."""
-        self._admissible(context, time.monotonic())
-        session = TextSession(self._service, context, self._sessions, self._completed, self._failed,
-                              self._poll_interval)
-        yield from session.run(inputs)
+        received = time.monotonic()
+        self._admissible(context, received)
+        if not self._session_slots.acquire(blocking=False):  # the server's threads stay free for the rest
+            self._refuse(context, DomainError(ErrorType.SYSTEM, ErrorCode.QUEUE_FULL,
+                                              f"{self._max_sessions} SpeakText sessions are open; retry later",
+                                              {"max_sessions": self._max_sessions}), received)
+        try:
+            session = TextSession(self._service, context, self._sessions, self._completed, self._failed,
+                                  self._poll_interval)
+            yield from session.run(inputs)
+        finally:
+            self._session_slots.release()
 
     def ListVoices(self, message: pb.ListVoicesRequest, context: grpc.ServicerContext):
         try:
