@@ -180,7 +180,6 @@ def test_sigterm_to_a_replica_under_load_fails_nothing(cluster):
 
     results = load(cluster, 36, during=terminate)
     failed = [r for r in results if not r[1]]
-    print("TERM", busy, failed)
     assert not failed, failed
     assert victim.wait(60) == 0, victim.output()
     assert busy[0] >= 1  # it held requests when the signal came
