@@ -11,7 +11,8 @@ A request nothing has started yet is tried on the next replica: one whose replic
 connection or answered 502/503 before any byte (a replica gone, starting or draining: HTTP
 503 + Retry-After), POSTs included (a refusal means nothing was done). gRPC calls refused with
 UNAVAILABLE are retried by the client's service config (adapters/grpc/client.py); nginx retries
-the ones whose connection failed."""
+the ones whose connection failed. WebSocket sessions (/v1/audio/speech/stream) are upgraded
+through, each to one replica for its whole life."""
 
 from __future__ import annotations
 
@@ -61,7 +62,11 @@ error_log {prefix / 'error.log'} warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log {prefix / 'access.log'};
-{temp}    upstream higgs_http {{
+{temp}    map $http_upgrade $connection_upgrade {{  # WebSocket sessions: upgrade; the rest: keepalive
+        default upgrade;
+        "" "";
+    }}
+    upstream higgs_http {{
 {servers}        keepalive 32;
     }}
 {grpc_upstream}    server {{
@@ -70,7 +75,8 @@ http {{
         location / {{
             proxy_pass http://higgs_http;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
             proxy_buffering off;
             proxy_read_timeout 600s;

@@ -170,6 +170,32 @@ def test_a_voice_uploaded_through_the_proxy_is_heard_from_every_replica(cluster)
     assert all(r.served() > b for r, b in zip(cluster.replicas, before))
 
 
+def test_websocket_sessions_pass_through_the_proxy(cluster):
+    """Speaking sessions through nginx (upgraded, each held by one replica): the same audio as
+    a session sent straight to a replica."""
+    import asyncio
+    import json
+
+    import websockets
+
+    async def speak(base):
+        async with websockets.connect(base.replace("http://", "ws://") + "/v1/audio/speech/stream") as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {"voice": "belinda", "seed": 4,
+                                                                            "max_new_tokens": 40}}))
+            for piece in ("Through the proxy. ", "Still one ", "session."):
+                await ws.send(json.dumps({"type": "input_text.append", "text": piece}))
+            await ws.send(json.dumps({"type": "input_text.done"}))
+            messages = [m async for m in ws]
+        return b"".join(m for m in messages if isinstance(m, bytes)), [json.loads(m) for m in messages
+                                                                       if isinstance(m, str)]
+
+    proxied, events = asyncio.run(speak(cluster.nginx.base))
+    direct, _ = asyncio.run(speak(cluster.live()[0].base))
+    assert proxied and proxied == direct
+    assert [e["text"] for e in events if e["type"] == "segment.done"] == ["Through the proxy.", "Still one session."]
+
+
 def test_sigterm_to_a_replica_under_load_fails_nothing(cluster):
     victim = cluster.live()[0]
     busy = []
