@@ -90,6 +90,23 @@ def parse_speech_request(data: bytes) -> pb.SpeechRequest | Undecodable:
             field=name, constraint="valid_unicode"))
 
 
+def parse_text_input(data: bytes) -> pb.TextInput | Undecodable:
+    """SpeakText's deserializer, as `parse_speech_request`: a piece of text (or a config field)
+    that is not valid UTF-8 is a bad value with its field's code, not gRPC's INTERNAL."""
+    try:
+        return pb.TextInput.FromString(data)
+    except DecodeError:
+        path = _first_invalid_text(data, pb.TextInput.DESCRIPTOR)
+        if path is None:
+            return Undecodable(validation_error(ErrorCode.INVALID_INPUT, "not a valid TextInput message",
+                                                field="input", constraint="protobuf"))
+        name = ".".join(path)
+        inner = ".".join(path[1:]) if path[0] == "config" else ""
+        code = ErrorCode.INVALID_TRANSCRIPT if name == "text" else _TEXT_FIELD_CODES.get(inner, ErrorCode.INVALID_INPUT)
+        return Undecodable(validation_error(code, f"{name} is not valid Unicode text (UTF-8)", field=name,
+                                            constraint="valid_unicode"))
+
+
 def _first_invalid_text(data: bytes, descriptor, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
     """Walks the wire format: the path of the first string field holding invalid UTF-8."""
     i = 0

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters.grpc.generation import GenerationQueue
-from adapters.grpc.messages import parse_speech_request
+from adapters.grpc.messages import parse_speech_request, parse_text_input
 from adapters.grpc.servicer import SpeechServicer
 from core.domain.errors import DomainError
 from core.domain.events import SpeechCompleted
@@ -55,7 +55,7 @@ def _add_servicer(servicer: SpeechServicer, server: grpc.Server) -> None:
             servicer.Synthesize, request_deserializer=parse_speech_request,
             response_serializer=pb.SpeechResult.SerializeToString),
         "SpeakText": grpc.stream_stream_rpc_method_handler(
-            servicer.SpeakText, request_deserializer=pb.TextInput.FromString,
+            servicer.SpeakText, request_deserializer=parse_text_input,
             response_serializer=pb.SpeechEvent.SerializeToString),
         "ListVoices": grpc.unary_unary_rpc_method_handler(
             servicer.ListVoices, request_deserializer=pb.ListVoicesRequest.FromString,

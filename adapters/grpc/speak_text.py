@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import grpc
 
-from adapters.grpc.messages import encoding_of, event_message, request_from_message
+from adapters.grpc.messages import Undecodable, encoding_of, event_message, request_from_message
 from adapters.grpc.status import abort
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, Progress, SpeechCompleted, SpeechFailed
@@ -65,6 +65,8 @@ class TextSession:
 
     def _config(self, inputs: Iterator[pb.TextInput]):
         first = next(inputs, None)
+        if isinstance(first, Undecodable):
+            abort(self.context, first.error)
         if first is None or first.WhichOneof("input") != "config":
             abort(self.context, _bad("the first message of SpeakText is `config`"))
         if first.config.text:
@@ -84,6 +86,8 @@ class TextSession:
         """The caller's messages, as they come; the end of them is `done`."""
         try:
             for message in inputs:
+                if isinstance(message, Undecodable):
+                    raise message.error
                 kind = message.WhichOneof("input")
                 if kind == "text":
                     check_text(message.text, "text", ErrorCode.INVALID_TRANSCRIPT, MAX_TRANSCRIPT_CHARS)

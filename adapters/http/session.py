@@ -128,8 +128,8 @@ class SpeechSession:
             if not isinstance(message, dict) or not isinstance(message.get("type"), str):
                 raise _bad('each message is a JSON object with a "type"')
             return await self._dispatch(message)
-        except ValueError:
-            await self._error(_bad("the message is not JSON"))
+        except (ValueError, RecursionError):  # not JSON, or nested past what the parser follows
+            await self._error(_bad("the message is not JSON (or is nested too deep)"))
         except DomainError as error:
             await self._error(error)
         return True

@@ -149,6 +149,7 @@ def metric(server, name) -> float:
 
 BAD = [
     ("not JSON", "{nope", "INVALID_INPUT"),
+    ("nested 100,000 deep", "[" * 100_000 + "]" * 100_000, "INVALID_INPUT"),
     ("not an object", "[1, 2]", "INVALID_INPUT"),
     ("no type", json.dumps({"text": "x"}), "INVALID_INPUT"),
     ("unknown type", json.dumps({"type": "input_audio.append"}), "INVALID_INPUT"),
@@ -330,3 +331,51 @@ def test_a_text_frame_that_is_not_utf8_closes_that_session_only(server):
     assert asyncio.run(run()) == 1007  # invalid frame payload data: the WebSocket protocol's answer
     audio, events, _ = asyncio.run(session(server, ["The server is still here. "]))
     assert audio and of(events, "session.done")
+
+
+NUMERIC = ["seed", "temperature", "top_k", "top_p", "max_new_tokens", "ras_win_len", "ras_win_max_num_repeat", "speed"]
+TEXTUAL = ["voice", "instructions", "response_format"]
+RAW_BAD = ['"x"', "[]", "{}", "true", "-1", "1e999", "-1e999", "NaN", "Infinity", "1" + "0" * 400, "1e-400",
+           '"\\ud800"', '"a\\u0007b"']
+
+
+def hostile_updates() -> list[tuple[str, str]]:
+    """Every session field with values no request may carry (as raw JSON: NaN and 1e999 too)."""
+    cases = []
+    for name in NUMERIC:
+        for raw in RAW_BAD:
+            if name == "seed" and raw == "1e-400":
+                continue  # 0.0: a float seed, refused below with the other types
+            cases.append((f"{name}={raw[:12]}", '{"type": "session.update", "session": {"%s": %s}}' % (name, raw)))
+    for name in TEXTUAL:
+        for raw in ['"\\ud800"', '"a\\u0007b"', "5", "[1]", "true", '"' + "x" * 3000 + '"']:
+            cases.append((f"{name}={raw[:12]}", '{"type": "session.update", "session": {"%s": %s}}' % (name, raw)))
+    cases.append(("voices=[5]", '{"type": "session.update", "session": {"voices": [5]}}'))
+    cases.append(("voice and voices", '{"type": "session.update", "session": {"voice": "a", "voices": ["b"]}}'))
+    return cases
+
+
+def test_every_hostile_session_field_gets_an_error_and_the_session_goes_on(server):
+    cases = hostile_updates()
+
+    async def run():
+        replies = []
+        async with websockets.connect(url(server), max_size=None) as ws:
+            await ws.recv()
+            for name, raw in cases:
+                await ws.send(raw)
+                replies.append((name, json.loads(await ws.recv())))
+            await ws.send(json.dumps({"type": "session.update", "session": SESSION}))
+            await ws.recv()
+            await ws.send(json.dumps({"type": "input_text.append", "text": "Unharmed. "}))
+            await ws.send(json.dumps({"type": "input_text.done"}))
+            rest = [m async for m in ws]
+        return replies, rest
+
+    replies, rest = asyncio.run(run())
+    assert len(replies) == len(cases) > 120
+    for name, reply in replies:
+        assert reply["type"] == "error" and reply["fatal"] is False, (name, reply)
+        assert reply["error"]["type"] == "invalid_request_error" and reply["error"]["code"] != "INTERNAL_ERROR", name
+    events = [json.loads(m) for m in rest if isinstance(m, str)]
+    assert [e["text"] for e in of(events, "segment.done")] == ["Unharmed."]

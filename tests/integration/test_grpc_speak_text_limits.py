@@ -76,3 +76,44 @@ def test_a_caller_that_half_closes_without_done_ends_its_session(stub):
     assert messages[-1].WhichOneof("event") == "completed"
     done = [m.segment.text for m in messages if m.WhichOneof("event") == "segment" and m.segment.done]
     assert done == ["No done message, just the end of the stream."]
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, written by hand (protobuf itself refuses bad UTF-8)."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+VALID_CONFIG = pb.TextInput(config=CONFIG).SerializeToString()
+HOSTILE = {  # name: (the messages' bytes, the domain code)
+    "text not UTF-8 first": ([_field(2, b"\xff\xfe")], "INVALID_TRANSCRIPT"),
+    "text not UTF-8 later": ([VALID_CONFIG, _field(2, b"ok \xc3\x28")], "INVALID_TRANSCRIPT"),
+    "a lone surrogate in the text": ([VALID_CONFIG, _field(2, "\ud800".encode("utf-8", "surrogatepass"))],
+                                     "INVALID_TRANSCRIPT"),
+    "scene not UTF-8": ([_field(1, _field(3, b"\xff"))], "INVALID_SCENE_PROMPT"),
+    "voice name not UTF-8": ([_field(1, _field(2, _field(1, b"\xfe")))], "INVALID_VOICE_NAME"),
+    "not protobuf": ([b"\xff\xff\xff\xff"], "INVALID_INPUT"),
+    "text before config": ([pb.TextInput(text="Hi.").SerializeToString()], "INVALID_INPUT"),
+    "config twice": ([VALID_CONFIG, VALID_CONFIG], "INVALID_INPUT"),
+    "config with text": ([pb.TextInput(config=pb.SpeechRequest(text="x")).SerializeToString()], "INVALID_INPUT"),
+    "config with an output": ([pb.TextInput(config=pb.SpeechRequest(output=pb.OutputTarget(s3_bucket="my-bucket")))
+                               .SerializeToString()], "INVALID_INPUT"),
+    "a bad seed": ([pb.TextInput(config=pb.SpeechRequest(sampling=pb.Sampling(seed=-1))).SerializeToString()],
+                   "INVALID_SEED"),
+    "a bad speed": ([pb.TextInput(config=pb.SpeechRequest(speed=9)).SerializeToString()], "INVALID_SPEED"),
+    "a 10,001-character piece": ([VALID_CONFIG, pb.TextInput(text="a" * 10_001).SerializeToString()],
+                                 "INVALID_TRANSCRIPT"),
+    "a control character": ([VALID_CONFIG, pb.TextInput(text="a\x07b").SerializeToString()], "INVALID_TRANSCRIPT"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_session_messages_are_refused_with_their_code(stub, name):
+    _, channel = stub
+    raw = channel.stream_stream("/higgs_tts.v1.SpeechService/SpeakText", request_serializer=lambda b: b,
+                                response_deserializer=pb.SpeechEvent.FromString)
+    messages, code = HOSTILE[name]
+    with pytest.raises(grpc.RpcError) as refused:
+        list(raw(iter(messages), timeout=30))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    assert domain_code(refused.value) == code
