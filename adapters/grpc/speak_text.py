@@ -16,7 +16,7 @@ import grpc
 from adapters.grpc.messages import Undecodable, encoding_of, event_message, request_from_message
 from adapters.grpc.status import abort
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
-from core.domain.events import AudioChunk, Progress, SpeechCompleted, SpeechFailed
+from core.domain.events import AudioChunk, Progress, SpeechCompleted, SpeechFailed, SpeechStarted
 from core.domain.request import MAX_TRANSCRIPT_CHARS, check_text
 from core.service.speaking import Cancelled, SegmentDone, SegmentStarted, SessionHooks, SessionTracker
 from core.service.speech_service import SpeechService
@@ -48,6 +48,8 @@ class TextSession:
             return
         threading.Thread(target=self._read, args=(inputs,), name="speak-text-input", daemon=True).start()
         threading.Thread(target=self._speak, args=(request,), name="speak-text", daemon=True).start()
+        early: list = []  # a cancel's events before Started went out: they follow it
+        started = False
         while True:
             try:
                 item = self.out.get(timeout=self.poll)
@@ -61,7 +63,13 @@ class TextSession:
             if isinstance(item, DomainError):
                 self.cancel.set()
                 abort(self.context, item)
+            if isinstance(item, list) and not started:
+                early += item
+                continue
             yield from self._messages(item, encoding)
+            if not started and isinstance(item, SpeechStarted):
+                started = True
+                yield from self._messages(early, encoding)
 
     def _config(self, inputs: Iterator[pb.TextInput]):
         first = next(inputs, None)

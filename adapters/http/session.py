@@ -148,10 +148,11 @@ class SpeechSession:
         elif kind == "input_text.append":
             text = message.get("text")
             check_text(text, "text", ErrorCode.INVALID_TRANSCRIPT, MAX_MESSAGE_CHARS)
-            if text:  # an empty piece says nothing (and starts nothing)
+            if s.feed is not None or text.strip():  # only spaces before any word start nothing
                 self._start().append(text)
         elif kind == "input_text.flush":
-            self._start().flush()
+            if s.feed is not None:  # nothing typed yet: nothing to speak
+                s.feed.flush()
         elif kind == "input_text.done":
             if s.feed is None:  # nothing was said: nothing to generate
                 await self._json({"type": "session.done", "usage": _usage(0, 0, 0)})

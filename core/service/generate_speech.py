@@ -234,7 +234,7 @@ class GenerateSpeech:
                     done = event
             yield from audio.drain(done.frames if done else 0)
             seconds = self._clock() - audio.started
-            done = _finished(done, cancel)
+            done = _finished(done, cancel, session=request.feed is not None)
             _describe(span, done)
         timings = replace(done.timings, load=done.timings.load + load_seconds)
         return Synthesized(audio.samples, audio.rate, done.frames, done.stop_reason, done.text_output, timings,
@@ -356,13 +356,15 @@ class _AudioOut:
             self.stretch = stretch
 
 
-def _finished(done: EngineDone | None, cancel: threading.Event) -> EngineDone:
+def _finished(done: EngineDone | None, cancel: threading.Event, session: bool = False) -> EngineDone:
+    """The engine's end, or why it is a failure. A speaking session may end with no audio (no
+    text came, or every segment was cut short): its segment events say so, one by one."""
     if cancel.is_set():
         raise DomainError(ErrorType.SYSTEM, ErrorCode.CANCELLED, "request was cancelled")
     if done is None:
         raise DomainError(ErrorType.INFERENCE, ErrorCode.INFERENCE_FAILED,
                           "engine stopped without finishing the request")
-    if done.frames == 0:  # never an empty success
+    if done.frames == 0 and not session:  # never an empty success
         raise DomainError(ErrorType.INFERENCE, ErrorCode.INFERENCE_FAILED,
                           f"the model ended without producing any audio ({done.stop_reason}); retry, with another "
                           "seed or voice clip", {"frames": 0, "stop_reason": done.stop_reason})

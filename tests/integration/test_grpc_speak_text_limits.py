@@ -117,3 +117,13 @@ def test_hostile_session_messages_are_refused_with_their_code(stub, name):
         list(raw(iter(messages), timeout=30))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
     assert domain_code(refused.value) == code
+
+
+@pytest.mark.parametrize("said", [[], [{"flush": pb.Flush()}], [{"text": "cut before"}, {"cancel": pb.Cancel()}]])
+def test_a_session_that_says_nothing_completes_with_no_audio(stub, said):
+    speech, _ = stub
+    session = Session(speech)
+    for message in said:
+        session.say(**message)
+    kinds = [m.WhichOneof("event") for m in session.end()]
+    assert kinds[0] == "started" and kinds[-1] == "completed" and "audio" not in kinds
