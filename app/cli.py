@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from app.container import Container, build_container, resolve_model_paths, volume_paths
+from app.container import Container, build_container
 from app.settings import limit_cpu_threads
+from core.domain.captions import render
 from core.domain.errors import DomainError, ErrorType
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted
 from core.domain.request import (
@@ -26,6 +27,7 @@ from core.domain.request import (
     SpeechRequest,
     parse_voice_list,
 )
+from core.domain.verification import Timestamps, Verification, VerifyMode, Word
 from core.service.outcome import Outcome
 
 log = logging.getLogger("higgs_tts")
@@ -71,6 +73,15 @@ def _add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bucket", help="also store the audio and its event record in this bucket")
     p.add_argument("--key", help="object key (default: {prefix}/{yyyy}/{mm}/{dd}/{request_id}.wav)")
     p.add_argument("--overwrite", action="store_true", help="replace an object already at --key")
+    asr = p.add_argument_group("the ASR pass (needs HIGGS_ASR_MODEL)")
+    asr.add_argument("--verify", nargs="?", const="on", choices=[m.value for m in VerifyMode],
+                     help="transcribe each text chunk: `--verify` generates a chunk again when its word error rate "
+                          "is above --max-wer; `--verify report` only reports (default: $HIGGS_VERIFY, off)")
+    asr.add_argument("--max-wer", type=float, help="0..1 (default: $HIGGS_MAX_WER, 0.25)")
+    asr.add_argument("--max-attempts", type=int, help="generations of one chunk at most, 1..5 "
+                                                      "(default: $HIGGS_VERIFY_ATTEMPTS, 2)")
+    asr.add_argument("--timestamps", choices=[t.value for t in Timestamps], default="none",
+                     help="word: the words heard with their start and end seconds, in the summary's `words`")
 
 
 def request_from_args(args: argparse.Namespace) -> SpeechRequest:
@@ -98,6 +109,8 @@ def request_from_args(args: argparse.Namespace) -> SpeechRequest:
         speed=args.speed,
         output=output,
         output_format=args.format,
+        verification=Verification(args.verify, args.max_wer, args.max_attempts),
+        timestamps="word" if getattr(args, "captions", None) is not None else args.timestamps,
     )
 
 
@@ -157,10 +170,20 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
     out = args.out or Path(f"{request.request_id}.{completed.audio.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(completed.audio.data)
+    if args.captions is not None:
+        _write_captions(args.captions, completed)
     bar.close(f"done: {completed.duration_seconds:.2f}s of audio in {completed.timings.total:.2f}s "
               f"(RTF {completed.real_time_factor:.3f}, stopped: {completed.stop_reason}) -> {out}")
     print(json.dumps(_summary(completed, outcome.stored, out), default=str))
     return EXIT_OK
+
+
+def _write_captions(path: Path, completed: SpeechCompleted) -> None:
+    """SubRip or WebVTT by the file's extension, from the summary's words."""
+    words = [Word(w["word"], w["start"], w["end"]) for w in completed.metadata.get("words", ())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render("srt" if path.suffix.lower() == ".srt" else "vtt", words, completed.duration_seconds),
+                    encoding="utf-8")
 
 
 def _summary(completed: SpeechCompleted, stored: AudioStored | None, out: Path) -> dict:
@@ -176,120 +199,9 @@ def _summary(completed: SpeechCompleted, stored: AudioStored | None, out: Path) 
         "stop_reason": completed.stop_reason,
         "real_time_factor": round(completed.real_time_factor, 4),
         "timings": completed.timings.to_dict(),
+        **{k: completed.metadata[k] for k in ("verification", "words") if k in completed.metadata},
         "metadata": completed.metadata,
     }
-
-
-def cmd_demo_model(args: argparse.Namespace, container: Container) -> int:
-    from boson_multimodal.demo import WARNING, write_demo_bundle
-
-    paths = write_demo_bundle(args.dir, seed=args.seed)
-    size = sum(f.stat().st_size for f in paths.root.rglob("*") if f.is_file())
-    print(json.dumps({"model_path": str(paths.root), "bytes": size,
-                      "voices": sorted(p.stem for p in paths.voices.glob("*.txt"))}))
-    print(WARNING, file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_convert(args: argparse.Namespace, container: Container) -> int:
-    from boson_multimodal.convert import convert_bundle
-
-    settings = container.settings()
-    src, dst = volume_paths(settings, args.src), volume_paths(settings, args.dst)
-    if args.src.resolve() == args.dst.resolve():
-        print("error: convert into a new directory (DST must differ from SRC)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    started = time.monotonic()
-    try:
-        done = convert_bundle(src, dst, report=lambda message: print(message, file=sys.stderr, flush=True))
-    except (OSError, ValueError) as error:  # missing files, unsupported variants, a full DST
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    print(json.dumps({"src": str(args.src), "dst": str(args.dst), **done,
-                      "seconds": round(time.monotonic() - started, 2)}))
-    return EXIT_OK
-
-
-def _fetch(revisions: dict[str, str | None], volume=None, cache: Path | None = None):
-    """Plan (printing what will be fetched), then download: the plans and where each went.
-    Raises DownloadError."""
-    from boson_multimodal.hub import download, plan
-    from boson_multimodal.voices import install_sample_voices
-
-    plans = plan(revisions)
-    for p in plans:
-        print(f"{p.repo}@{p.revision[:12]}: {p.files} files, {p.bytes / 1e9:.2f} GB", file=sys.stderr, flush=True)
-    where = download(plans, volume=volume, cache_dir=cache)
-    if volume is not None:  # a fresh volume gets voices to clone (never over the ones it has)
-        written = install_sample_voices(volume.voices)
-        if written:
-            print(f"sample voices in {volume.voices}: {', '.join(written)}", file=sys.stderr, flush=True)
-    return plans, where
-
-
-def cmd_download(args: argparse.Namespace, container: Container) -> int:
-    """The generation model and the audio tokenizer from the hub, into the MODEL_PATH layout
-    (or --to DIR), or into a hub cache (--cache). Says what it will fetch before it starts."""
-    from boson_multimodal.hub import DownloadError
-
-    settings = container.settings()
-    revisions = {"generation": args.revision or settings.hub_revision,
-                 "tokenizer": args.tokenizer_revision or settings.tokenizer_revision}
-    started = time.monotonic()
-    try:
-        if args.cache is not None:
-            plans, where = _fetch(revisions, cache=Path(args.cache) if args.cache else None)
-        else:
-            plans, where = _fetch(revisions, volume=volume_paths(settings, args.to))
-    except DownloadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT if error.refused else EXIT_FAILED
-    print(json.dumps({p.component: {"repo": p.repo, "revision": p.revision, "path": str(where[p.component]),
-                                    "bytes": p.bytes} for p in plans}
-                     | {"seconds": round(time.monotonic() - started, 2)}))
-    return EXIT_OK
-
-
-def cmd_quickstart(args: argparse.Namespace, container: Container) -> int:
-    """What `make run` does: synthesise with the real weights, downloading them first when
-    MODEL_PATH has none and the hub answers; the demo bundle only when the hub cannot be
-    reached (or HIGGS_DEMO_FALLBACK=1 asks for it), and it says why."""
-    from dataclasses import replace
-
-    from dependency_injector import providers
-
-    from boson_multimodal.hub import DownloadError
-
-    settings = container.settings()
-    paths = resolve_model_paths(replace(settings, demo_fallback=False))
-    if not paths.has_weights():
-        reason = "HIGGS_DEMO_FALLBACK=1" if settings.demo_fallback else None
-        if reason is None:
-            print(f"no weights at {settings.model_path}: downloading them (higgs-tts download)", file=sys.stderr)
-            try:
-                volume = volume_paths(settings)
-                _fetch({"generation": settings.hub_revision, "tokenizer": settings.tokenizer_revision}, volume=volume)
-                paths = volume
-            except DownloadError as error:
-                if error.refused:
-                    print(f"error: {error}", file=sys.stderr)
-                    return EXIT_BAD_INPUT
-                reason = str(error)
-        if reason is not None:
-            print(f"falling back to the demo bundle: {reason}", file=sys.stderr)
-            paths = resolve_model_paths(replace(settings, demo_fallback=True))
-    container.model_paths.override(providers.Object(paths))
-    warn_if_demo(container)
-    if settings.engine == "higgs" and not paths.is_demo:
-        import torch
-
-        if (settings.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu":
-            print("no GPU: generating on the CPU in float32, which for the 5.8B-parameter model takes minutes "
-                  "per second of audio", file=sys.stderr)
-    if args.voice and not (paths.voices / f"{args.voice}.txt").is_file():
-        print(f"voice {args.voice!r} is not in {paths.voices}: the model picks a voice", file=sys.stderr)
-        args.voice = None
-    return cmd_synth(args, container)
 
 
 def warn_if_demo(container: Container) -> None:
@@ -327,35 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="text -> audio file; JSON summary on stdout")
     _add_request_arguments(synth)
     synth.add_argument("--out", type=Path, help="where to write the audio (default <request_id>.wav)")
+    synth.add_argument("--captions", type=Path,
+                       help="also write captions here: .srt (SubRip) or .vtt (WebVTT); needs --timestamps word")
     synth.set_defaults(handler=cmd_synth)
 
     voices = sub.add_parser("voices", help="list the voice prompts")
     voices.set_defaults(handler=cmd_voices)
-
-    demo = sub.add_parser("demo-model", help="write a tiny random-weight model bundle (a few MB)")
-    demo.add_argument("dir", type=Path)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(handler=cmd_demo_model)
-
-    convert = sub.add_parser(
-        "convert", help="write a model volume in the transformers layout (converts the original bosonai one)")
-    convert.add_argument("src", type=Path, help="a MODEL_PATH in either layout")
-    convert.add_argument("dst", type=Path, help="a new directory: the converted MODEL_PATH")
-    convert.set_defaults(handler=cmd_convert)
-
-    quick = sub.add_parser("quickstart", help="synth with the real weights, downloading them when missing "
-                                              "(the demo bundle only when the hub cannot be reached): `make run`")
-    _add_request_arguments(quick)
-    quick.add_argument("--out", type=Path, default=Path("out/hello.wav"))
-    quick.set_defaults(handler=cmd_quickstart)
-
-    fetch = sub.add_parser("download", help="fetch the weights from the Hugging Face hub (HF_TOKEN, HF_ENDPOINT)")
-    fetch.add_argument("--to", type=Path, help="volume to fill (default: MODEL_PATH)")
-    fetch.add_argument("--cache", nargs="?", const="", default=None,
-                       help="into a hub cache instead (default: HF_HUB_CACHE / HF_HOME), for MODEL_PATH=hf://...")
-    fetch.add_argument("--revision", help="generation model revision (default: main, or MODEL_PATH's @REVISION)")
-    fetch.add_argument("--tokenizer-revision", help="audio tokenizer revision (default: main)")
-    fetch.set_defaults(handler=cmd_download)
 
     serve = sub.add_parser("serve", help="run a server")
     servers = serve.add_subparsers(dest="server", required=True)
@@ -368,7 +257,7 @@ Handler = Callable[[argparse.Namespace, Container], int]
 
 # Modules that add subcommands: each has `register(commands, serve_commands)` that adds
 # argparse parsers whose `handler` default is a Handler.
-COMMAND_MODULES: tuple[str, ...] = ("app.grpc_api", "app.runpod_worker", "app.http_api")
+COMMAND_MODULES: tuple[str, ...] = ("app.model_commands", "app.grpc_api", "app.runpod_worker", "app.http_api")
 
 
 def main(argv: list[str] | None = None, container: Container | None = None) -> int:

@@ -148,6 +148,61 @@ def _warm_voices(voices, names):
     return found
 
 
+def resolve_asr_path(settings: Settings) -> Path | None:
+    """HIGGS_ASR_MODEL: a directory; else MODEL_PATH/<repo id> (where `download --asr` puts
+    it); else the repo in a hub cache (no network). None when it is unset; the volume path
+    when it is nowhere (loading then says so, and the log names every place looked in)."""
+    name = settings.asr_model
+    if not name:
+        return None
+    repo = name.removeprefix(HUB_SCHEME)
+    looked = [Path(repo), settings.model_path / repo]
+    for candidate in looked:
+        if (candidate / "config.json").is_file():
+            return candidate
+    for cache in hub_caches():
+        snapshot = _hub_snapshot(cache, repo)
+        if snapshot is not None:
+            return snapshot
+    log.error("HIGGS_ASR_MODEL=%s is not at %s nor in a hub cache (%s)", name,
+              " nor ".join(str(p) for p in looked), ", ".join(str(c) for c in hub_caches()))
+    return settings.model_path / repo
+
+
+def _hub_snapshot(cache: Path, repo: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
+    except Exception:  # not in this cache (or not a repo id at all)
+        return None
+
+
+def _transcriber(settings: Settings):
+    path = resolve_asr_path(settings)
+    if path is None:
+        return None
+    from adapters.whisper import WhisperTranscriber
+
+    return WhisperTranscriber(path, name=settings.asr_model, device=settings.device, dtype=settings.dtype,
+                              batch_size=settings.asr_batch, language=settings.asr_language)
+
+
+def _asr(transcriber):
+    if transcriber is None:
+        return None
+    from adapters.whisper import error_rate
+    from core.service.verification import Asr
+
+    return Asr(transcriber, error_rate)
+
+
+def _verification(settings: Settings):
+    from core.domain.verification import Verification
+
+    return Verification(settings.verify, settings.max_wer, settings.verify_attempts)
+
+
 def _stretcher():
     from adapters.pedalboard import RubberBandStretcher  # pedalboard loads only when a service is built
 
@@ -174,6 +229,7 @@ class Container(containers.DeclarativeContainer):
         higgs=providers.Singleton(_higgs_engine, model_paths, settings, voice_library),
     )
     encoder = providers.Singleton(SoundfileEncoder)
+    transcriber = providers.Singleton(_transcriber, settings)
     object_store = providers.Selector(
         providers.Callable(lambda s: s.store_kind, settings),
         local=providers.Singleton(LocalObjectStore, providers.Callable(lambda s: s.output_dir, settings)),
@@ -192,9 +248,11 @@ class Container(containers.DeclarativeContainer):
         key_prefix=providers.Callable(lambda s: s.s3_key_prefix, settings),
         result_cache=providers.Singleton(_result_cache, settings, object_store),
         stretcher=providers.Singleton(_stretcher),
+        asr=providers.Singleton(_asr, transcriber),
+        verification=providers.Singleton(_verification, settings),
     )
     speech_service = providers.Singleton(SpeechService, generate=generate_speech, engine=engine,
-                                         voices=voice_library)
+                                         voices=voice_library, transcriber=transcriber)
 
 
 def build_container(settings: Settings | None = None) -> Container:

@@ -63,6 +63,22 @@ def _fraction(name: str, value: str) -> float:
     return number
 
 
+def _unit(name: str, value: str) -> float:
+    number = _number(name, value)
+    if not number <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], not {value!r}")
+    return number
+
+
+def _attempts(name: str, value: str) -> int:
+    from core.domain.verification import MAX_VERIFY_ATTEMPTS
+
+    number = _positive(name, value)
+    if number > MAX_VERIFY_ATTEMPTS:
+        raise ValueError(f"{name} must be at most {MAX_VERIFY_ATTEMPTS}, not {value!r}")
+    return number
+
+
 def _names(name: str, value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -108,6 +124,14 @@ class Settings:
     max_batch: int = setting(MAX_BATCH, "HIGGS_MAX_BATCH", parse=_positive)  # requests that decode together
     prefix_cache_mb: int = setting(PREFIX_CACHE_MB, "HIGGS_PREFIX_CACHE_MB", parse=_non_negative)  # 0: off
     warm_voices: tuple[str, ...] = setting((), "HIGGS_WARM_VOICES", parse=_names)  # prefixes cached at start
+    # -- the ASR pass (verification, word timings): a Whisper directory, or a repo id found under
+    # MODEL_PATH/<repo> or in a hub cache (`higgs-tts download --asr`); unset: no ASR
+    asr_model: str | None = setting(None, "HIGGS_ASR_MODEL")
+    asr_batch: int = setting(8, "HIGGS_ASR_BATCH", parse=_positive)  # chunks transcribed together
+    asr_language: str | None = setting(None, "HIGGS_ASR_LANGUAGE")  # e.g. en; unset: Whisper detects it
+    verify: str = setting("off", "HIGGS_VERIFY", parse=_one_of("off", "on", "report"))  # for requests that leave it
+    max_wer: float = setting(0.25, "HIGGS_MAX_WER", parse=lambda n, v: _unit(n, v))  # above it, a chunk is redone
+    verify_attempts: int = setting(2, "HIGGS_VERIFY_ATTEMPTS", parse=lambda n, v: _attempts(n, v))  # per chunk
     # -- storage (S3, or files under OUTPUT_DIR)
     store: str = setting("auto", "HIGGS_STORE", parse=_one_of("auto", "s3", "local", "none"))
     output_dir: Path = setting(Path("out"), "OUTPUT_DIR", parse=lambda n, v: Path(v))
@@ -154,6 +178,8 @@ class Settings:
                     values[f.name] = f.metadata["parse"](name, raw)
                     break
         model = values.pop("model_path", None)
+        if values.get("verify", "off") != "off" and not values.get("asr_model"):
+            raise ValueError(f"HIGGS_VERIFY={values['verify']} needs an ASR model: set HIGGS_ASR_MODEL")
         return cls(**values, **(model or {}))
 
     def __repr__(self) -> str:  # never print a secret

@@ -31,17 +31,21 @@ class RepoPlan:
     bytes: int
 
     def target(self, volume: ModelPaths) -> Path:
+        if self.component not in REPOS:  # another model (the ASR one): under the volume's root, by repo id
+            return volume.root / self.repo
         return volume.generation if self.component == "generation" else volume.tokenizer
 
 
-def plan(revisions: dict[str, str], endpoint: str | None = None) -> list[RepoPlan]:
-    """What a download will fetch: each repo's commit, file count and size."""
+def plan(revisions: dict[str, str | None], endpoint: str | None = None,
+         repos: dict[str, str] | None = None) -> list[RepoPlan]:
+    """What a download will fetch: each repo's commit, file count and size (the generation
+    model and the audio tokenizer, or the `repos` given, by component)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     api = HfApi(endpoint=endpoint)
     plans = []
-    for component, repo in REPOS.items():
+    for component, repo in (repos or REPOS).items():
         revision = revisions.get(component) or "main"
         try:
             info = api.model_info(repo, revision=revision, files_metadata=True)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from boson_multimodal.batch import BatchDecoder
+from boson_multimodal.checking import ChunkCheck, Take, attempt_sampling
 from boson_multimodal.chunking import duration_bound_frames, plan_chunks, speech_frames
 from boson_multimodal.codec import AudioCodec, read_clip
 from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
@@ -58,6 +59,7 @@ class Synthesis:
     # a speaking session (core.domain.segmenter.TextSource): segments come while it is spoken,
     # each generated as chunks of one request (the context, the seeds, the seams), `text` unused
     feed: Any = None
+    check: ChunkCheck | None = None  # judges each chunk's audio (see boson_multimodal.checking)
 
 
 @dataclass
@@ -261,54 +263,72 @@ class HiggsAudio:
     def _stream_chunk(self, request: Synthesis, run: _Run, index: int,
                       cancel: threading.Event) -> Generator[object, None, str]:
         """One text chunk: its prompt (the voice turns and the last chunks as context), its
-        decode, the vocoder's tail. Returns why it stopped."""
-        chunk = run.chunks[index]
+        decode, the vocoder's tail; with a check, judged, and (when it holds the audio) generated
+        again while it fails. Returns why the kept attempt stopped."""
+        chunk, check = run.chunks[index], request.check
         prompt = self._chunk_prompt(run, chunk, request.max_new_tokens)
         run.prompt_tokens += prompt.length
         max_frames, limiting = self.frame_budget(prompt.length, chunk, request.max_new_tokens)
-        vocoder = StreamingVocoder(self.codec)
-        stats = DecodeStats()
+        hold = check is not None and check.hold
+        start, kept = run.samples_out, None
+        for attempt in range(check.attempts if check is not None and hold else 1):
+            take = Take(attempt, StreamingVocoder(self.codec), hold)
+            yield from self._take(request, run, index, prompt, max_frames, limiting, take, cancel)
+            if take.reason == "cancelled" or check is None:
+                kept = take
+                break
+            take.score = check.judge(index, attempt, chunk, take.samples())
+            kept = take if take.better_than(kept) else kept
+            if take.passed(check):
+                break
+        assert kept is not None
+        if check is not None:  # its verdict goes before a held chunk's audio
+            check.kept(index, kept.attempt, start)
+        if hold and kept.reason != "cancelled":  # a cut-short attempt is not spoken
+            for segment in kept.segments:
+                yield run.audio(segment)
+        run.end_chunk(chunk, kept.reason, kept.vocoder, kept.stats)
+        yield ProgressOut(run.frames, index + 1, len(run.chunks))
+        return kept.reason
+
+    def _take(self, request: Synthesis, run: _Run, index: int, prompt: Prompt, max_frames: int, limiting: str,
+              take: Take, cancel: threading.Event) -> Generator[object, None, None]:
+        """One attempt at the chunk, to its vocoder's tail; its decode counts in the request's totals."""
         feed = request.feed
         seams = Seams(self.sample_rate, fade_in=index > 0,  # decided when the chunk ends: a session's text may come
-                       fade_out=lambda: index < len(run.chunks) - 1 or (feed is not None and feed.more()))
-        decoding = self._decode_chunk(request, run, index, prompt, max_frames, vocoder, stats, seams, cancel)
-        reason = (yield from decoding) or ("end_token" if stats.end_token else limiting)
-        for segment in seams(vocoder.finish(), final=True):
-            yield run.audio(segment)
-        run.end_chunk(chunk, reason, vocoder, stats)
-        yield ProgressOut(run.frames, index + 1, len(run.chunks))
-        return reason
+                      fade_out=lambda: index < len(run.chunks) - 1 or (feed is not None and feed.more()))
+        reason = yield from self._decode_chunk(request, run, index, prompt, max_frames, take, seams, cancel)
+        take.reason = reason or ("end_token" if take.stats.end_token else limiting)
+        for segment in seams(take.vocoder.finish(), final=True):
+            for out in take.add(segment):
+                yield run.audio(out)
+        run.count(take.stats, take.vocoder)
 
     def _decode_chunk(self, request: Synthesis, run: _Run, index: int, prompt: Prompt, max_frames: int,
-                      vocoder: StreamingVocoder, stats: DecodeStats, seams: Seams,
-                      cancel: threading.Event) -> Generator[object, None, str | None]:
+                      take: Take, seams: Seams, cancel: threading.Event) -> Generator[object, None, str | None]:
         """Audio and progress as the chunk's frames arrive. Returns "cancelled" or "silence" when
         it stops early, None when the decoder ends it."""
         silence = SilenceWatch(self.sample_rate) if request.stop_on_silence else None
+        vocoder = take.vocoder
 
         def sync_every(produced: int) -> int:
             # read the device once the first chunk can leave, then in larger blocks
             return vocoder.frames_for_first_audio() - produced if vocoder.emitted == 0 else 16
 
-        sampling = _chunk_sampling(request.sampling, index)
-        for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, stats):
+        sampling = attempt_sampling(request.sampling, index, take.attempt)
+        for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, take.stats):
             for segment in seams(vocoder.push(block), final=False):
-                yield run.audio(segment)
+                for out in take.add(segment):
+                    yield run.audio(out)
                 if silence is not None:
                     silence.feed(segment.samples)
-            yield ProgressOut(run.frames + vocoder.emitted, index, len(run.chunks))
+            if take.attempt == 0:  # a retry's progress would go backwards
+                yield ProgressOut(run.frames + vocoder.emitted, index, len(run.chunks))
             if cancel.is_set():
                 return "cancelled"
             if silence is not None and silence.stop:
                 return "silence"
         return None
-
-
-def _chunk_sampling(sampling: SamplingConfig, index: int) -> SamplingConfig:
-    """The sampling of text chunk `index`: a seed, when given, moves on by one per chunk."""
-    if sampling.seed is None:
-        return sampling
-    return SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + index})
 
 
 @dataclass
@@ -330,22 +350,28 @@ class _Run:
     steps: int = 0
     prefill_tokens: int = 0
     segment_ends: list[int] = field(default_factory=list)  # a session's: chunks done at each segment's end
+    samples_out: int = 0  # of audio sent so far
 
     def audio(self, segment: Segment) -> AudioOut:
         if self.first_audio is None:
             self.first_audio = time.perf_counter() - self.started
+        self.samples_out += len(segment.samples)
         return AudioOut(segment.samples, self.frames + segment.start)
 
-    def end_chunk(self, chunk: str, reason: str, vocoder: StreamingVocoder, stats: DecodeStats) -> None:
-        codes = vocoder.codes()
-        self.chunk_codes.append(codes)
-        self.frames += codes.shape[0]
+    def count(self, stats: DecodeStats, vocoder: StreamingVocoder) -> None:
+        """A decode's time and steps (every attempt's, the ones not kept too)."""
         self.timings["queue"] += stats.queue_wait_s
         self.timings["prefill"] += stats.prefill_s
         self.timings["decode"] += stats.decode_s
         self.timings["vocode"] += vocoder.decode_seconds
         self.steps += stats.steps
         self.prefill_tokens += stats.prefill_tokens
+
+    def end_chunk(self, chunk: str, reason: str, vocoder: StreamingVocoder, stats: DecodeStats) -> None:
+        """The kept attempt: its codes are the chunk's, and the context of the chunks after it."""
+        codes = vocoder.codes()
+        self.chunk_codes.append(codes)
+        self.frames += codes.shape[0]
         self.prefix_cache.append(stats.prefix_cache)
         self.stop_reasons.append(reason)
         self.history += [Turn("user", chunk), Turn("assistant", codes=codes)]

@@ -14,6 +14,7 @@ from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import ChunkMethod, Synthesis
 from core.domain.voice import VoicePrompt
 from core.ports.speech_engine import (
+    ChunkCheck,
     EngineAudio,
     EngineDone,
     EngineEvent,
@@ -99,7 +100,8 @@ class FakeSpeechEngine:
         return time.perf_counter() - started if loading else 0.0
 
     def stream(
-        self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event,
+        check: ChunkCheck | None = None,
     ) -> Iterator[EngineEvent]:
         with self._counting:
             self.active += 1
@@ -107,6 +109,8 @@ class FakeSpeechEngine:
         try:
             if synthesis.feed is not None:
                 yield from self._stream_feed(synthesis, voices, cancel)
+            elif check is not None:
+                yield from _checked_events(self, synthesis, voices, cancel, check)
             else:
                 yield from self._stream(synthesis, voices, cancel)
         finally:
@@ -195,6 +199,61 @@ def _feed_events(engine: "FakeSpeechEngine", synthesis: Synthesis, voices: Seque
                      timings=EngineTimings(), text_output=feed.spoken(),
                      work=EngineWork(decode_steps=frames, chunk_stop_reasons=("end_token",) * index,
                                      chunk_frames=()))
+
+
+ATTEMPT_STRIDE = 2**32  # as the real engine: attempt a of chunk i has seed + i + a * 2**32
+
+
+def _checked_events(engine: "FakeSpeechEngine", synthesis: Synthesis, voices: Sequence[VoicePrompt],
+                    cancel: threading.Event, check: ChunkCheck) -> Iterator[EngineEvent]:
+    """A request with a chunk check on the fake: its text in `_chunks` word-aligned parts, each
+    spoken as a request of its own (chunk i, attempt a: seed + i + a * ATTEMPT_STRIDE), judged,
+    and spoken again while it fails when the check holds the audio."""
+    texts = _split_words(synthesis.text, _chunks(synthesis))
+    base = synthesis.sampling.seed if synthesis.sampling.seed is not None else random.SystemRandom().randrange(2**31)
+    frames = samples_out = steps = 0
+    reasons: list[str] = []
+    for index, text in enumerate(texts):
+        best: tuple[float | None, int, list[EngineAudio], int] | None = None
+        for attempt in range(check.attempts if check.hold else 1):
+            seed = (base + index + attempt * ATTEMPT_STRIDE) % 2**63
+            part = replace(synthesis, text=text, chunking=replace(synthesis.chunking, method=ChunkMethod.NONE),
+                           sampling=replace(synthesis.sampling, seed=seed))
+            audio: list[EngineAudio] = []
+            taken = 0
+            for event in engine._stream(part, voices, cancel):
+                if isinstance(event, EngineAudio):
+                    audio.append(EngineAudio(event.samples, frames + event.frame_index))
+                    if not check.hold:
+                        yield audio[-1]
+                elif isinstance(event, EngineDone):
+                    taken = event.frames
+            steps += taken
+            if cancel.is_set():
+                break
+            score = check.judge(index, attempt, text, array("f", b"".join(a.samples.tobytes() for a in audio)))
+            if best is None or (score is not None and (best[0] is None or score < best[0])) or score is None:
+                best = (score, attempt, audio, taken)
+            if score is None or score <= check.max_score:
+                break
+        if best is None or cancel.is_set():
+            break
+        check.kept(index, best[1], samples_out)
+        if check.hold:
+            yield from best[2]
+        samples_out += sum(len(a.samples) for a in best[2])
+        frames += best[3]
+        reasons.append("end_token")
+        yield EngineProgress(frames, index + 1, len(texts))
+    yield EngineDone(frames=frames, stop_reason="cancelled" if cancel.is_set() else "end_token",
+                     timings=EngineTimings(), text_output=synthesis.text,
+                     work=EngineWork(decode_steps=steps, chunk_stop_reasons=tuple(reasons)))
+
+
+def _split_words(text: str, parts: int) -> list[str]:
+    words = text.split()
+    size = max(1, math.ceil(len(words) / max(1, parts)))
+    return [" ".join(words[i:i + size]) for i in range(0, len(words), size)] or [text]
 
 
 class _Either:

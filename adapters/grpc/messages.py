@@ -13,8 +13,17 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError
 
+from adapters.grpc.verification import message_fields, request_fields, verified_message
 from core.domain.errors import DomainError, ErrorCode, validation_error
-from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted, SpeechEvent, SpeechStarted
+from core.domain.events import (
+    AudioChunk,
+    AudioStored,
+    ChunkVerified,
+    Progress,
+    SpeechCompleted,
+    SpeechEvent,
+    SpeechStarted,
+)
 from core.domain.request import (
     SAMPLING_FIELDS,
     Chunking,
@@ -182,6 +191,7 @@ def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:
         output_format=_FORMATS[message.output_format],
         **({"request_id": message.request_id} if message.request_id else {}),
         **({"speed": message.speed} if message.HasField("speed") else {}),
+        **request_fields(message),
     )
 
 
@@ -232,6 +242,7 @@ def message_from_request(
         request_id=request.request_id,
         speed=request.speed,
         omit_audio=omit_audio,
+        **message_fields(request),
     )
 
 
@@ -275,6 +286,8 @@ def event_message(event: SpeechEvent, encoding: int) -> pb.SpeechEvent:
                 voices=list(event.voices),
             )
         )
+    if isinstance(event, ChunkVerified):
+        return verified_message(event)
     if isinstance(event, AudioStored):
         return pb.SpeechEvent(stored=stored_message(event))
     if isinstance(event, SpeechCompleted):
@@ -291,6 +304,7 @@ def stored_message(event: AudioStored) -> pb.Stored:
         bytes=event.bytes,
         etag=event.etag or "",
         record_key=event.record_key,
+        captions_key=event.captions_key or "",
     )
 
 
@@ -309,6 +323,7 @@ def completed_message(event: SpeechCompleted) -> pb.Completed:
             upload=t.upload,
             first_audio=t.first_audio or 0.0,
             total=t.total,
+            asr=t.asr,
         ),
         real_time_factor=event.real_time_factor,
         frames=event.frames,

@@ -11,6 +11,8 @@ from array import array
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from boson_multimodal.batch import DecoderClosed
 from boson_multimodal.codec import AudioInputError
 from boson_multimodal.generate import NumericalError, SamplingConfig
@@ -33,6 +35,7 @@ from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import Synthesis as SynthesisRequest
 from core.domain.voice import VoicePrompt
 from core.ports.speech_engine import (
+    ChunkCheck,
     EngineAudio,
     EngineDone,
     EngineEvent,
@@ -191,11 +194,13 @@ class HiggsSpeechEngine:
         return load_seconds
 
     def stream(
-        self, synthesis: SynthesisRequest, voices: Sequence[VoicePrompt], cancel: threading.Event
+        self, synthesis: SynthesisRequest, voices: Sequence[VoicePrompt], cancel: threading.Event,
+        check: ChunkCheck | None = None,
     ) -> Iterator[EngineEvent]:
         runtime, load_seconds = self._load()
+        job = _job(synthesis, voices, None if check is None else _RuntimeCheck(check))
         with _domain_errors():
-            for event in runtime.stream(_job(synthesis, voices), cancel):
+            for event in runtime.stream(job, cancel):
                 if isinstance(event, AudioOut):
                     samples = array("f")
                     samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
@@ -207,7 +212,21 @@ class HiggsSpeechEngine:
                                 synthesis.text if synthesis.feed is None else synthesis.feed.spoken())
 
 
-def _job(synthesis: SynthesisRequest, voices: Sequence[VoicePrompt]) -> Synthesis:
+class _RuntimeCheck:
+    """The port's ChunkCheck for the runtime: its samples are numpy arrays."""
+
+    def __init__(self, check: ChunkCheck) -> None:
+        self.check = check
+        self.hold, self.attempts, self.max_score = check.hold, check.attempts, check.max_score
+
+    def judge(self, chunk: int, attempt: int, text: str, samples: np.ndarray) -> float | None:
+        return self.check.judge(chunk, attempt, text, array("f", samples.astype("<f4", copy=False).tobytes()))
+
+    def kept(self, chunk: int, attempt: int, start_sample: int) -> None:
+        self.check.kept(chunk, attempt, start_sample)
+
+
+def _job(synthesis: SynthesisRequest, voices: Sequence[VoicePrompt], check: _RuntimeCheck | None = None) -> Synthesis:
     s = synthesis.sampling
     return Synthesis(
         text=synthesis.text,
@@ -219,6 +238,7 @@ def _job(synthesis: SynthesisRequest, voices: Sequence[VoicePrompt]) -> Synthesi
         chunk_max_word_num=synthesis.chunking.max_word_num,
         chunk_max_num_turns=synthesis.chunking.max_num_turns,
         feed=synthesis.feed,
+        check=check,
     )
 
 

@@ -9,9 +9,7 @@ it started (so bad input still gets a proper status), then every chunk goes out 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
-import json
 import logging
 import threading
 import time
@@ -22,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from adapters.http.bodies import (
@@ -37,8 +35,10 @@ from adapters.http.bodies import (
 from adapters.http.encoding import CONTENT_TYPES, StreamEncoder
 from adapters.http.schema import MODEL_ID, error_body, http_status, retry_after, speech_request
 from adapters.http.session import add_session_route
+from adapters.http.streams import AudioStream, audio_stream, captions_response, sse_stream
+from core.domain.captions import CAPTION_FORMATS
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
-from core.domain.events import AudioChunk, SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
+from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES, InlineVoice, SpeechRequest
 from core.domain.voice import VoiceInfo, VoicePrompt
 from core.service.speaking import SessionHooks
@@ -206,13 +206,19 @@ async def _respond(service: HttpService, threads: ThreadPoolExecutor, speech_req
         await events.aclose()
         service.failed(first.error, time.monotonic() - received)
         return _error(first.error)
+    headers = {"X-Request-Id": speech_req.request_id, "Cache-Control": "no-store",
+               "X-Result-Cache": "hit" if first.cached else "miss"}
+    if fmt in CAPTION_FORMATS:
+        try:
+            return await captions_response(events, fmt, service, received, headers)
+        finally:
+            cancel.set()
+            await events.aclose()
     encoder = StreamEncoder(fmt, first.sample_rate)
-    stream = _sse(events, encoder, service, received) if stream_format == "sse" else \
-        _audio(events, encoder, service, received)
+    stream = sse_stream(events, encoder, service, received) if stream_format == "sse" else \
+        audio_stream(events, encoder, service, received)
     media_type = "text/event-stream" if stream_format == "sse" else CONTENT_TYPES[fmt]
-    return AudioStream(_cancel_on_exit(stream, cancel), media_type=media_type,
-                             headers={"X-Request-Id": speech_req.request_id, "Cache-Control": "no-store",
-                                      "X-Result-Cache": "hit" if first.cached else "miss"})
+    return AudioStream(_cancel_on_exit(stream, cancel), media_type=media_type, headers=headers)
 
 
 def _add_voices(app: FastAPI, service: HttpService) -> None:
@@ -303,72 +309,3 @@ async def _cancel_on_exit(stream: AsyncIterator[bytes], cancel: threading.Event)
             yield data
     finally:
         cancel.set()
-
-
-async def _audio(events, encoder: StreamEncoder, service: HttpService, received: float) -> AsyncIterator[bytes]:
-    async for event in events:
-        if isinstance(event, AudioChunk):
-            data = encoder.push(event.samples)
-            if data:
-                yield data
-        elif isinstance(event, SpeechCompleted):
-            service.completed(event, time.monotonic() - received)
-            yield encoder.finish()
-        elif isinstance(event, SpeechFailed):  # the status line is gone: the transfer is cut off, so
-            service.failed(event.error, time.monotonic() - received)  # no client takes it for complete
-            log.warning("speech failed mid-stream: %s: %s", event.error.code, event.error.message)
-            raise StreamAborted(event.error)
-
-
-async def _sse(events, encoder: StreamEncoder, service: HttpService, received: float) -> AsyncIterator[bytes]:
-    """OpenAI's speech events: `speech.audio.delta` with base64 audio, then `speech.audio.done`
-    (or an `error` event carrying the error body)."""
-    frames = 0
-    async for event in events:
-        if isinstance(event, AudioChunk):
-            data = encoder.push(event.samples)
-            frames = event.frame_index + len(event.samples) * 25 // event.sample_rate
-            if data:
-                yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
-        elif isinstance(event, SpeechCompleted):
-            service.completed(event, time.monotonic() - received)
-            tail = encoder.finish()
-            if tail:
-                yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(tail).decode("ascii")})
-            prompt = int(event.metadata.get("prompt_tokens") or 0)
-            frames = event.frames or frames
-            yield _event({"type": "speech.audio.done", "request_id": event.request_id,
-                          "cache": event.metadata.get("cache", "off"), "stop_reason": event.stop_reason,
-                          "chunk_stop_reasons": event.metadata.get("chunk_stop_reasons", []),
-                          "usage": {"input_tokens": prompt, "output_tokens": frames, "total_tokens": prompt + frames}})
-        elif isinstance(event, SpeechFailed):
-            service.failed(event.error, time.monotonic() - received)
-            yield _event({"type": "error", **error_body(event.error)})
-            return
-
-
-class StreamAborted(Exception):
-    """A stream that failed after its status line went out."""
-
-    def __init__(self, error: DomainError) -> None:
-        super().__init__(f"{error.code}: {error.message}")
-        self.error = error
-
-
-class AudioStream(StreamingResponse):
-    """A streaming response that, when its stream fails after the status line, ends without its
-    terminating chunk: the server then closes the connection, and a client sees an incomplete
-    transfer (httpx: RemoteProtocolError, curl: exit 18), never a short file that looks whole."""
-
-    async def stream_response(self, send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        try:
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except StreamAborted:
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _event(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload)}\n\n".encode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from core.domain.captions import CAPTION_FORMATS
 from core.domain.errors import DomainError, ErrorCode, ErrorType, safe_text, validation_error
 from core.domain.request import (
     SAMPLING_FIELDS,
@@ -15,15 +16,16 @@ from core.domain.request import (
     SpeechRequest,
     parse_voice_list,
 )
+from core.domain.verification import Verification
 
 MODEL_ID = "higgs-audio-v2"
 # what OpenAI clients and chat front-ends send as `model`; all mean this one
 MODEL_ALIASES = frozenset({MODEL_ID, "higgs-audio-v2-generation-3B-base", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
 OPENAI_FIELDS = {"model", "input", "voice", "instructions", "response_format", "speed", "stream_format"}
 EXTENSIONS = set(SAMPLING_FIELDS) | {"voices", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns", "s3_bucket",
-                                "s3_key", "overwrite"}
+                                "s3_key", "overwrite", "verify", "max_wer", "max_attempts", "timestamps"}
 FIELDS = OPENAI_FIELDS | EXTENSIONS
-RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm", *CAPTION_FORMATS)  # srt, vtt: the captions
 STORED_FORMAT = {"mp3": "mp3", "flac": "flac", "wav": "wav"}  # what goes to S3; the others store WAV
 
 
@@ -54,6 +56,10 @@ def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequ
     if stream_format not in ("audio", "sse"):
         raise validation_error(ErrorCode.INVALID_INPUT, "stream_format is 'audio' or 'sse'", field="stream_format",
                                constraint="one_of", actual=stream_format, allowed=["audio", "sse"])
+    if response_format in CAPTION_FORMATS and stream_format != "audio":
+        raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, f"response_format {response_format} (captions) is "
+                               "sent whole, not as speech events", field="stream_format", constraint="equals=audio",
+                               actual=stream_format)
     speed = given.get("speed", 1.0)  # checked by the request (0.25 to 4.0)
     scene = given.get("instructions")
     if scene is not None and not isinstance(scene, str):
@@ -75,6 +81,8 @@ def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequ
         output=output,
         output_format=STORED_FORMAT.get(response_format, "wav"),
         speed=speed,
+        verification=Verification(given.get("verify"), given.get("max_wer"), given.get("max_attempts")),
+        timestamps="word" if response_format in CAPTION_FORMATS else given.get("timestamps", "none"),
         **({"request_id": request_id} if request_id else {}),
     )
     return request, response_format, stream_format

@@ -32,7 +32,7 @@ from starlette.websockets import WebSocketState
 from adapters.http.encoding import StreamEncoder
 from adapters.http.schema import error_body, speech_request
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
-from core.domain.events import AudioChunk, Progress, SpeechCompleted, SpeechFailed
+from core.domain.events import AudioChunk, ChunkVerified, Progress, SpeechCompleted, SpeechFailed
 from core.domain.request import MAX_TRANSCRIPT_CHARS, check_text
 from core.service.speaking import SegmentDone, SegmentStarted, SessionEvent, SessionHooks, SessionTracker
 from core.service.text_feed import TextFeed
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 PROTOCOL = "higgs-tts.v1"
 KEY_PROTOCOLS = ("bearer.", "openai-insecure-api-key.")  # browsers cannot set headers on a WebSocket
 SESSION_FIELDS = {"voice", "voices", "instructions", "response_format", "seed", "temperature", "top_k", "top_p",
-                  "max_new_tokens", "ras_win_len", "ras_win_max_num_repeat", "speed"}
+                  "max_new_tokens", "ras_win_len", "ras_win_max_num_repeat", "speed", "verify", "max_wer",
+                  "max_attempts", "timestamps"}
 MAX_MESSAGE_CHARS = MAX_TRANSCRIPT_CHARS  # one append
 SAMPLE_RATE = 24000  # Higgs Audio V2's codec
 SESSION_FORMATS = ("pcm", "wav", "opus")  # wav: a streaming header first; opus: Ogg pages as they fill
@@ -243,6 +244,10 @@ class SpeechSession:
                 await self._bytes(data)
         elif isinstance(event, Progress) and event.segment is not None:
             await self._send_events(tracker.segment_ended(event.segment))
+        elif isinstance(event, ChunkVerified):  # the ASR pass, on the session's clock
+            r, offset = event.result, s.samples_before / SAMPLE_RATE
+            await self._json({"type": "chunk.verified", **r.to_dict(),
+                              "words": [w.shifted(offset).to_dict() for w in r.words]})
         elif isinstance(event, SpeechCompleted):
             self.completed(event, time.monotonic() - self.received)
             if s.switching:  # a part of the session ends: the session goes on

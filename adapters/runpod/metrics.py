@@ -110,6 +110,26 @@ class _Throughput:
         return total / max(1e-9, min(self.window, now - self._started))
 
 
+class _AsrMetrics:
+    """The ASR pass: chunks scored, chunks generated again, chunks that still failed, its time."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.verified = Counter("higgs_tts_chunks_verified", "Text chunks the ASR pass scored", registry=r)
+        self.regenerated = Counter("higgs_tts_chunks_regenerated",
+                                   "Generations of a chunk beyond its first (verify on)", registry=r)
+        self.failing = Counter("higgs_tts_chunks_failing",
+                               "Chunks kept above max_wer after their last attempt, or unverified", registry=r)
+        self.seconds = Counter("higgs_tts_asr_seconds", "Seconds spent transcribing audio", registry=r)
+
+    def completed(self, event: SpeechCompleted) -> None:
+        self.seconds.inc(event.timings.asr)
+        for chunk in event.metadata.get("verification", ()):
+            self.verified.inc()
+            self.regenerated.inc(max(0, int(chunk.get("attempts", 1)) - 1))
+            if not chunk.get("passed", True):
+                self.failing.inc()
+
+
 class WorkerMetrics:
     def __init__(
         self,
@@ -161,6 +181,7 @@ class WorkerMetrics:
         self.session_cancellations = Counter("higgs_tts_session_cancellations",
                                              "Barge-ins (response.cancel) in sessions", registry=r)
         self.ready = Gauge("higgs_tts_ready", "1 when the model is loaded and warmed", registry=r)
+        self.asr = _AsrMetrics(r)
         if gpu_memory is not None:
             r.register(_MemoryCollector(gpu_memory))
         # the faces' queues in front of the engine: the RunPod worker's jobs waiting for a slot
@@ -183,6 +204,7 @@ class WorkerMetrics:
         self.throughput.add(event.duration_seconds)
         self.queue_wait.observe(event.timings.queue)
         self.duration.observe(seconds)
+        self.asr.completed(event)
 
     def session_ended(self, segments: int, cancellations: int) -> None:
         self.sessions.inc()

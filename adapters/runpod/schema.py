@@ -24,6 +24,7 @@ from core.domain.request import (
     SpeechRequest,
     parse_voice_list,
 )
+from core.domain.verification import Verification
 
 # the design's GenerationRequest
 REQUEST_FIELDS = (
@@ -51,6 +52,10 @@ EXTRA_FIELDS = (
     "overwrite",  # replace an object already at s3_key (default: refuse with OBJECT_EXISTS)
     "traceparent",  # W3C trace context of the caller: the job's spans join that trace
     "speed",  # the pace, 0.25 to 4.0 (time-stretched, pitch kept)
+    "verify",  # the ASR pass: true/"on", "report", false/"off" (default: HIGGS_VERIFY)
+    "max_wer",  # 0..1: a chunk above it is generated again (default: HIGGS_MAX_WER)
+    "max_attempts",  # 1..5 generations of one chunk (default: HIGGS_VERIFY_ATTEMPTS)
+    "timestamps",  # "word": metadata.words, and captions next to stored audio
 )
 FIELDS = frozenset(REQUEST_FIELDS + EXTRA_FIELDS)
 
@@ -123,6 +128,8 @@ def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechR
         output_format=given.get("output_format", "wav"),
         **({"request_id": request_id} if request_id else {}),
         **({"speed": given["speed"]} if "speed" in given else {}),
+        verification=Verification(given.get("verify"), given.get("max_wer"), given.get("max_attempts")),
+        timestamps=given.get("timestamps", "none"),
     )
 
 
@@ -177,7 +184,8 @@ def success_response(
     }
     if stored is not None:
         metadata.update(audio_delivery="url", s3_bucket=stored.bucket, s3_key=stored.key,
-                        record_key=stored.record_key)
+                        record_key=stored.record_key,
+                        **({"captions_key": stored.captions_key} if stored.captions_key else {}))
     elif not include_audio:
         metadata["audio_delivery"] = "stream"
     else:

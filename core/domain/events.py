@@ -9,6 +9,7 @@ from typing import Any
 
 from core.domain.audio import EncodedAudio
 from core.domain.errors import DomainError
+from core.domain.verification import ChunkVerification
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Timings:
     decode: float = 0.0
     vocode: float = 0.0
     upload: float = 0.0
+    asr: float = 0.0  # transcribing the audio (verification, word timings), inside generation
     first_audio: float | None = None  # from the start of generation to the first chunk
     total: float = 0.0
 
@@ -63,6 +65,15 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class ChunkVerified:
+    """A text chunk went out and the ASR pass says what was heard in it (after its audio when
+    the request only reports, before it when the chunk had to pass first)."""
+
+    request_id: str
+    result: ChunkVerification
+
+
+@dataclass(frozen=True)
 class AudioStored:
     request_id: str
     url: str  # fetchable (presigned for S3, file:// for the local store)
@@ -72,6 +83,7 @@ class AudioStored:
     bytes: int
     etag: str | None
     record_key: str  # the JSON event record written next to the audio
+    captions_key: str | None = None  # the WebVTT captions beside it (when word timings were asked for)
 
 
 @dataclass(frozen=True, repr=False)
@@ -101,4 +113,4 @@ class SpeechFailed:
     error: DomainError
 
 
-SpeechEvent = SpeechStarted | AudioChunk | Progress | AudioStored | SpeechCompleted | SpeechFailed
+SpeechEvent = SpeechStarted | AudioChunk | Progress | ChunkVerified | AudioStored | SpeechCompleted | SpeechFailed

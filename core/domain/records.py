@@ -53,6 +53,11 @@ def record_key(audio_key: str) -> str:
     return f"{audio_key}{RECORD_SUFFIX}"
 
 
+def captions_key(audio_key: str) -> str:
+    """The WebVTT captions written next to the audio when the request asked for word timings."""
+    return f"{audio_key}.vtt"
+
+
 def object_metadata(request: SpeechRequest, summary: SpeechSummary) -> dict[str, str]:
     """The audio object's user metadata (S3 x-amz-meta-*)."""
     return {
@@ -66,7 +71,7 @@ def object_metadata(request: SpeechRequest, summary: SpeechSummary) -> dict[str,
 
 
 def event_record(request: SpeechRequest, summary: SpeechSummary, stored: StoredObject, audio: EncodedAudio,
-                 created_at: datetime) -> dict[str, Any]:
+                 created_at: datetime, captions_key: str | None = None) -> dict[str, Any]:
     """The `speech.completed` record written next to the audio."""
     record = {
         "event": "speech.completed",
@@ -91,6 +96,11 @@ def event_record(request: SpeechRequest, summary: SpeechSummary, stored: StoredO
         "timings": summary.timings.to_dict(),
         "model": summary.model,
     }
+    for key in ("verification", "words"):  # the ASR pass, when the request asked for it
+        if key in summary.metadata:
+            record[key] = summary.metadata[key]
+    if captions_key is not None:
+        record["captions"] = {"key": captions_key, "format": "vtt"}
     if "cache" in summary.metadata:  # served from the result cache: the request whose audio this is
         record["cache"] = {"result": summary.metadata["cache"],
                            "original_request_id": summary.metadata.get("original_request_id")}
@@ -99,7 +109,7 @@ def event_record(request: SpeechRequest, summary: SpeechSummary, stored: StoredO
 
 def request_record(request: SpeechRequest) -> dict[str, Any]:
     """The request's parameters for the event record: no audio bytes, nothing secret."""
-    s, c = request.sampling, request.chunking
+    s, c, v = request.sampling, request.chunking, request.verification
     return {
         "text": request.text,
         "voices": request.voice_names,
@@ -120,4 +130,6 @@ def request_record(request: SpeechRequest) -> dict[str, Any]:
             "max_word_num": c.max_word_num,
             "max_num_turns": c.max_num_turns,
         },
+        "verify": {"mode": v.mode.value if v.mode else None, "max_wer": v.max_wer, "max_attempts": v.max_attempts},
+        "timestamps": request.timestamps.value,
     }

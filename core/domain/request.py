@@ -10,7 +10,11 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from core.domain.errors import ErrorCode, validation_error
+from core.domain.ranges import is_int as _is_int
+from core.domain.ranges import is_number as _is_number
+from core.domain.ranges import out_of_range as _out_of_range
 from core.domain.segmenter import TextSource
+from core.domain.verification import Timestamps, Verification, parse_timestamps
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's range for `speed`
 
@@ -70,23 +74,6 @@ def check_text(value: object, field: str, code: ErrorCode, max_chars: int, multi
         raise validation_error(code, f"{field} must not contain control characters", field=field,
                                constraint="no_control_characters")
     return value
-
-
-def _out_of_range(code: ErrorCode, field: str, constraint: str, value: object) -> Exception:
-    """`constraint` reads `range=[1,8192] integer`; the message says it in words."""
-    interval, _, kind = constraint.removeprefix("range=").partition(" ")
-    what = "an " + kind if kind.startswith("integer") else "a number"
-    words = f"{field} must be {what} in {interval.replace(',', ', ')}"
-    actual = {"actual": value} if _is_number(value) else {"actual_type": type(value).__name__}
-    return validation_error(code, words, field=field, constraint=constraint, **actual)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -311,6 +298,8 @@ class SpeechRequest:
     output_format: OutputFormat = OutputFormat.WAV
     request_id: str = field(default_factory=new_request_id)
     speed: float = 1.0  # the pace, 0.25 to 4.0 (OpenAI's range): the audio is time-stretched, pitch kept
+    verification: Verification = field(default_factory=Verification)
+    timestamps: Timestamps = Timestamps.NONE
     # a speaking session (the WebSocket and SpeakText): the text arrives while it is spoken,
     # `text` stays empty, nothing is stored or cached
     feed: TextSource | None = field(default=None, compare=False)
@@ -345,11 +334,20 @@ class SpeechRequest:
                 field="output_format", constraint="enum", actual=self.output_format,
                 allowed=[f.value for f in OutputFormat],
             ) from None
+        if not isinstance(self.verification, Verification):
+            raise validation_error(ErrorCode.INVALID_VERIFICATION, "verification must be a Verification",
+                                   field="verify", constraint="type=verification")
+        object.__setattr__(self, "timestamps", parse_timestamps(self.timestamps))
         if not is_valid_request_id(self.request_id):
             raise validation_error(
                 ErrorCode.INVALID_REQUEST_ID, "request_id must match [A-Za-z0-9_.:-]{1,128}",
                 field="request_id", constraint="pattern=[A-Za-z0-9_.:-]{1,128}", actual=self.request_id,
             )
+
+    @property
+    def needs_asr(self) -> bool:
+        """Whether its audio goes through the transcriber (to verify it, or for its word timings)."""
+        return self.verification.active or self.timestamps is Timestamps.WORD
 
     @property
     def voice_names(self) -> list[str]:

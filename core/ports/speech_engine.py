@@ -37,6 +37,7 @@ class EngineTimings:
     prefill: float = 0.0
     decode: float = 0.0
     vocode: float = 0.0
+    asr: float = 0.0  # the chunk check's transcriptions (filled by the use case, which makes them)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,25 @@ class EngineDone:
 
 
 EngineEvent = EngineAudio | EngineProgress | EngineDone
+
+
+class ChunkCheck(Protocol):
+    """Judges each text chunk's audio once it is vocoded (an ASR pass). With `hold`, the engine
+    keeps a chunk's audio back until it is judged, generates a chunk whose score is above
+    `max_score` again (up to `attempts` times in all, each attempt with the next seed of the
+    request's random stream) and sends the attempt with the lowest score; without it, audio
+    streams at once and each chunk is judged once, after it was sent."""
+
+    hold: bool
+    attempts: int
+    max_score: float
+
+    def judge(self, chunk: int, attempt: int, text: str, samples: array[float]) -> float | None:
+        """The chunk's error rate (lower is better); None when it could not be judged (kept as it is)."""
+        ...
+
+    def kept(self, chunk: int, attempt: int, start_sample: int) -> None:
+        """Which attempt of the chunk went out, and the sample of the output it starts at."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +135,8 @@ class ModelInfo:
 class SpeechEngine(Protocol):
     """Turns text into audio, streaming it as frames are decoded.
 
-    `stream` yields EngineAudio and EngineProgress events and ends with exactly one EngineDone.
+    `stream` yields EngineAudio and EngineProgress events and ends with exactly one EngineDone;
+    with a `check`, it judges each text chunk as ChunkCheck says.
     It checks `cancel` between decode steps and stops early once it is set. Up to
     `load().capacity` streams may run at once, each on its own thread. It raises
     DomainError for failures it can name (model_error, inference_error); anything else it
@@ -129,6 +150,7 @@ class SpeechEngine(Protocol):
         synthesis: Synthesis,
         voices: Sequence[VoicePrompt],
         cancel: threading.Event,
+        check: ChunkCheck | None = None,
     ) -> Iterator[EngineEvent]: ...
 
     def prepare(self, synthesis: Synthesis, voices: Sequence[VoicePrompt]) -> float:

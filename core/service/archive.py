@@ -15,6 +15,7 @@ from core.domain.events import AudioStored
 from core.domain.records import (
     SpeechSummary,
     StoredObject,
+    captions_key,
     default_key,
     event_record,
     object_metadata,
@@ -63,9 +64,10 @@ class AudioArchive:
                                           self._now())
 
     def store(self, request: SpeechRequest, target: Target, audio: EncodedAudio, summary: SpeechSummary,
-              started_at: float) -> tuple[AudioStored, SpeechSummary]:
-        """The audio, then its event record, whose timings are the real ones up to the record
-        (upload: the audio's; total: from the start to the record's write)."""
+              started_at: float, captions: str | None = None) -> tuple[AudioStored, SpeechSummary]:
+        """The audio, its WebVTT captions when there are any, then its event record, whose timings
+        are the real ones up to the record (upload: the audio's; total: from the start to the
+        record's write)."""
         bucket, key = target
         overwrite = bool(request.output and request.output.overwrite)
         with self._tracer.span("speech.store", {"s3.bucket": bucket, "s3.key": key}):
@@ -75,25 +77,38 @@ class AudioArchive:
             now = self._clock()
             summary = replace(summary, timings=replace(summary.timings, upload=now - upload_started,
                                                        total=now - started_at))
-            record = event_record(request, summary, stored, audio, self._now())
-            rkey = self._put_record(stored, record, request.request_id, overwrite)
+            ckey = None
+            if captions is not None:
+                ckey = captions_key(key)
+                self._put_beside(stored, ckey, captions.encode("utf-8"), "text/vtt", request.request_id, overwrite)
+            record = event_record(request, summary, stored, audio, self._now(), ckey)
+            rkey = self._put_record(stored, record, request.request_id, overwrite, ckey)
         return AudioStored(request.request_id, stored.url, stored.uri, bucket, key, stored.size, stored.etag,
-                           rkey), summary
+                           rkey, ckey), summary
 
-    def _put_record(self, stored: StoredObject, record: dict[str, object], request_id: str, overwrite: bool) -> str:
+    def _put_record(self, stored: StoredObject, record: dict[str, object], request_id: str, overwrite: bool,
+                    captions: str | None = None) -> str:
         """The event record is what consumers subscribe to: audio without it is half-stored, so a
         failed record takes the audio away again."""
         rkey = record_key(stored.key)
         data = json.dumps(record, sort_keys=True).encode("utf-8")
-        try:
-            self._put(stored.bucket, rkey, data, "application/json", {"request-id": request_id}, overwrite)
-        except DomainError:
-            try:
-                self._require_store().delete(stored.bucket, stored.key)
-            except Exception:  # the caller needs the first error; say what was left behind
-                log.exception("could not remove %s/%s after its record failed", stored.bucket, stored.key)
-            raise
+        self._put_beside(stored, rkey, data, "application/json", request_id, overwrite,
+                         () if captions is None else (captions,))
         return rkey
+
+    def _put_beside(self, stored: StoredObject, key: str, data: bytes, content_type: str, request_id: str,
+                    overwrite: bool, written: tuple[str, ...] = ()) -> None:
+        """An object that belongs to the audio: when it cannot be written, the audio (and what
+        was `written` beside it) goes too."""
+        try:
+            self._put(stored.bucket, key, data, content_type, {"request-id": request_id}, overwrite)
+        except DomainError:
+            for other in (stored.key, *written):
+                try:
+                    self._require_store().delete(stored.bucket, other)
+                except Exception:  # the caller needs the first error; say what was left behind
+                    log.exception("could not remove %s/%s after %s failed", stored.bucket, other, key)
+            raise
 
     def _refuse_taken_key(self, bucket: str, key: str) -> None:
         """A caller-chosen key that already holds audio (or its record) is refused unless

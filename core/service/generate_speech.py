@@ -19,10 +19,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Generator, Iterator, TypeVar
 
 from core.domain.audio import FRAME_RATE, EncodedAudio, max_encoded_bytes
+from core.domain.captions import to_vtt
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import (
     AudioChunk,
     AudioStored,
+    ChunkVerified,
     Progress,
     SpeechCompleted,
     SpeechEvent,
@@ -32,15 +34,18 @@ from core.domain.events import (
 )
 from core.domain.records import SpeechSummary
 from core.domain.request import InlineVoice, NamedVoice, SpeechRequest
+from core.domain.verification import Timestamps, Verification, Word
 from core.domain.voice import VoicePrompt
 from core.ports.audio_encoder import AudioEncoder
 from core.ports.object_store import ObjectStore
 from core.ports.speech_engine import EngineAudio, EngineDone, EngineEvent, EngineProgress, EngineTimings, SpeechEngine
-from core.ports.time_stretcher import StretchStream, TimeStretcher
+from core.ports.time_stretcher import TimeStretcher
 from core.ports.tracer import NoopTracer, Span, Tracer
 from core.ports.voice_library import VoiceLibrary
 from core.service.archive import AudioArchive
+from core.service.audio_out import AudioOut
 from core.service.result_cache import CachedResult, ResultCache
+from core.service.verification import Asr, ChunkVerifier, asr_not_configured
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,7 @@ class Synthesized:
     metadata: dict[str, Any]  # the engine's work, or which request the cached audio came from
     first_audio: float | None  # seconds from the start of generation; None: no audio
     seconds: float  # of generation
+    words: list[Word] | None = None  # the words heard, when the request asked for their timings
 
 
 class GenerateSpeech:
@@ -76,9 +82,13 @@ class GenerateSpeech:
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         result_cache: ResultCache | None = None,
         stretcher: TimeStretcher | None = None,
+        asr: Asr | None = None,
+        verification: Verification | None = None,
     ) -> None:
         self._engine = engine
         self._stretcher = stretcher
+        self._asr = asr
+        self._verification = (verification or Verification()).with_defaults()  # for requests that leave it
         self._voices = voices
         self._encoder = encoder
         self._tracer = tracer or NoopTracer()
@@ -102,6 +112,7 @@ class GenerateSpeech:
     ) -> Iterator[SpeechEvent]:
         started_at = self._clock()
         queued = max(0.0, started_at - received_at) if received_at is not None else 0.0
+        request = replace(request, verification=request.verification.with_defaults(self._verification))
         attributes = {
             "request.id": request.request_id,
             "speech.voice": ",".join(request.voice_names),
@@ -135,7 +146,8 @@ class GenerateSpeech:
             audio = self._encode(result.samples, result.sample_rate, request.output_format.value)
         stored = None
         if target is not None:
-            stored, summary = self._archive.store(request, target, audio, summary, started_at)
+            captions = to_vtt(result.words, summary.duration_seconds) if result.words is not None else None
+            stored, summary = self._archive.store(request, target, audio, summary, started_at, captions)
             yield stored
         yield self._completed(summary, audio, stored, result.text_output, started_at)
 
@@ -149,6 +161,8 @@ class GenerateSpeech:
                 f"output_format {fmt} is not available here; available: " + ", ".join(sorted(self._encoder.formats)),
                 field="output_format", constraint="enum", actual=fmt, allowed=sorted(self._encoder.formats),
             )
+        if request.needs_asr and self._asr is None:
+            raise asr_not_configured(request)
         if request.speed != 1.0 and self._stretcher is None:
             raise validation_error(ErrorCode.INVALID_SPEED, "speed other than 1.0 is not available here",
                                    field="speed", constraint="equals=1.0", actual=request.speed)
@@ -220,10 +234,14 @@ class GenerateSpeech:
         rid = request.request_id
         stretch = self._stretcher.open(request.speed, self._engine.sample_rate) \
             if request.speed != 1.0 and self._stretcher else None
-        audio = _AudioOut(rid, self._engine.sample_rate, stretch, self._clock)
+        audio = AudioOut(rid, self._engine.sample_rate, stretch, self._clock)
+        check = self._asr.verifier(request, self._engine.sample_rate, self._clock) \
+            if self._asr is not None and request.needs_asr else None
         done: EngineDone | None = None
         with self._tracer.span("speech.synthesize") as span:
-            for event in self._engine_events(request, voices, cancel):
+            for event in self._engine_events(request, voices, cancel, check):
+                for result in check.take() if check is not None else ():
+                    yield ChunkVerified(rid, result)
                 if isinstance(event, EngineAudio):
                     yield from audio.add(event.samples, event.frame_index)
                 elif isinstance(event, EngineProgress):
@@ -232,17 +250,23 @@ class GenerateSpeech:
                     yield Progress(rid, event.frames_done, event.chunks_done, event.chunks_total, event.segment)
                 else:
                     done = event
+            for result in check.take() if check is not None else ():
+                yield ChunkVerified(rid, result)
             yield from audio.drain(done.frames if done else 0)
             seconds = self._clock() - audio.started
             done = _finished(done, cancel, session=request.feed is not None)
             _describe(span, done)
-        timings = replace(done.timings, load=done.timings.load + load_seconds)
+        timings = replace(done.timings, load=done.timings.load + load_seconds,
+                          asr=check.asr_seconds if check is not None else 0.0)
+        metadata = {**done.work.to_metadata(), **(check.metadata() if check is not None else {})}
+        words = check.words if check is not None and request.timestamps is Timestamps.WORD else None
         return Synthesized(audio.samples, audio.rate, done.frames, done.stop_reason, done.text_output, timings,
-                           done.work.to_metadata(), audio.first_audio, seconds)
+                           metadata, audio.first_audio, seconds, words)
 
-    def _engine_events(self, request: SpeechRequest, voices: list[VoicePrompt],
-                       cancel: threading.Event) -> Iterator[EngineEvent]:
-        events = self._engine.stream(request.synthesis, voices, cancel)
+    def _engine_events(self, request: SpeechRequest, voices: list[VoicePrompt], cancel: threading.Event,
+                       check: ChunkVerifier | None) -> Iterator[EngineEvent]:
+        events = self._engine.stream(request.synthesis, voices, cancel, check) if check is not None \
+            else self._engine.stream(request.synthesis, voices, cancel)
         try:
             while (event := self._engine_call(request, lambda: next(events, None))) is not None:
                 yield event
@@ -282,7 +306,7 @@ class GenerateSpeech:
         t = result.timings
         # queued: waiting for the use case, then (the engine's queue) for a free slot in its batch
         timings = Timings(queue=queued + t.queue, load=t.load, prefill=t.prefill, decode=t.decode, vocode=t.vocode,
-                          first_audio=result.first_audio)
+                          asr=t.asr, first_audio=result.first_audio)
         metadata: dict[str, Any] = {
             "request_id": request.request_id,
             "trace_id": span.trace_id(),
@@ -326,34 +350,6 @@ class GenerateSpeech:
             text_output=text_output,
             metadata=metadata,
         )
-
-
-class _AudioOut:
-    """The request's audio as it goes out: numbered chunks, through the stretcher when the
-    request has a `speed` (which holds audio back until it has a block: `drain` sends the rest)."""
-
-    def __init__(self, request_id: str, rate: int, stretch: StretchStream | None, clock: Callable[[], float]) -> None:
-        self.request_id, self.rate, self.stretch, self.clock = request_id, rate, stretch, clock
-        self.samples: array[float] = array("f")
-        self.first_audio: float | None = None
-        self.sequence = 0
-        self.started = clock()
-
-    def add(self, samples: array[float], frame_index: int) -> Iterator[AudioChunk]:
-        out = samples if self.stretch is None else self.stretch.push(samples)
-        if out:
-            if self.first_audio is None:
-                self.first_audio = self.clock() - self.started
-            self.samples.extend(out)
-            yield AudioChunk(self.request_id, self.sequence, out, self.rate, frame_index)
-            self.sequence += 1
-
-    def drain(self, frame_index: int) -> Iterator[AudioChunk]:
-        if self.stretch is not None:
-            tail = self.stretch.finish()
-            self.stretch, stretch = None, self.stretch
-            yield from self.add(tail, frame_index)
-            self.stretch = stretch
 
 
 def _finished(done: EngineDone | None, cancel: threading.Event, session: bool = False) -> EngineDone:

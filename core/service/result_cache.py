@@ -41,8 +41,9 @@ class ResultCache:
     @staticmethod
     def eligible(request: SpeechRequest) -> bool:
         """Only requests that say what they want exactly: a seed, no output of their own choosing
-        that would be overwritten; never a speaking session (its text is not known up front)."""
-        return request.sampling.seed is not None and request.feed is None
+        that would be overwritten; never a speaking session (its text is not known up front), nor
+        one whose audio goes through the ASR pass (a replay would have no transcript)."""
+        return request.sampling.seed is not None and request.feed is None and not request.needs_asr
 
     def key(self, request: SpeechRequest, voices: Sequence[VoicePrompt], model: ModelInfo) -> str:
         identity = {

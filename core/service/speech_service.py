@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import SpeechEvent, SpeechFailed
 from core.domain.request import SpeechRequest
 from core.domain.voice import VoiceInfo, VoicePrompt
 from core.ports.speech_engine import EngineLoad, ModelInfo, SpeechEngine
+from core.ports.transcriber import Transcriber
 from core.ports.voice_library import VoiceLibrary
 from core.service.drain import Drain, shutting_down
 from core.service.generate_speech import GenerateSpeech
@@ -23,9 +24,10 @@ T = TypeVar("T")
 
 class SpeechService:
     def __init__(self, generate: GenerateSpeech, engine: SpeechEngine, voices: VoiceLibrary,
-                 drain: Drain | None = None) -> None:
+                 drain: Drain | None = None, transcriber: Transcriber | None = None) -> None:
         self._generate = generate
         self._engine = engine
+        self._transcriber = transcriber  # the ASR pass's model, when one is configured
         self._voices = voices
         self._drain = drain or Drain()
 
@@ -70,12 +72,21 @@ class SpeechService:
     # -- the engine -------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        return not self._drain.closing and self._engine.is_ready()
+        """Taking requests: not draining, the model warm, and the ASR model too when there is one."""
+        asr_ready = self._transcriber is None or self._transcriber.is_ready()
+        return not self._drain.closing and self._engine.is_ready() and asr_ready
 
     def warm_up(self) -> ModelInfo:
-        """Load and warm the model now; raises DomainError (model_error) when it cannot."""
+        """Load and warm the model (and the ASR model) now; raises DomainError (model_error)
+        when it cannot."""
         self._engine.warm_up()
+        if self._transcriber is not None:
+            self._transcriber.warm_up()
         return self._engine.describe()
+
+    def asr(self) -> dict[str, Any] | None:
+        """The ASR model's facts (name, device, dtype), None when there is none."""
+        return None if self._transcriber is None else dict(self._transcriber.describe())
 
     def model(self) -> ModelInfo:
         return self._engine.describe()

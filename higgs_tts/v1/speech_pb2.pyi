@@ -8,6 +8,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class VerifyMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERIFY_MODE_UNSPECIFIED: _ClassVar[VerifyMode]
+    VERIFY_MODE_OFF: _ClassVar[VerifyMode]
+    VERIFY_MODE_ON: _ClassVar[VerifyMode]
+    VERIFY_MODE_REPORT: _ClassVar[VerifyMode]
+
+class Timestamps(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIMESTAMPS_UNSPECIFIED: _ClassVar[Timestamps]
+    TIMESTAMPS_NONE: _ClassVar[Timestamps]
+    TIMESTAMPS_WORD: _ClassVar[Timestamps]
+
 class ChunkMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHUNK_METHOD_UNSPECIFIED: _ClassVar[ChunkMethod]
@@ -29,6 +42,13 @@ class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_ENCODING_UNSPECIFIED: _ClassVar[AudioEncoding]
     AUDIO_ENCODING_PCM_S16LE: _ClassVar[AudioEncoding]
     AUDIO_ENCODING_PCM_F32LE: _ClassVar[AudioEncoding]
+VERIFY_MODE_UNSPECIFIED: VerifyMode
+VERIFY_MODE_OFF: VerifyMode
+VERIFY_MODE_ON: VerifyMode
+VERIFY_MODE_REPORT: VerifyMode
+TIMESTAMPS_UNSPECIFIED: Timestamps
+TIMESTAMPS_NONE: Timestamps
+TIMESTAMPS_WORD: Timestamps
 CHUNK_METHOD_UNSPECIFIED: ChunkMethod
 CHUNK_METHOD_NONE: ChunkMethod
 CHUNK_METHOD_WORD: ChunkMethod
@@ -44,7 +64,7 @@ AUDIO_ENCODING_PCM_S16LE: AudioEncoding
 AUDIO_ENCODING_PCM_F32LE: AudioEncoding
 
 class SpeechRequest(_message.Message):
-    __slots__ = ("text", "voices", "scene_prompt", "sampling", "chunking", "output", "output_format", "encoding", "request_id", "omit_audio", "speed")
+    __slots__ = ("text", "voices", "scene_prompt", "sampling", "chunking", "output", "output_format", "encoding", "request_id", "omit_audio", "speed", "verification", "timestamps")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VOICES_FIELD_NUMBER: _ClassVar[int]
     SCENE_PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +76,8 @@ class SpeechRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OMIT_AUDIO_FIELD_NUMBER: _ClassVar[int]
     SPEED_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     text: str
     voices: _containers.RepeatedCompositeFieldContainer[Voice]
     scene_prompt: str
@@ -67,7 +89,19 @@ class SpeechRequest(_message.Message):
     request_id: str
     omit_audio: bool
     speed: float
-    def __init__(self, text: _Optional[str] = ..., voices: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ..., scene_prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., output: _Optional[_Union[OutputTarget, _Mapping]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., request_id: _Optional[str] = ..., omit_audio: _Optional[bool] = ..., speed: _Optional[float] = ...) -> None: ...
+    verification: Verification
+    timestamps: Timestamps
+    def __init__(self, text: _Optional[str] = ..., voices: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ..., scene_prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., output: _Optional[_Union[OutputTarget, _Mapping]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., request_id: _Optional[str] = ..., omit_audio: _Optional[bool] = ..., speed: _Optional[float] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., timestamps: _Optional[_Union[Timestamps, str]] = ...) -> None: ...
+
+class Verification(_message.Message):
+    __slots__ = ("mode", "max_wer", "max_attempts")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_WER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    mode: VerifyMode
+    max_wer: float
+    max_attempts: int
+    def __init__(self, mode: _Optional[_Union[VerifyMode, str]] = ..., max_wer: _Optional[float] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
 class Voice(_message.Message):
     __slots__ = ("name", "reference")
@@ -126,7 +160,7 @@ class OutputTarget(_message.Message):
     def __init__(self, s3_bucket: _Optional[str] = ..., s3_key: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
-    __slots__ = ("started", "audio", "progress", "stored", "completed", "segment", "cancelled")
+    __slots__ = ("started", "audio", "progress", "stored", "completed", "segment", "cancelled", "verified")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +168,7 @@ class SpeechEvent(_message.Message):
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
     started: Started
     audio: AudioChunk
     progress: Progress
@@ -141,7 +176,40 @@ class SpeechEvent(_message.Message):
     completed: Completed
     segment: Segment
     cancelled: Cancelled
-    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., stored: _Optional[_Union[Stored, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ...) -> None: ...
+    verified: ChunkVerified
+    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., stored: _Optional[_Union[Stored, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ..., verified: _Optional[_Union[ChunkVerified, _Mapping]] = ...) -> None: ...
+
+class ChunkVerified(_message.Message):
+    __slots__ = ("chunk", "text", "transcript", "wer", "attempts", "kept", "passed", "words", "error")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    WER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    chunk: int
+    text: str
+    transcript: str
+    wer: float
+    attempts: int
+    kept: int
+    passed: bool
+    words: _containers.RepeatedCompositeFieldContainer[WordTiming]
+    error: str
+    def __init__(self, chunk: _Optional[int] = ..., text: _Optional[str] = ..., transcript: _Optional[str] = ..., wer: _Optional[float] = ..., attempts: _Optional[int] = ..., kept: _Optional[int] = ..., passed: _Optional[bool] = ..., words: _Optional[_Iterable[_Union[WordTiming, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class WordTiming(_message.Message):
+    __slots__ = ("word", "start", "end")
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    word: str
+    start: float
+    end: float
+    def __init__(self, word: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ...) -> None: ...
 
 class TextInput(_message.Message):
     __slots__ = ("config", "text", "flush", "done", "cancel")
@@ -232,7 +300,7 @@ class Progress(_message.Message):
     def __init__(self, frames_done: _Optional[int] = ..., chunks_done: _Optional[int] = ..., chunks_total: _Optional[int] = ...) -> None: ...
 
 class Stored(_message.Message):
-    __slots__ = ("url", "uri", "bucket", "key", "bytes", "etag", "record_key")
+    __slots__ = ("url", "uri", "bucket", "key", "bytes", "etag", "record_key", "captions_key")
     URL_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +308,7 @@ class Stored(_message.Message):
     BYTES_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     RECORD_KEY_FIELD_NUMBER: _ClassVar[int]
+    CAPTIONS_KEY_FIELD_NUMBER: _ClassVar[int]
     url: str
     uri: str
     bucket: str
@@ -247,10 +316,11 @@ class Stored(_message.Message):
     bytes: int
     etag: str
     record_key: str
-    def __init__(self, url: _Optional[str] = ..., uri: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ..., bytes: _Optional[int] = ..., etag: _Optional[str] = ..., record_key: _Optional[str] = ...) -> None: ...
+    captions_key: str
+    def __init__(self, url: _Optional[str] = ..., uri: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ..., bytes: _Optional[int] = ..., etag: _Optional[str] = ..., record_key: _Optional[str] = ..., captions_key: _Optional[str] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("queue", "load", "prefill", "decode", "vocode", "upload", "first_audio", "total")
+    __slots__ = ("queue", "load", "prefill", "decode", "vocode", "upload", "first_audio", "total", "asr")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     PREFILL_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +329,7 @@ class Timings(_message.Message):
     UPLOAD_FIELD_NUMBER: _ClassVar[int]
     FIRST_AUDIO_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ASR_FIELD_NUMBER: _ClassVar[int]
     queue: float
     load: float
     prefill: float
@@ -267,7 +338,8 @@ class Timings(_message.Message):
     upload: float
     first_audio: float
     total: float
-    def __init__(self, queue: _Optional[float] = ..., load: _Optional[float] = ..., prefill: _Optional[float] = ..., decode: _Optional[float] = ..., vocode: _Optional[float] = ..., upload: _Optional[float] = ..., first_audio: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
+    asr: float
+    def __init__(self, queue: _Optional[float] = ..., load: _Optional[float] = ..., prefill: _Optional[float] = ..., decode: _Optional[float] = ..., vocode: _Optional[float] = ..., upload: _Optional[float] = ..., first_audio: _Optional[float] = ..., total: _Optional[float] = ..., asr: _Optional[float] = ...) -> None: ...
 
 class Completed(_message.Message):
     __slots__ = ("request_id", "duration_seconds", "sample_rate", "timings", "real_time_factor", "frames", "stop_reason", "audio_url", "text_output", "trace_id", "metadata")

@@ -4,7 +4,7 @@ signature is only found when a call fails."""
 
 from __future__ import annotations
 
-from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLibrary
+from adapters.fake import FakeSpeechEngine, FakeTranscriber, InMemoryObjectStore, InMemoryVoiceLibrary
 from adapters.higgs import HiggsSpeechEngine
 from adapters.local import LocalObjectStore
 from adapters.otel import OtelTracer
@@ -13,9 +13,13 @@ from adapters.s3 import S3ObjectStore
 from adapters.soundfile import SoundfileEncoder
 from adapters.voices import VolumeVoiceLibrary
 from adapters.voices.s3 import S3VoiceLibrary
+from adapters.whisper import WhisperTranscriber
 from core.domain.audio import WavEncoder
 from core.ports import AudioEncoder, ObjectStore, SpeechEngine, Tracer, VoiceLibrary
+from core.ports.speech_engine import ChunkCheck
 from core.ports.time_stretcher import TimeStretcher
+from core.ports.transcriber import Transcriber
+from core.service.verification import ChunkVerifier
 
 
 def engines(fake: FakeSpeechEngine, higgs: HiggsSpeechEngine) -> list[SpeechEngine]:
@@ -41,3 +45,11 @@ def tracers(otel: OtelTracer) -> list[Tracer]:
 
 def stretchers(rubber_band: RubberBandStretcher) -> list[TimeStretcher]:
     return [rubber_band]
+
+
+def transcribers(fake: FakeTranscriber, whisper: WhisperTranscriber) -> list[Transcriber]:
+    return [fake, whisper]
+
+
+def checks(verifier: ChunkVerifier) -> list[ChunkCheck]:
+    return [verifier]
