@@ -37,3 +37,11 @@ def s3_bucket(seaweed, request):
     name = f"t-{name}-{abs(hash(request.node.nodeid)) % 10**6}"
     seaweed.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def demo_asr(tmp_path_factory):
+    """A tiny random-weight Whisper, written by the same code as `higgs-tts demo-asr`."""
+    from adapters.whisper.demo import write_demo_asr
+
+    return write_demo_asr(tmp_path_factory.mktemp("demo-asr"))

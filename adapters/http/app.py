@@ -152,6 +152,8 @@ def _add_health(app: FastAPI, service: HttpService) -> None:
         body: dict[str, Any] = {"ready": is_ready}
         if not service.api_keys or _authorized(request, service.api_keys):  # the model's description
             body["model"] = service.speech.model().to_dict()
+            if (asr := service.speech.asr()) is not None:  # the ASR pass's model, when there is one
+                body["asr"] = asr
         return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @app.get("/ping")

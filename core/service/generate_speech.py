@@ -189,9 +189,15 @@ class GenerateSpeech:
 
     def _prepare(self, request: SpeechRequest, voices: list[VoicePrompt]) -> float:
         """The engine's own checks (model loaded, voice clips readable, the text fits as it is
-        chunked), before the first byte goes out; the seconds it spent loading the model."""
+        chunked) and the ASR model loaded when the request needs it, before the first byte goes
+        out; the seconds it spent loading the models."""
         with self._tracer.span("speech.prepare"):
-            return self._engine_call(request, lambda: self._engine.prepare(request.synthesis, voices))
+            seconds = self._engine_call(request, lambda: self._engine.prepare(request.synthesis, voices))
+            if self._asr is not None and request.needs_asr:
+                started = self._clock()
+                self._engine_call(request, self._asr.transcriber.warm_up)
+                seconds += self._clock() - started
+            return seconds
 
     # -- the result cache -------------------------------------------------------------------
 
