@@ -170,7 +170,7 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
     out = args.out or Path(f"{request.request_id}.{completed.audio.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(completed.audio.data)
-    if args.captions is not None:
+    if getattr(args, "captions", None) is not None:  # synth's own flag (quickstart shares this command)
         _write_captions(args.captions, completed)
     bar.close(f"done: {completed.duration_seconds:.2f}s of audio in {completed.timings.total:.2f}s "
               f"(RTF {completed.real_time_factor:.3f}, stopped: {completed.stop_reason}) -> {out}")

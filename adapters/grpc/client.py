@@ -78,7 +78,23 @@ class StreamSummary:
             "audio_url": (c.audio_url or None) if c else None,
             "trace_id": (c.trace_id or None) if c else None,
             **({"segments": list(self.segments)} if self.segments else {}),
+            **_asr_pass(c),
         }
+
+
+def _asr_pass(completed: pb.Completed | None) -> dict:
+    """The ASR pass's `verification` and `words` from the metadata (a Struct holds numbers as
+    floats: the counts come back as integers)."""
+    if completed is None:
+        return {}
+    from google.protobuf import json_format
+
+    meta = json_format.MessageToDict(completed.metadata)
+    out = {k: meta[k] for k in ("verification", "words") if k in meta}
+    for entry in out.get("verification", ()):
+        for key in ("chunk", "attempts", "kept"):
+            entry[key] = int(entry[key])
+    return out
 
 
 class SpeechClient:

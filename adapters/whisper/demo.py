@@ -9,9 +9,17 @@ from pathlib import Path
 
 LANGUAGES = ("en", "zh", "de", "fr", "es", "ja")
 TIMESTAMPS = 1501  # <|0.00|> to <|30.00|>, as every Whisper has
+# the demo's size, and (for bench/verify.py) the real models' shapes with random weights: mel
+# bins, d_model, encoder and decoder layers, heads, feed-forward width (the vocabulary stays the
+# demo's: what a step costs in the output projection is the one difference)
+SHAPES = {
+    "demo": (80, 64, 2, 2, 2, 128),
+    "tiny": (80, 384, 4, 4, 6, 1536),  # openai/whisper-tiny
+    "turbo": (128, 1280, 32, 4, 20, 5120),  # openai/whisper-large-v3-turbo
+}
 
 
-def write_demo_asr(directory: Path, seed: int = 0) -> Path:
+def write_demo_asr(directory: Path, seed: int = 0, shape: str = "demo") -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
@@ -37,9 +45,11 @@ def write_demo_asr(directory: Path, seed: int = 0) -> Path:
                 *(f"<|{i * 0.02:.2f}|>" for i in range(TIMESTAMPS))]
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
     ids = tokenizer.convert_tokens_to_ids
-    config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=80, encoder_layers=2, decoder_layers=2,
-                           encoder_attention_heads=2, decoder_attention_heads=2, d_model=64, encoder_ffn_dim=128,
-                           decoder_ffn_dim=128, max_source_positions=1500, max_target_positions=448,
+    mels, width, encoder_layers, decoder_layers, heads, ffn = SHAPES[shape]
+    config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=mels, encoder_layers=encoder_layers,
+                           decoder_layers=decoder_layers, encoder_attention_heads=heads,
+                           decoder_attention_heads=heads, d_model=width, encoder_ffn_dim=ffn,
+                           decoder_ffn_dim=ffn, max_source_positions=1500, max_target_positions=448,
                            pad_token_id=ids(eot), bos_token_id=ids(eot), eos_token_id=ids(eot),
                            decoder_start_token_id=ids("<|startoftranscript|>"), begin_suppress_tokens=[],
                            suppress_tokens=[])
@@ -48,7 +58,7 @@ def write_demo_asr(directory: Path, seed: int = 0) -> Path:
     generation = GenerationConfig(
         decoder_start_token_id=config.decoder_start_token_id, bos_token_id=ids(eot), eos_token_id=ids(eot),
         pad_token_id=ids(eot), begin_suppress_tokens=[], suppress_tokens=[], max_length=448,
-        alignment_heads=[[1, 0], [1, 1]],  # the cross-attention heads that align tokens with time
+        alignment_heads=[[decoder_layers - 1, 0], [decoder_layers - 1, 1]],  # heads that align tokens with time
         lang_to_id={token: ids(token) for token in languages},
         task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
         no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"),
@@ -57,6 +67,6 @@ def write_demo_asr(directory: Path, seed: int = 0) -> Path:
     model.generation_config = generation
     model.save_pretrained(directory)
     generation.save_pretrained(directory)
-    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(directory)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=mels), tokenizer).save_pretrained(directory)
     (directory / "DEMO").write_text("a tiny random-weight Whisper: what it hears is nonsense\n")
     return directory

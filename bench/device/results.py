@@ -28,6 +28,9 @@ def write_results(path: Path, results: dict, cpu: bool) -> None:
     cold = next((s for s in steps if s["name"].startswith("cold start")), None)
     if cold:
         lines += cold_section(figures.get("cold"), cold)
+    verify = next((s for s in steps if s["name"].startswith("verify")), None)
+    if verify:
+        lines += verify_section(figures.get("verify"), verify)
     lines += ["## Steps", "", "| step | status | seconds |", "| --- | --- | --- |"]
     lines += [f"| {s['name']} | {s['status']} | {s['seconds']:.1f} |" for s in steps]
     lines += ["", "The whole log of every step is in `logs.txt` beside this file (not committed)."]
@@ -141,6 +144,21 @@ def cold_section(cold: dict | None, step: dict) -> list[str]:
               f"{cold['to_ready_s']:.2f} s | {_seconds(cold['first_request_first_audio_s'])} |"]
     if cold.get("kv_plan"):
         lines += ["", cold["kv_plan"]]
+    return lines + [""]
+
+
+def verify_section(verify: dict | None, step: dict) -> list[str]:
+    lines = _heading(f"The ASR pass ({step['name'].split(' ', 1)[1]}-shaped random Whisper)", step)
+    if not verify:
+        return lines + ["No figures.", ""]
+    lines += ["| text | mode | audio s | ASR s per audio s | wall s per audio s | first audio s | attempts/chunk |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['text']} | {r['mode']} | {r['audio_s']} | {r['asr_s_per_audio_s']} | {r['wall_s_per_audio_s']} "
+              f"| {r['first_audio_s']} | {r['attempts_per_chunk']} |" for r in verify["rows"]]
+    c = verify.get("concurrent")
+    if c:
+        lines += ["", f"{c['requests']} requests at once (report): {c['chunks']} chunks in {c['whisper_batches']} "
+                      f"Whisper batches, {c['wall_s_per_audio_s']} wall s per audio s."]
     return lines + [""]
 
 

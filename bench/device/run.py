@@ -70,6 +70,8 @@ def plan(cpu: bool, scratch: Path) -> list[Step]:
                                   "--skip-sequential", "--voice-cache", "on", "--json"], 60),
             Step("cold start tiny", [py, "bench/device/cold_start.py", "--preset", "tiny",
                                      "--json", str(scratch / "cold.json")], 60),
+            Step("verify demo", [py, "bench/verify.py", "--asr", "demo", "--repeats", "1",
+                                 "--json", str(scratch / "verify.json")], 60),
         ]
     return [
         tests,
@@ -80,6 +82,8 @@ def plan(cpu: bool, scratch: Path) -> list[Step]:
                                    "--json"], 170),
         Step("cold start full-size", [py, "bench/device/cold_start.py", "--preset", "full-size-random",
                                       "--json", str(scratch / "cold.json")], 130),
+        Step("verify turbo", [py, "bench/verify.py", "--asr", "turbo", "--device", "cuda", "--repeats", "2",
+                              "--json", str(scratch / "verify.json")], 60),
     ]
 
 
@@ -171,7 +175,7 @@ def _commit() -> str:
 def collect(steps: list[Step], scratch: Path) -> dict:
     """The figures each step left (JSON files, JSON lines, the tests' JUnit report)."""
     found: dict = {}
-    for name in ("engine-full", "engine-tiny", "engine-mid", "cold"):
+    for name in ("engine-full", "engine-tiny", "engine-mid", "cold", "verify"):
         path = scratch / f"{name}.json"
         if path.is_file():
             found[name] = json.loads(path.read_text())
@@ -199,10 +203,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu", action="store_true", help="the CPU, tiny and mid presets")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "out/device")))
-    parser.add_argument("--budget", type=float, help="seconds for the whole run (default 450, --cpu 170)")
+    parser.add_argument("--budget", type=float, help="seconds for the whole run (default 510, --cpu 230)")
     parser.add_argument("--only", help="run only these steps (names, comma-separated)")
     args = parser.parse_args()
-    deadline = time.monotonic() + (args.budget or (170 if args.cpu else 450))
+    deadline = time.monotonic() + (args.budget or (230 if args.cpu else 510))
     args.out.mkdir(parents=True, exist_ok=True)
     info = environment(args.cpu)
     with tempfile.TemporaryDirectory(prefix="higgs-device-") as folder, \

@@ -262,6 +262,8 @@ class GenerateSpeech:
             seconds = self._clock() - audio.started
             done = _finished(done, cancel, session=request.feed is not None)
             _describe(span, done)
+            if check is not None:
+                check.describe(span)
         timings = replace(done.timings, load=done.timings.load + load_seconds,
                           asr=check.asr_seconds if check is not None else 0.0)
         metadata = {**done.work.to_metadata(), **(check.metadata() if check is not None else {})}

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from core.domain.errors import ErrorCode, validation_error
 from core.domain.request import SpeechRequest
 from core.domain.verification import ChunkVerification, Timestamps, Verification, VerifyMode, Word
+from core.ports.tracer import Span
 from core.ports.transcriber import ErrorRate, Transcriber
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,14 @@ class ChunkVerifier:
         new = self.results[self._sent:]
         self._sent = len(self.results)
         return new
+
+    def describe(self, span: Span) -> None:
+        """What the pass did, on the request's synthesis span."""
+        span.set_attribute("speech.asr_seconds", round(self.asr_seconds, 4))
+        if self.scored:
+            span.set_attribute("speech.verify.chunks", len(self.results))
+            span.set_attribute("speech.verify.regenerated", sum(r.attempts - 1 for r in self.results))
+            span.set_attribute("speech.verify.failing", sum(not r.passed for r in self.results))
 
     def metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -116,3 +116,15 @@ def test_captions_go_next_to_the_audio_in_s3(seaweed, s3_bucket):
     assert vtt.startswith("WEBVTT") and "alpha bravo charlie" in vtt
     record = json.loads(store.get(s3_bucket, "captions/x.wav.json"))
     assert record["captions"] == {"key": "captions/x.wav.vtt", "format": "vtt"}
+
+
+def test_the_stream_command_sends_the_flags_and_prints_the_verdicts(server, tmp_path, capsys):
+    from tests.integration.grpc_helpers import stream_cli
+
+    code, summary = stream_cli(capsys, "--target", server.address, "--text", TEXT, "--seed", "3",
+                               "--max-new-tokens", "150", "--verify", "report", "--timestamps", "word",
+                               "--out", str(tmp_path / "x.wav"))
+    assert code == 0, summary
+    assert [v["chunk"] for v in summary["verification"]] == list(range(len(summary["verification"])))
+    assert len(summary["verification"]) >= 2 and all(v["attempts"] == 1 for v in summary["verification"])
+    assert isinstance(summary["words"], list)

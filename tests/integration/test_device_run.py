@@ -35,8 +35,8 @@ def test_the_cpu_rehearsal_runs_every_step_and_writes_results(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     steps = {s["name"]: s for s in results["steps"]}
-    assert list(steps) == ["cuda tests", "engine tiny", "engine mid", "serving tiny", "cold start tiny"]
-    assert all(s["status"] == "ok" for s in steps.values())  # inside the 170-s budget, each in its own limit
+    assert list(steps) == ["cuda tests", "engine tiny", "engine mid", "serving tiny", "cold start tiny", "verify demo"]
+    assert all(s["status"] == "ok" for s in steps.values())  # inside the 230-s budget, each in its own limit
     figures = results["figures"]
     tests = figures["tests"]
     assert len(tests) == 10 and all(t["outcome"] == "passed" for t in tests)
@@ -48,9 +48,13 @@ def test_the_cpu_rehearsal_runs_every_step_and_writes_results(tmp_path):
     batched = [r for r in figures["serving"] if r.get("mode") == "batched"]
     assert {(r["streams"], r["voice_cache"]) for r in batched} == {(n, c) for n in (1, 4, 8) for c in ("off", "on")}
     assert figures["cold"]["to_ready_s"] > figures["cold"]["imports_s"] > 0
+    modes = {(r["text"], r["mode"]) for r in figures["verify"]["rows"]}
+    assert len(modes) == 8 and all(r["wall_s_per_audio_s"] > 0 for r in figures["verify"]["rows"])
+    assert figures["verify"]["concurrent"]["whisper_batches"] >= 1
     text = (tmp_path / "RESULTS.md").read_text()
     for heading in ("## CUDA tests", "## Engine, one stream (tiny)", "## Engine, one stream (mid)",
-                    "## Serving, many streams (tiny)", "## Cold start (tiny)", "## Steps"):
+                    "## Serving, many streams (tiny)", "## Cold start (tiny)",
+                    "## The ASR pass (demo-shaped random Whisper)", "## Steps"):
         assert heading in text
     assert "10 passed" in text and "Bandwidth floor:" in text and "x the floor" in text
     assert "`python bench/engine.py --preset mid --steps 30 --skip-hf --json engine-mid.json`" in text

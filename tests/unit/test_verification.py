@@ -326,3 +326,24 @@ def test_random_scripts_keep_every_invariant():
             assert r["passed"] == (r["wer"] <= max_wer)
             if r["attempts"] < (attempts if mode is VerifyMode.ON else 1):
                 assert r["passed"]  # it stopped early only because it passed
+
+
+def test_the_synthesis_span_says_what_the_pass_did():
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from adapters.otel import OtelTracer
+    from app.settings import Settings
+    from app.telemetry import make_tracer_provider
+
+    exporter = InMemorySpanExporter()
+    provider = make_tracer_provider(Settings(), exporter)
+    texts = chunks_of()
+    use_case = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+                              tracer=OtelTracer(provider),
+                              asr=Asr(FakeTranscriber(["wrong", texts[0], texts[1], "wrong", "wrong"]), error_rate))
+    run(use_case, verification=Verification(VerifyMode.ON, 0.25, 2))
+    span = next(s for s in exporter.get_finished_spans() if s.name == "speech.synthesize")
+    assert span.attributes["speech.verify.chunks"] == 3
+    assert span.attributes["speech.verify.regenerated"] == 2
+    assert span.attributes["speech.verify.failing"] == 1
+    assert span.attributes["speech.asr_seconds"] >= 0
