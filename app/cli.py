@@ -9,13 +9,14 @@ import logging
 import sys
 import threading
 import time
+from array import array
 from pathlib import Path
 from typing import Callable
 
 from app.container import Container, build_container
 from app.settings import limit_cpu_threads
 from core.domain.captions import render
-from core.domain.errors import DomainError, ErrorType
+from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted
 from core.domain.request import (
     Chunking,
@@ -55,23 +56,23 @@ def _add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref-audio", type=Path, help="reference clip to clone (WAV/FLAC/OGG)")
     p.add_argument("--ref-text", help="transcript of --ref-audio")
     p.add_argument("--scene", help="scene description that steers the tone")
-    p.add_argument("--temperature", type=float, default=defaults.temperature)
-    p.add_argument("--top-k", type=int, default=defaults.top_k)
-    p.add_argument("--top-p", type=float, default=defaults.top_p)
+    p.add_argument("--temperature", type=float, default=defaults.temperature, help="(0, 2]")
+    p.add_argument("--top-k", type=int, default=defaults.top_k, help="1..1024")
+    p.add_argument("--top-p", type=float, default=defaults.top_p, help="(0, 1]")
     p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
-                   help="upper bound on audio frames (25 per second)")
+                   help="decode steps per text chunk: at most this less 9 audio frames (25 a second)")
     p.add_argument("--seed", type=int, default=None, help="same seed, same audio")
     p.add_argument("--ras-win-len", type=int, default=defaults.ras_win_len,
                    help="repetition-aware sampling window in frames (0 turns it off)")
-    p.add_argument("--ras-win-max-num-repeat", type=int, default=defaults.ras_win_max_num_repeat)
+    p.add_argument("--ras-win-max-num-repeat", type=int, default=defaults.ras_win_max_num_repeat, help="1..256")
     p.add_argument("--chunk-method", choices=[m.value for m in ChunkMethod], default=chunking.method.value,
                    help="auto (default): one chunk when the text fits, else split at sentences")
-    p.add_argument("--chunk-max-word-num", type=int, default=chunking.max_word_num)
-    p.add_argument("--chunk-max-num-turns", type=int, default=chunking.max_num_turns)
+    p.add_argument("--chunk-max-word-num", type=int, default=chunking.max_word_num, help="1..1000 (word chunks)")
+    p.add_argument("--chunk-max-num-turns", type=int, default=chunking.max_num_turns, help="1..100 (speaker chunks)")
     p.add_argument("--speed", type=float, default=1.0, help="pace, 0.25 to 4.0 (time-stretched, pitch kept)")
-    p.add_argument("--format", choices=[f.value for f in OutputFormat], default="wav")
+    p.add_argument("--format", choices=[f.value for f in OutputFormat], default="wav", help="the audio file's format")
     p.add_argument("--bucket", help="also store the audio and its event record in this bucket")
-    p.add_argument("--key", help="object key (default: {prefix}/{yyyy}/{mm}/{dd}/{request_id}.wav)")
+    p.add_argument("--key", help="object key (default: {prefix}/{yyyy}/{mm}/{dd}/{request_id}.{format})")
     p.add_argument("--overwrite", action="store_true", help="replace an object already at --key")
     asr = p.add_argument_group("the ASR pass (needs HIGGS_ASR_MODEL)")
     asr.add_argument("--verify", nargs="?", const="on", choices=[m.value for m in VerifyMode],
@@ -155,17 +156,22 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if (refused := missing_weights(container) or check_target(request, container)) is not None:
+        return _fail(refused)
     warn_if_demo(container)
     bar = ProgressBar()
     outcome = Outcome()
+    heard: array[float] = array("f")  # kept: a failed upload must not lose the audio
     try:
         for event in container.speech_service().speak(request, received_at=time.monotonic()):
             if isinstance(event, (Progress, AudioChunk)):
                 bar.update(event)
+                heard.extend(event.samples if isinstance(event, AudioChunk) else ())
             outcome.add(event)
         completed = outcome.result()
     except DomainError as error:
         bar.close(f"failed: {error.code}: {error.message}")
+        _after_failure(error, container, request, args, heard)
         return _fail(error)
     out = args.out or Path(f"{request.request_id}.{completed.audio.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +182,41 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
               f"(RTF {completed.real_time_factor:.3f}, stopped: {completed.stop_reason}) -> {out}")
     print(json.dumps(_summary(completed, outcome.stored, out), default=str))
     return EXIT_OK
+
+
+def check_target(request: SpeechRequest, container: Container) -> DomainError | None:
+    """Where the audio is to be stored, checked before it is generated: the bucket answers to
+    these credentials (S3), or, with no S3 settings, it is said that the bucket is a folder."""
+    settings = container.settings()
+    bucket = (request.output.bucket if request.output else None) or settings.s3_bucket
+    if bucket is None or settings.store_kind == "none":
+        return None
+    if settings.store_kind == "local":
+        print(f"no S3 settings (HIGGS_STORE={settings.store}): {bucket} is a folder under {settings.output_dir}",
+              file=sys.stderr)
+        return None
+    validate = getattr(container.object_store(), "validate_bucket_access", None)
+    try:
+        if validate is not None:
+            validate(bucket)
+    except DomainError as error:
+        return error
+    return None
+
+
+def _after_failure(error: DomainError, container: Container, request: SpeechRequest, args: argparse.Namespace,
+                   heard: array[float]) -> None:
+    """What the user can do about a failed synth, on stderr; audio that was generated before
+    its upload failed is written to --out all the same."""
+    if error.code == ErrorCode.UNKNOWN_VOICE.value and container.settings().engine == "higgs":
+        print(f"voices are read from {container.model_paths().voices}", file=sys.stderr)
+    if error.type is ErrorType.S3_UPLOAD and heard:
+        from adapters.soundfile import SoundfileEncoder
+
+        out = args.out or Path(f"{request.request_id}.{request.output_format.value}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(SoundfileEncoder().encode(heard, 24000, request.output_format.value).data)
+        print(f"storing failed; the audio is in {out}", file=sys.stderr)
 
 
 def _write_captions(path: Path, completed: SpeechCompleted) -> None:
@@ -214,11 +255,28 @@ def warn_if_demo(container: Container) -> None:
               file=sys.stderr)
 
 
+def missing_weights(container: Container) -> DomainError | None:
+    """MODEL_PATH without the weights, said before any work, with every path that was searched
+    (on stderr: this is the user's own machine), and what to do about it."""
+    settings = container.settings()
+    if settings.engine != "higgs" or (paths := container.model_paths()).has_weights():
+        return None
+    print(f"error: no model weights at MODEL_PATH={settings.model_path} (looked for {paths.generation} and "
+          f"{paths.tokenizer}, then the hub caches).\n  Try it without weights: higgs-tts demo-model /tmp/demo && "
+          "export MODEL_PATH=/tmp/demo\n  Or fetch them: higgs-tts download", file=sys.stderr)
+    return DomainError(ErrorType.MODEL, ErrorCode.MODEL_NOT_FOUND, "the model weights are not at MODEL_PATH",
+                       {"model_path": str(settings.model_path)})
+
+
 def cmd_voices(args: argparse.Namespace, container: Container) -> int:
+    if (missing := missing_weights(container)) is not None:
+        return _fail(missing)
     try:
         voices = container.voice_library().list()
     except DomainError as error:
         return _fail(error)
+    if not voices and container.settings().engine == "higgs" and not container.settings().voices_s3_uri:
+        print(f"no voice prompts in {container.model_paths().voices}", file=sys.stderr)
     print(json.dumps([{"name": v.name, "transcript": v.transcript,
                        "duration_seconds": v.duration_seconds} for v in voices]))
     return EXIT_OK
@@ -229,8 +287,24 @@ def _fail(error: DomainError) -> int:
     return EXIT_BAD_INPUT if error.type is ErrorType.VALIDATION else EXIT_FAILED
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Each option's default in its help, when it has one worth saying and the help does not."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Defaults)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="higgs-tts", description="Higgs Audio V2 text-to-speech: voice cloning, streaming."
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env LOG_LEVEL)")
@@ -238,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="text -> audio file; JSON summary on stdout")
     _add_request_arguments(synth)
-    synth.add_argument("--out", type=Path, help="where to write the audio (default <request_id>.wav)")
+    synth.add_argument("--out", type=Path, help="where to write the audio (default: <request_id>.<format>)")
     synth.add_argument("--captions", type=Path,
                        help="also write captions here: .srt (SubRip) or .vtt (WebVTT); needs --timestamps word")
     synth.set_defaults(handler=cmd_synth)

@@ -123,12 +123,34 @@ def cmd_stream(args: argparse.Namespace, container: Container) -> int:
     key = args.api_key or os.environ.get("HIGGS_API_KEY")
     with SpeechClient(args.target, intercept=lambda channel: intercept_channel(channel, tracing),
                       api_key=key) as client:
+        # the chunks go into a WAV as they come (playable at any moment); another --format is
+        # encoded from it at the end
+        wav = args.out if args.format == "wav" else args.out.with_name(args.out.name + ".partial.wav")
         try:
-            summary = client.stream_to_wav(request, args.out, timeout=args.timeout)
+            summary = client.stream_to_wav(request, wav, timeout=args.timeout)
         except DomainError as error:
+            if wav != args.out:
+                wav.unlink(missing_ok=True)
             return _fail(error)
-    print(json.dumps(summary.to_dict()))
+    result = summary.to_dict()
+    if wav != args.out:
+        _encode_file(wav, args.out, args.format)
+        result["format"] = args.format
+    print(json.dumps(result))
     return EXIT_OK
+
+
+def _encode_file(wav: Path, out: Path, fmt: str) -> None:
+    """The streamed WAV as `fmt` (flac, ogg, mp3) in `out`; the WAV goes."""
+    from array import array
+
+    import soundfile
+
+    from adapters.soundfile import SoundfileEncoder
+
+    samples, rate = soundfile.read(str(wav), dtype="float32")
+    out.write_bytes(SoundfileEncoder().encode(array("f", samples.tobytes()), rate, fmt).data)
+    wav.unlink()
 
 
 def stdin_pieces(stream=None, size: int = 256) -> Iterator[str]:
@@ -176,7 +198,8 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve.add_argument("--host", default=defaults.host)
     serve.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
     serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
-                       help="requests that may wait behind the one generating; more get RESOURCE_EXHAUSTED")
+                       help="calls that may wait beyond the ones the engine decodes together (HIGGS_MAX_BATCH); "
+                            "more get RESOURCE_EXHAUSTED")
     serve.add_argument("--grace", type=float, default=None,
                        help="seconds in-flight calls get to finish after SIGTERM before they are stopped "
                             "(default: $HIGGS_DRAIN_SECONDS, 30)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 import threading
 import time
@@ -103,8 +104,8 @@ class DrainingServer:
         emit("drained", stopped=stopped)
         self.server.should_exit = True
 
-    def run(self) -> None:
-        self.server.run()
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        self.server.run(sockets=sockets)
 
 
 def health_server(container: Container, metrics: WorkerMetrics, host: str, port: int) -> BackgroundServer:
@@ -128,10 +129,31 @@ def announce_keys(settings) -> None:
         log.warning("HIGGS_API_KEYS is not set: the API is open to anyone who can reach it")
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, taken before anything is loaded or announced: a port in use is
+    said once, at once (OSError)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     import uvicorn
 
     settings = container.settings()
+    port = args.port if args.port is not None else (settings.http_port or 8000)
+    try:
+        listening = bind(args.host, port)
+    except OSError as error:
+        print(f"error: cannot serve HTTP on {args.host}:{port}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         validate_storage(container)
     except DomainError as error:
@@ -141,7 +163,6 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     metrics = face_metrics(container)
     app = create_app(build_http_service(container, metrics, args.max_queue))
     announce_keys(settings)
-    port = args.port if args.port is not None else (settings.http_port or 8000)
     drain = args.grace if args.grace is not None else settings.drain_seconds
     try:
         grpc_server = _grpc_beside(args, container, metrics, drain)
@@ -165,7 +186,7 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     emit("listening", address=f"{args.host}:{port}", ping=settings.ping_port or port, auth=bool(settings.api_keys),
          grpc=None if grpc_server is None else grpc_server.address)
     try:
-        server.run()
+        server.run(sockets=[listening])
     finally:
         for other in health:
             other.stop()

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, cmd_synth, warn_if_demo
+from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, cmd_synth
 from app.container import Container, resolve_model_paths, volume_paths
 
 ASR_REPO = "openai/whisper-large-v3-turbo"  # 809M parameters: 1.6 GB in bf16, the fastest large Whisper
@@ -22,7 +22,7 @@ def cmd_demo_model(args: argparse.Namespace, container: Container) -> int:
     size = sum(f.stat().st_size for f in paths.root.rglob("*") if f.is_file())
     print(json.dumps({"model_path": str(paths.root), "bytes": size,
                       "voices": sorted(p.stem for p in paths.voices.glob("*.txt"))}))
-    print(WARNING, file=sys.stderr)
+    print(WARNING + f"Use it: export MODEL_PATH={paths.root}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -115,8 +115,7 @@ def cmd_quickstart(args: argparse.Namespace, container: Container) -> int:
         if reason is not None:
             print(f"falling back to the demo bundle: {reason}", file=sys.stderr)
             paths = resolve_model_paths(replace(settings, demo_fallback=True))
-    container.model_paths.override(providers.Object(paths))
-    warn_if_demo(container)
+    container.model_paths.override(providers.Object(paths))  # synth says when it is the demo bundle
     if settings.engine == "higgs" and not paths.is_demo:
         import torch
 

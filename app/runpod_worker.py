@@ -19,7 +19,7 @@ from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
 from adapters.runpod.handler import MB
 from app.cli import EXIT_FAILED, EXIT_OK, emit, warn_if_demo
 from app.container import Container, validate_storage
-from app.http_api import BackgroundServer, health_server
+from app.http_api import BackgroundServer, bind, health_server
 from app.settings import given
 from core.domain.errors import DomainError
 from core.service import SpeechService
@@ -56,6 +56,13 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
         print("error: the local test API runs the handler in this process: --rp_api_concurrency must be 1",
               file=sys.stderr)
         return 2
+    if args.api:  # the SDK binds its port after the model loaded: a taken one is said before that
+        try:
+            bind(args.api_host, args.api_port).close()
+        except OSError as error:
+            print(f"error: cannot serve the local API on {args.api_host}:{args.api_port}: "
+                  f"{error.strerror or error}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         validate_storage(container)
     except DomainError as error:
@@ -202,9 +209,10 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve.add_argument("--api-port", "--rp_api_port", dest="api_port", type=int, default=8000)
     serve.add_argument("--api-concurrency", "--rp_api_concurrency", dest="api_concurrency", type=int, default=1,
                        help="worker processes of the local test API (runpod's option; 1 here)")
-    serve.add_argument("--log-level", "--rp_log_level", dest="rp_log_level",
+    serve.add_argument("--sdk-log-level", "--rp_log_level", dest="rp_log_level",
                        choices=["ERROR", "WARN", "INFO", "DEBUG"], type=str.upper,
-                       help="the runpod SDK's log level (env RUNPOD_LOG_LEVEL; DEBUG logs whole outputs)")
+                       help="the runpod SDK's own log level (env RUNPOD_LOG_LEVEL; DEBUG logs whole outputs); "
+                            "the service's is `higgs-tts --log-level`")
     serve.add_argument("--debugger", "--rp_debugger", dest="rp_debugger", action="store_true",
                        help="the runpod SDK's debugger output in each job's result")
     serve.add_argument("--test-input", "--test_input", dest="test_input",

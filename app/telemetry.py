@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -30,8 +31,8 @@ def make_tracer_provider(settings: Settings, exporter: SpanExporter | None = Non
     for name in filter(None, (n.strip() for n in settings.otel_exporter.split(","))):
         if name == "none":
             continue
-        if name == "console":
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        if name == "console":  # diagnostics on stderr: stdout holds the commands' results (synth's JSON)
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         elif name == "otlp":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

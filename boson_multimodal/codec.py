@@ -16,6 +16,9 @@ class AudioInputError(ValueError):
     """A reference clip that cannot be used; the message says why."""
 
 
+CLIP_FORMATS = ("WAV", "WAVEX", "FLAC", "OGG")  # libsndfile's names for the containers clips may be in
+
+
 def read_clip(data: bytes, max_seconds: float = 30.0, min_seconds: float = 0.2) -> np.ndarray:
     """Audio file bytes (WAV, FLAC, OGG, ...) -> mono float32 at 24 kHz, as the reference
     implementation loads clips (librosa: channel mean, soxr HQ resampling, length
@@ -26,6 +29,8 @@ def read_clip(data: bytes, max_seconds: float = 30.0, min_seconds: float = 0.2) 
 
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.format not in CLIP_FORMATS:  # one rule on every face: what a voice upload takes
+                raise AudioInputError(f"{f.format} reference audio is not accepted; send WAV, FLAC or OGG")
             rate = int(f.samplerate)
             if rate <= 0:
                 raise AudioInputError("reference audio has no sample rate")
@@ -36,8 +41,8 @@ def read_clip(data: bytes, max_seconds: float = 30.0, min_seconds: float = 0.2) 
             wave = f.read(frames=limit, dtype="float32", always_2d=True)
     except AudioInputError:
         raise
-    except Exception as exc:  # libsndfile's errors are plain RuntimeErrors
-        raise AudioInputError(f"cannot decode reference audio ({exc}); send WAV, FLAC or OGG") from exc
+    except Exception as exc:  # libsndfile's errors are plain RuntimeErrors (their text names Python objects)
+        raise AudioInputError("cannot decode the reference audio; send WAV, FLAC or OGG") from exc
     seconds = wave.shape[0] / rate
     if wave.shape[0] >= limit:
         raise AudioInputError(f"reference audio is longer than the limit of {max_seconds:g}s")

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 from opentelemetry import context as otel_context
@@ -176,13 +176,18 @@ class RunpodWorker:
         size = self._service.inline_bound(request)
         limit = self._options.inline_audio_limit
         if size is not None and size > limit:
+            fits = [fmt for fmt in ("mp3", "ogg", "flac") if fmt != request.output_format.value
+                    and fmt in self._service.output_formats
+                    and (self._service.inline_bound(replace(request, output_format=fmt)) or limit + 1) <= limit]
+            advice = f"output_format {' or '.join(fits)} fits under it (compressed); or " if fits else ""
             raise validation_error(
                 ErrorCode.PAYLOAD_TOO_LARGE,
                 f"this request can produce up to {size} bytes of {request.output_format.value}, over the "
-                f"{limit}-byte limit for returning audio inline (RunPod caps a job's payload): give s3_bucket "
-                "(or set S3_BUCKET) to receive a URL, lower max_new_tokens, split the text into several jobs "
-                "or use the streaming worker",
+                f"{limit}-byte limit for returning audio inline (RunPod caps a job's payload): {advice}give "
+                "s3_bucket (or set S3_BUCKET) to receive a URL, lower max_new_tokens, split the text into several "
+                "jobs or use the streaming worker",
                 field="s3_bucket", constraint=f"inline_audio_max_bytes={limit}", actual_max_bytes=size,
+                formats_that_fit=fits,
             )
 
     def concurrency(self, current: int) -> int:

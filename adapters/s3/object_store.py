@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, NoCredentialsError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -99,8 +99,13 @@ def to_domain_error(exc: BaseException, bucket: str, key: str | None, action: st
                                f"bucket {bucket} does not exist", details)
         return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED,
                            f"could not {action} {where}: {code or status}", details)
+    if isinstance(exc, NoCredentialsError):
+        return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_ACCESS_DENIED,
+                           f"no S3 credentials to {action} {where}: set BUCKET_ACCESS_KEY_ID and "
+                           "BUCKET_SECRET_ACCESS_KEY (or the AWS_* variables)", details)
+    log.warning("could not %s %s: %s", action, where, exc)  # the log has the text; the answer its kind
     return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED,
-                       f"could not {action} {where}: {type(exc).__name__}: {exc}", details)
+                       f"could not {action} {where} ({type(exc).__name__})", details)
 
 
 class S3ObjectStore:
@@ -208,6 +213,8 @@ class S3ObjectStore:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return False
             raise
+        except NoCredentialsError as exc:  # nothing can be written either: said before any work
+            raise to_domain_error(exc, bucket, key, "check") from exc
 
     def delete(self, bucket: str, key: str) -> None:
         try:

@@ -122,7 +122,7 @@ def voice_exists(name: str) -> DomainError:
 
 def unknown_voice(name: str, available: list[str]) -> DomainError:
     return DomainError(ErrorType.VALIDATION, ErrorCode.UNKNOWN_VOICE, f"unknown voice {safe_text(name)!r}",
-                       {"voice": name, "available": available[:100]})
+                       {"field": "voice", "constraint": "in_library", "voice": name, "available": available[:100]})
 
 
 def object_exists(bucket: str, key: str) -> DomainError:

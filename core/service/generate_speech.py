@@ -96,6 +96,10 @@ class GenerateSpeech:
         self._results = result_cache
         self._clock = clock
 
+    @property
+    def output_formats(self) -> frozenset[str]:
+        return frozenset(self._encoder.formats)
+
     def inline_bound(self, request: SpeechRequest) -> int | None:
         """When the request's audio will come back inline (no output target, no default
         bucket): the most bytes it can be, from the engine's stop bounds. None when stored."""
@@ -132,8 +136,9 @@ class GenerateSpeech:
         self._check_format(request)
         target = self._archive.target(request)
         voices = self._resolve_voices(request)
+        # the engine first: the cache's key needs the loaded model's revision (a CLI's first request)
+        load_seconds = self._prepare(request, voices)
         cache_key, hit = self._cached(request, voices)
-        load_seconds = self._prepare(request, voices) if hit is None else 0.0
         rate = hit.sample_rate if hit is not None else self._engine.sample_rate
         yield SpeechStarted(request.request_id, rate, 1, tuple(v.name for v in voices), cached=hit is not None)
         if hit is not None:

@@ -65,6 +65,11 @@ class SpeechService:
     def in_flight(self) -> int:
         return self._drain.in_flight
 
+    @property
+    def output_formats(self) -> frozenset[str]:
+        """The formats audio can be encoded in here."""
+        return self._generate.output_formats
+
     def inline_bound(self, request: SpeechRequest) -> int | None:
         """The most bytes the request's audio can be when it comes back inline; None if stored."""
         return self._generate.inline_bound(request)

@@ -122,7 +122,7 @@ def test_scene_and_dialogue_voices(server):
 
 
 BAD = [
-    ({"voice": "nobody"}, openai.NotFoundError, "UNKNOWN_VOICE", None),
+    ({"voice": "nobody"}, openai.NotFoundError, "UNKNOWN_VOICE", "voice"),
     ({"speed": 5}, openai.BadRequestError, "INVALID_SPEED", "speed"),
     ({"response_format": "ogg"}, openai.BadRequestError, "INVALID_OUTPUT_FORMAT", "response_format"),
     ({"model": "whisper-1"}, openai.BadRequestError, "INVALID_INPUT", "model"),

@@ -66,7 +66,8 @@ def test_bad_input_gets_its_status_before_any_generation(stub, engine, method, c
 def test_unknown_voice_details_name_the_available_ones(stub):
     with pytest.raises(grpc.RpcError) as raised:
         stub.Synthesize(speech_request(voice="nobody"), timeout=10)
-    assert domain_details(raised.value) == {"voice": "nobody", "available": ["belinda", "en_man"]}
+    assert domain_details(raised.value) == {"field": "voice", "constraint": "in_library", "voice": "nobody",
+                                            "available": ["belinda", "en_man"]}
 
 
 ENGINE_FAILURES = {

@@ -25,9 +25,9 @@ from core.service import GenerateSpeech, SpeechService
 GOOD = {"transcript": "Hello from the fake engine.", "ref_audio": "belinda", "seed": 3}
 
 
-def make_worker(engine=None, tracer=None, progress=None, **options):
+def make_worker(engine=None, tracer=None, progress=None, encoder=None, **options):
     engine = engine or FakeSpeechEngine()
-    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), encoder or WavEncoder(),
                               InMemoryObjectStore(), tracer=tracer)
     metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 123}, engine_load=engine.load)
     kwargs = {"progress": progress} if progress else {}
@@ -145,6 +145,26 @@ def test_audio_that_cannot_fit_inline_is_refused_before_any_work():
     assert "s3_bucket" in error["message"]
     assert engine.requests == 0  # nothing was generated
     assert run(worker, {**GOOD, "s3_bucket": "out-bucket"})["output"]["success"] is True  # stored: no limit
+
+
+@pytest.mark.parametrize("encoder,limit,fits", [("soundfile", 1000, []), ("soundfile", 60_000, ["mp3", "ogg"]),
+                                                ("soundfile", 10**9, None), ("wav", 60_000, [])])
+def test_the_refusal_names_the_compressed_formats_that_would_fit(encoder, limit, fits):
+    """A WAV bound over the limit: the message offers the formats this worker encodes whose
+    bound is under it."""
+    from adapters.soundfile import SoundfileEncoder
+
+    worker, _ = make_worker(engine=FakeSpeechEngine(), inline_audio_limit=limit,
+                            encoder=SoundfileEncoder() if encoder == "soundfile" else WavEncoder())
+    output = run(worker, {**GOOD, "max_new_tokens": 100})["output"]
+    if fits is None:
+        assert output["success"] is True
+        return
+    error = output["error"]
+    assert error["code"] == "PAYLOAD_TOO_LARGE" and error["details"]["formats_that_fit"] == fits
+    assert ("output_format mp3 or ogg fits" in error["message"]) == bool(fits)
+    if fits:
+        assert run(worker, {**GOOD, "max_new_tokens": 100, "output_format": "mp3"})["output"]["success"] is True
 
 
 def test_audio_over_the_limit_after_generation_says_what_was_made():
