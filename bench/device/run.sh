@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU run, as one command on a bare GPU machine with no package registry (see README.md's GPU
+# The GPU run, as one command on a bare GPU machine with no package registry (see docs/performance.md's GPU
 # section). bench/device/prepare.sh, run beforehand where pip works, put the wheels it needs in
 # bench/device/wheels/. Here they are installed into a virtual environment that also sees the
 # machine's own packages (torch with CUDA among them), then bench/device/run.py runs its steps.

@@ -52,8 +52,8 @@ def test_the_planned_slots_on_each_card(per_position):
     assert slots == {16: 2, 24: 10, 48: 35, 80: 64, 141: 64}
 
 
-def test_the_readmes_table_of_slots_per_card(per_position):
-    """README "On a GPU": the service's defaults (the prefix cache's 512 MiB kept too)."""
+def test_the_table_of_slots_per_card_in_the_docs(per_position):
+    """docs/performance.md "On a GPU": the service's defaults (the prefix cache's 512 MiB kept too)."""
     reserve = RESERVE_BYTES + PREFIX_CACHE_MB * 2**20
     table = {}
     for gib in (16, 24, 48, 80, 141):
@@ -62,7 +62,7 @@ def test_the_readmes_table_of_slots_per_card(per_position):
         table[gib] = (round(plans[0].budget_bytes / GIB, 1), *(p.slots for p in plans))
     assert table == {16: (1.4, 1, 1, 3), 24: (8.6, 8, 9, 19), 48: (30.2, 8, 34, 64), 80: (59.0, 8, 64, 64),
                      141: (113.9, 8, 64, 64)}
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "performance.md").read_text()
     for gib, (budget, *slots) in table.items():
         assert f"| {budget} GiB | {' | '.join(map(str, slots))} |" in readme
 

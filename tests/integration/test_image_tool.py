@@ -1,5 +1,5 @@
 """What `make image` and `make image-check` do that can run without building the image (the
-build needs about 3 GB of CUDA wheels: it runs by hand, its output is in the README): the
+build needs about 3 GB of CUDA wheels: it runs by hand, its output is in docs/runpod.md): the
 Dockerfile's lint, the base-bootstrap plan, the build command, how the image's virtualenv is
 slimmed, and the check's assertions against a worker running outside the image."""
 

@@ -52,12 +52,12 @@ def _env_settings():
     return [(f.name, name, f.metadata["parse"]) for f in fields(Settings) for name in f.metadata.get("env", ())]
 
 
-def test_every_setting_is_in_the_readme():
+def test_every_setting_is_in_the_configuration_reference():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [name for _, name, _ in _env_settings() if f"`{name}`" not in readme]
-    assert not missing, f"settings the README does not list: {missing}"
+    assert not missing, f"settings docs/configuration.md does not list: {missing}"
 
 
 @pytest.mark.parametrize("field_name, name", [(f, n) for f, n, parse in _env_settings()
@@ -88,16 +88,16 @@ def test_alternative_names_and_empty_values():
 
 
 def _readme_defaults() -> dict[str, str]:
-    """`| `NAME` | default | meaning |` rows of the README's configuration table."""
+    """`| `NAME` | default | meaning |` rows of docs/configuration.md's table."""
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", readme, re.M)
     return {name: cell.strip().strip("`") for name, cell in rows}
 
 
-def test_the_readme_states_the_defaults_the_code_has():
+def test_the_configuration_reference_states_the_defaults_the_code_has():
     from dataclasses import fields
 
     from adapters.runpod import WorkerOptions
