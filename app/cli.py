@@ -28,7 +28,7 @@ from core.domain.request import (
     SpeechRequest,
     parse_voice_list,
 )
-from core.domain.verification import Timestamps, Verification, VerifyMode, Word
+from core.domain.verification import Verification, Word
 from core.service.outcome import Outcome
 
 log = logging.getLogger("higgs_tts")
@@ -65,24 +65,28 @@ def _add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ras-win-len", type=int, default=defaults.ras_win_len,
                    help="repetition-aware sampling window in frames (0 turns it off)")
     p.add_argument("--ras-win-max-num-repeat", type=int, default=defaults.ras_win_max_num_repeat, help="1..256")
-    p.add_argument("--chunk-method", choices=[m.value for m in ChunkMethod], default=chunking.method.value,
-                   help="auto (default): one chunk when the text fits, else split at sentences")
+    p.add_argument("--chunk-method", default=chunking.method.value,
+                   help="auto: one chunk when the text fits, else split at sentences; "
+                        + ", ".join(m.value for m in ChunkMethod if m is not ChunkMethod.AUTO))
     p.add_argument("--chunk-max-word-num", type=int, default=chunking.max_word_num, help="1..1000 (word chunks)")
     p.add_argument("--chunk-max-num-turns", type=int, default=chunking.max_num_turns, help="1..100 (speaker chunks)")
     p.add_argument("--speed", type=float, default=1.0, help="pace, 0.25 to 4.0 (time-stretched, pitch kept)")
-    p.add_argument("--format", choices=[f.value for f in OutputFormat], default="wav", help="the audio file's format")
+    p.add_argument("--format", default="wav",
+                   help="the audio file's format: " + ", ".join(f.value for f in OutputFormat))
     p.add_argument("--bucket", help="also store the audio and its event record in this bucket")
     p.add_argument("--key", help="object key (default: {prefix}/{yyyy}/{mm}/{dd}/{request_id}.{format})")
     p.add_argument("--overwrite", action="store_true", help="replace an object already at --key")
     asr = p.add_argument_group("the ASR pass (needs HIGGS_ASR_MODEL)")
-    asr.add_argument("--verify", nargs="?", const="on", choices=[m.value for m in VerifyMode],
-                     help="transcribe each text chunk: `--verify` generates a chunk again when its word error rate "
+    asr.add_argument("--verify", nargs="?", const="on",
+                     help="off, on or report: transcribe each text chunk; `--verify` generates a chunk again "
+                          "when its word error rate "
                           "is above --max-wer; `--verify report` only reports (default: $HIGGS_VERIFY, off)")
     asr.add_argument("--max-wer", type=float, help="0..1 (default: $HIGGS_MAX_WER, 0.25)")
     asr.add_argument("--max-attempts", type=int, help="generations of one chunk at most, 1..5 "
                                                       "(default: $HIGGS_VERIFY_ATTEMPTS, 2)")
-    asr.add_argument("--timestamps", choices=[t.value for t in Timestamps], default="none",
-                     help="word: the words heard with their start and end seconds, in the summary's `words`")
+    asr.add_argument("--timestamps", default="none",
+                     help="none, or word: the words heard with their start and end seconds, in the summary's "
+                          "`words`")
 
 
 def request_from_args(args: argparse.Namespace) -> SpeechRequest:

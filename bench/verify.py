@@ -62,13 +62,13 @@ MODES = {  # name: (verify, max_wer)
 }
 
 
-def one(use_case, text: str, mode: str, attempts: int, seed: int):
+def one(use_case, text: str, mode: str, attempts: int, seed: int, max_new_tokens: int = 200):
     from core.domain.events import SpeechCompleted
     from core.domain.request import Chunking, ChunkMethod, Sampling, SpeechRequest
     from core.domain.verification import Verification
 
     verify, max_wer = MODES[mode]
-    request = SpeechRequest(text, sampling=Sampling(seed=seed, max_new_tokens=200),
+    request = SpeechRequest(text, sampling=Sampling(seed=seed, max_new_tokens=max_new_tokens),
                             chunking=Chunking(ChunkMethod.WORD, max_word_num=12),
                             verification=Verification(verify, max_wer, attempts))
     started = time.perf_counter()
@@ -85,8 +85,10 @@ def one(use_case, text: str, mode: str, attempts: int, seed: int):
 def measure(use_case, args) -> list[dict]:
     rows = []
     for label, text in TEXTS.items():
+        if label not in args.texts:
+            continue
         for mode in MODES:
-            runs = [one(use_case, text, mode, args.attempts, seed) for seed in range(args.repeats)]
+            runs = [one(use_case, text, mode, args.attempts, seed, args.max_new_tokens) for seed in range(args.repeats)]
             audio = sum(r["audio"] for r in runs)
             row = {"text": label, "mode": mode, "audio_s": round(audio / len(runs), 2),
                    "asr_s_per_audio_s": round(sum(r["asr"] for r in runs) / audio, 3),
@@ -98,13 +100,13 @@ def measure(use_case, args) -> list[dict]:
     return rows
 
 
-def concurrent(use_case, whisper, n: int = 4) -> dict:
-    text = TEXTS["three chunks"]
+def concurrent(use_case, whisper, args, n: int = 4) -> dict:
+    text = TEXTS[args.texts[-1]]
     out: list[dict] = [{}] * n
     before = whisper.batches
 
     def go(i):
-        out[i] = one(use_case, text, "report", 1, 100 + i)
+        out[i] = one(use_case, text, "report", 1, 100 + i, args.max_new_tokens)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
@@ -126,6 +128,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--attempts", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--texts", type=lambda v: [t.strip() for t in v.split(",")], default=list(TEXTS),
+                        help="which texts: " + ", ".join(TEXTS))
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="decode steps per chunk")
     args = parser.parse_args()
     import torch
 
@@ -134,7 +139,7 @@ def main() -> None:
         print(json.dumps({"asr": args.asr, "device": args.device, "threads": torch.get_num_threads(),
                           "asr_load_s": round(load, 2), **whisper.describe()}), flush=True)
         rows = measure(use_case, args)
-        together = concurrent(use_case, whisper)
+        together = concurrent(use_case, whisper, args)
         print(json.dumps({"concurrent": together}), flush=True)
         engine.close()
     if args.json is not None:

@@ -165,8 +165,8 @@ def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:
     sampling = message.sampling
     chunking = message.chunking
     if chunking.method not in _CHUNK_METHODS:
-        raise validation_error(ErrorCode.INVALID_CHUNKING, "unknown chunk method", field="chunking.method",
-                               constraint="enum", actual=chunking.method)
+        raise validation_error(ErrorCode.INVALID_CHUNKING, "chunk_method must be one of auto, none, word, speaker",
+                               field="chunking.method", constraint="enum", actual=chunking.method)
     if message.output_format not in _FORMATS:
         raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "unknown output format", field="output_format",
                                constraint="enum", actual=message.output_format)

@@ -28,6 +28,7 @@ WINDOW_SECONDS = 30  # Whisper hears 30 s at a time: longer audio goes in window
 # tokens a second of speech can need (fast speech is about 4): a model that babbles stops here
 TOKENS_PER_SECOND = 10
 MAX_TOKENS = 440  # Whisper's decoder holds 448 positions, the prompt's included
+CALL_TIMEOUT = 600.0  # seconds one transcription may take, queue included
 
 
 @dataclass
@@ -114,7 +115,7 @@ class WhisperTranscriber:
             return Transcript("", ())
         call = _Call(audio, words)
         self._calls.put(call)
-        return call.done.result()
+        return call.done.result(timeout=CALL_TIMEOUT)  # never a request stuck on a worker that is gone
 
     def _serve(self) -> None:
         while True:
@@ -149,12 +150,13 @@ class WhisperTranscriber:
                                  batch_size=len(group), return_timestamps="word" if words else False,
                                  generate_kwargs=kwargs, **({"chunk_length_s": WINDOW_SECONDS} if long else {}))
             self.batches += 1
+            heard = [_transcript(out, len(c.audio) / WHISPER_RATE) for c, out in zip(group, outputs, strict=True)]
         except Exception as exc:  # every call of the batch hears of it; the worker goes on
             for c in group:
                 c.done.set_exception(exc)
             return
-        for c, out in zip(group, outputs):
-            c.done.set_result(_transcript(out, len(c.audio) / WHISPER_RATE))
+        for c, transcript in zip(group, heard):
+            c.done.set_result(transcript)
 
 
 def _transcript(out: Mapping[str, Any], seconds: float) -> Transcript:

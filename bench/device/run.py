@@ -70,8 +70,8 @@ def plan(cpu: bool, scratch: Path) -> list[Step]:
                                   "--skip-sequential", "--voice-cache", "on", "--json"], 60),
             Step("cold start tiny", [py, "bench/device/cold_start.py", "--preset", "tiny",
                                      "--json", str(scratch / "cold.json")], 60),
-            Step("verify demo", [py, "bench/verify.py", "--asr", "demo", "--repeats", "1",
-                                 "--json", str(scratch / "verify.json")], 60),
+            Step("verify demo", [py, "bench/verify.py", "--asr", "demo", "--repeats", "1", "--texts", "one chunk",
+                                 "--max-new-tokens", "60", "--json", str(scratch / "verify.json")], 60),
         ]
     return [
         tests,

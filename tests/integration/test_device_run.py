@@ -49,7 +49,7 @@ def test_the_cpu_rehearsal_runs_every_step_and_writes_results(tmp_path):
     assert {(r["streams"], r["voice_cache"]) for r in batched} == {(n, c) for n in (1, 4, 8) for c in ("off", "on")}
     assert figures["cold"]["to_ready_s"] > figures["cold"]["imports_s"] > 0
     modes = {(r["text"], r["mode"]) for r in figures["verify"]["rows"]}
-    assert len(modes) == 8 and all(r["wall_s_per_audio_s"] > 0 for r in figures["verify"]["rows"])
+    assert len(modes) == 4 and all(r["wall_s_per_audio_s"] > 0 for r in figures["verify"]["rows"])
     assert figures["verify"]["concurrent"]["whisper_batches"] >= 1
     text = (tmp_path / "RESULTS.md").read_text()
     for heading in ("## CUDA tests", "## Engine, one stream (tiny)", "## Engine, one stream (mid)",
