@@ -15,6 +15,7 @@ from typing import Callable
 
 from app.container import Container, build_container
 from app.settings import limit_cpu_threads
+from core.domain.audio import SAMPLE_RATE
 from core.domain.captions import render
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted
@@ -219,13 +220,13 @@ def _after_failure(error: DomainError, container: Container, request: SpeechRequ
 
         out = args.out or Path(f"{request.request_id}.{request.output_format.value}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(SoundfileEncoder().encode(heard, 24000, request.output_format.value).data)
+        out.write_bytes(SoundfileEncoder().encode(heard, SAMPLE_RATE, request.output_format.value).data)
         print(f"storing failed; the audio is in {out}", file=sys.stderr)
 
 
 def _write_captions(path: Path, completed: SpeechCompleted) -> None:
     """SubRip or WebVTT by the file's extension, from the summary's words."""
-    words = [Word(w["word"], w["start"], w["end"]) for w in completed.metadata.get("words", ())]
+    words = [Word.from_dict(w) for w in completed.metadata.get("words", ())]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render("srt" if path.suffix.lower() == ".srt" else "vtt", words, completed.duration_seconds),
                     encoding="utf-8")

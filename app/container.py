@@ -16,7 +16,7 @@ from adapters.soundfile import SoundfileEncoder
 from adapters.voices import VolumeVoiceLibrary
 from app.settings import HUB_SCHEME, Settings, given
 from app.telemetry import make_tracer_provider
-from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, from_hub_cache, hub_caches
+from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, cached_snapshot, from_hub_cache, hub_caches
 from core.domain.errors import DomainError
 from core.service import GenerateSpeech, SpeechService
 
@@ -161,21 +161,12 @@ def resolve_asr_path(settings: Settings) -> Path | None:
         if (candidate / "config.json").is_file():
             return candidate
     for cache in hub_caches():
-        snapshot = _hub_snapshot(cache, repo)
+        snapshot = cached_snapshot(repo, cache)
         if snapshot is not None:
             return snapshot
     log.error("HIGGS_ASR_MODEL=%s is not at %s nor in a hub cache (%s)", name,
               " nor ".join(str(p) for p in looked), ", ".join(str(c) for c in hub_caches()))
     return settings.model_path / repo
-
-
-def _hub_snapshot(cache: Path, repo: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
-    except Exception:  # not in this cache (or not a repo id at all)
-        return None
 
 
 def _transcriber(settings: Settings):

@@ -65,23 +65,29 @@ def from_hub_cache(
 ) -> ModelPaths | None:
     """Both repos' snapshots from the first hub cache that holds them, with no network (the
     cache's refs resolve a branch name; a commit names its snapshot). None when none does."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     for cache in caches if caches is not None else hub_caches():
-        if not cache.is_dir():
+        generation = cached_snapshot(generation_repo, cache, generation_revision)
+        tokenizer = cached_snapshot(tokenizer_repo, cache, tokenizer_revision) if generation else None
+        if generation is None or tokenizer is None:
             continue
-        try:
-            generation = snapshot_download(generation_repo, revision=generation_revision, cache_dir=cache,
-                                           local_files_only=True)
-            tokenizer = snapshot_download(tokenizer_repo, revision=tokenizer_revision, cache_dir=cache,
-                                          local_files_only=True)
-        except (LocalEntryNotFoundError, OSError, ValueError):
-            continue
-        paths = ModelPaths(root=cache, generation=Path(generation), tokenizer=Path(tokenizer), voices=voices)
+        paths = ModelPaths(root=cache, generation=generation, tokenizer=tokenizer, voices=voices)
         if paths.has_weights():
             return paths
     return None
+
+
+def cached_snapshot(repo: str, cache: Path, revision: str | None = None) -> Path | None:
+    """A repo's snapshot in one hub cache, with no network; None when that cache does not hold
+    it (or `repo` is not a repo id)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if not cache.is_dir():
+        return None
+    try:
+        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
 
 
 def _has_weights(directory: Path) -> bool:

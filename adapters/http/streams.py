@@ -110,7 +110,7 @@ async def captions_response(events, fmt: str, service: Reporter, received: float
     async for event in events:
         if isinstance(event, SpeechCompleted):
             service.completed(event, time.monotonic() - received)
-            words = [Word(w["word"], w["start"], w["end"]) for w in event.metadata.get("words", ())]
+            words = [Word.from_dict(w) for w in event.metadata.get("words", ())]
             text = render(fmt, words, event.duration_seconds)
             return Response(text.encode("utf-8"), media_type=f"{CONTENT_TYPES[fmt]}; charset=utf-8", headers=headers)
         if isinstance(event, SpeechFailed):

@@ -90,6 +90,10 @@ class Word:
     def to_dict(self) -> dict[str, Any]:
         return {"word": self.word, "start": self.start, "end": self.end}
 
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> "Word":
+        return cls(value["word"], value["start"], value["end"])
+
 
 @dataclass(frozen=True)
 class ChunkVerification:

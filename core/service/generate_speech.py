@@ -136,9 +136,12 @@ class GenerateSpeech:
         self._check_format(request)
         target = self._archive.target(request)
         voices = self._resolve_voices(request)
-        # the engine first: the cache's key needs the loaded model's revision (a CLI's first request)
-        load_seconds = self._prepare(request, voices)
         cache_key, hit = self._cached(request, voices)
+        load_seconds = 0.0
+        if hit is None:
+            load_seconds = self._prepare(request, voices)
+            if cache_key is None:  # looked up before the model was loaded (a CLI's first request): now it is
+                cache_key, hit = self._cached(request, voices)
         rate = hit.sample_rate if hit is not None else self._engine.sample_rate
         yield SpeechStarted(request.request_id, rate, 1, tuple(v.name for v in voices), cached=hit is not None)
         if hit is not None:
@@ -278,8 +281,7 @@ class GenerateSpeech:
 
     def _engine_events(self, request: SpeechRequest, voices: list[VoicePrompt], cancel: threading.Event,
                        check: ChunkVerifier | None) -> Iterator[EngineEvent]:
-        events = self._engine.stream(request.synthesis, voices, cancel, check) if check is not None \
-            else self._engine.stream(request.synthesis, voices, cancel)
+        events = self._engine.stream(request.synthesis, voices, cancel, check)
         try:
             while (event := self._engine_call(request, lambda: next(events, None))) is not None:
                 yield event

@@ -71,7 +71,7 @@ class CountingEngine(FakeSpeechEngine):
         self.active = self.most_active = 0
         self._count_lock = threading.Lock()
 
-    def stream(self, request, voices, cancel):
+    def stream(self, request, voices, cancel, check=None):
         with self._count_lock:
             self.active += 1
             self.most_active = max(self.most_active, self.active)

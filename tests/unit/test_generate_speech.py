@@ -112,7 +112,7 @@ def test_inline_voice_reaches_the_engine():
     seen = {}
 
     class Recording(FakeSpeechEngine):
-        def stream(self, request, voices, cancel):
+        def stream(self, request, voices, cancel, check=None):
             seen["voices"] = voices
             yield from super().stream(request, voices, cancel)
 
