@@ -96,7 +96,10 @@ def request_from_args(args: argparse.Namespace) -> SpeechRequest:
     if args.voice:
         voices = parse_voice_list(args.voice)
     if args.ref_audio:
-        voices = voices + (InlineVoice(args.ref_audio.read_bytes(), args.ref_text or ""),)
+        try:
+            voices = voices + (InlineVoice(args.ref_audio.read_bytes(), args.ref_text or ""),)
+        except DomainError as error:  # named as the flags name them
+            raise error.renamed({"ref_audio_base64": "--ref-audio", "ref_audio_transcript": "--ref-text"}) from None
     output = OutputTarget(args.bucket, args.key, args.overwrite) if (args.bucket or args.key) else None
     return SpeechRequest(
         text=text,

@@ -209,7 +209,12 @@ def _voice(voice: pb.Voice, index: int) -> NamedVoice | InlineVoice:
         return NamedVoice(voice.name)
     if source == "reference":
         ref = voice.reference
-        return InlineVoice(ref.audio, ref.transcript, ref.name or "inline")
+        try:
+            return InlineVoice(ref.audio, ref.transcript, ref.name or "inline")
+        except DomainError as error:  # named as the message names them
+            prefix = f"voices[{index}].reference."
+            raise error.renamed({"ref_audio_base64": prefix + "audio", "ref_audio_transcript": prefix + "transcript",
+                                 "name": prefix + "name"}) from None
     raise validation_error(ErrorCode.INVALID_VOICE_NAME, "a voice needs a name or reference audio",
                            field=f"voices[{index}]", constraint="one_of=name,reference")
 

@@ -256,7 +256,10 @@ async def _uploaded_voice(request: Request) -> InlineVoice:
     name = utf8_field(parts["name"][0], "name", ErrorCode.INVALID_VOICE_NAME) if "name" in parts else ""
     transcript = (utf8_field(parts["transcript"][0], "transcript", ErrorCode.INVALID_REFERENCE_AUDIO)
                   if "transcript" in parts else "")
-    return InlineVoice(upload[0], transcript, name)
+    try:
+        return InlineVoice(upload[0], transcript, name)
+    except DomainError as error:  # named as the form names them
+        raise error.renamed({"ref_audio_base64": "file", "ref_audio_transcript": "transcript"}) from None
 
 
 async def _playground():

@@ -93,6 +93,16 @@ class DomainError(Exception):
         self.message = message
         self.details: dict[str, Any] = echo(dict(details or {}))
 
+    def renamed(self, names: Mapping[str, str]) -> "DomainError":
+        """The same error with its field named as this face names it (the domain's names are
+        RunPod's: an HTTP upload's `transcript` is its `ref_audio_transcript`)."""
+        field = self.details.get("field")
+        if field not in names:
+            return self
+        error = DomainError(self.type, self.code, self.message, {**self.details, "field": names[field]})
+        error.__cause__ = self.__cause__
+        return error
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": self.type.value,

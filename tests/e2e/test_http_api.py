@@ -221,6 +221,9 @@ def test_bad_uploads_are_refused_and_nothing_is_added(server, case):
     assert response.json()["error"]["code"] in ("INVALID_REFERENCE_AUDIO", "INVALID_VOICE_NAME", "PAYLOAD_TOO_LARGE",
                                                 "UNSUPPORTED_MEDIA_TYPE",
                                                 "INVALID_INPUT")
+    named = {"not audio": "file", "bad name": "name", "no transcript": "transcript", "too long": "file"}
+    if case in named:  # the form's own field names, not RunPod's (ref_audio_base64, ref_audio_transcript)
+        assert response.json()["error"]["param"] == named[case], response.text
     assert httpx.get(server.base + "/v1/audio/voices").json() == before
 
 
