@@ -35,7 +35,7 @@ from adapters.http.bodies import (
 from adapters.http.encoding import CONTENT_TYPES, StreamEncoder
 from adapters.http.schema import MODEL_ID, error_body, http_status, retry_after, speech_request
 from adapters.http.session import add_session_route
-from adapters.http.streams import AudioStream, audio_stream, captions_response, sse_stream
+from adapters.http.streams import AudioStream, audio_stream, captions_response, sse_stream, whole_response
 from core.domain.captions import CAPTION_FORMATS
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
@@ -217,6 +217,12 @@ async def _respond(service: HttpService, threads: ThreadPoolExecutor, speech_req
             cancel.set()
             await events.aclose()
     encoder = StreamEncoder(fmt, first.sample_rate)
+    if first.cached and stream_format == "audio":  # the whole audio is here: its length is known
+        try:
+            return await whole_response(events, encoder, service, received, headers)
+        finally:
+            cancel.set()
+            await events.aclose()
     stream = sse_stream(events, encoder, service, received) if stream_format == "sse" else \
         audio_stream(events, encoder, service, received)
     media_type = "text/event-stream" if stream_format == "sse" else CONTENT_TYPES[fmt]

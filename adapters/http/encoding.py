@@ -37,6 +37,12 @@ def streaming_wav_header(sample_rate: int) -> bytes:
             sample_rate * 2, 2, 16) + b"data" + struct.pack("<I", 0xFFFFFFFF))
 
 
+def sealed_wav(data: bytes) -> bytes:
+    """A streamed WAV (`streaming_wav_header` then PCM16) with its RIFF and data sizes set to
+    what it holds."""
+    return data[:4] + struct.pack("<I", len(data) - 8) + data[8:40] + struct.pack("<I", len(data) - 44) + data[44:]
+
+
 class StreamEncoder:
     def __init__(self, fmt: str, sample_rate: int) -> None:
         if fmt not in CONTENT_TYPES:

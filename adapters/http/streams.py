@@ -9,10 +9,10 @@ import logging
 import time
 from typing import Any, AsyncIterator, Protocol
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from adapters.http.encoding import StreamEncoder
-from adapters.http.schema import error_body
+from adapters.http.encoding import StreamEncoder, sealed_wav
+from adapters.http.schema import error_body, http_status
 from core.domain.captions import CONTENT_TYPES, render
 from core.domain.errors import DomainError
 from core.domain.events import AudioChunk, ChunkVerified, SpeechCompleted, SpeechFailed
@@ -73,6 +73,19 @@ async def sse_stream(events, encoder: StreamEncoder, service: Reporter, received
             service.failed(event.error, time.monotonic() - received)
             yield _event({"type": "error", **error_body(event.error)})
             return
+
+
+async def whole_response(events, encoder: StreamEncoder, service: Reporter, received: float,
+                         headers: dict[str, str]) -> Response:
+    """Audio known in full before the first byte (a result-cache hit) goes out whole, with its
+    length, and a WAV's header carries its real sizes instead of a stream's maximum."""
+    try:
+        data = b"".join([chunk async for chunk in audio_stream(events, encoder, service, received)])
+    except StreamAborted as aborted:
+        return JSONResponse(error_body(aborted.error), status_code=http_status(aborted.error))
+    if encoder.fmt == "wav":
+        data = sealed_wav(data)
+    return Response(data, media_type=encoder.content_type, headers=headers)
 
 
 class StreamAborted(Exception):

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import time
+import wave
 
 import av
 import httpx
@@ -298,5 +299,15 @@ def test_a_seeded_repeat_comes_from_the_result_cache(demo_bundle, tmp_path):
         assert unseeded.headers["x-result-cache"] == "miss"
         assert first.content == second.content  # the same samples, encoded the same way
         assert list((tmp_path / "o").rglob("*.f32"))  # kept in the local store
+        assert "content-length" in second.headers and "content-length" not in first.headers
+        wav = [httpx.post(srv.base + "/v1/audio/speech", json={**body, "response_format": "wav", "seed": 22},
+                          timeout=120)
+               for _ in range(2)]
+        assert [w.headers["x-result-cache"] for w in wav] == ["miss", "hit"]
+        assert wav[0].content[4:8] == b"\xff" * 4  # streamed: the sizes are a stream's maximum
+        with wave.open(io.BytesIO(wav[1].content)) as whole:  # whole: the real sizes
+            assert whole.getnframes() == (len(wav[1].content) - 44) // 2 > 0
+            assert whole.readframes(whole.getnframes()) == wav[0].content[44:]
+        assert int(wav[1].headers["content-length"]) == len(wav[1].content)
     finally:
         srv.stop()
