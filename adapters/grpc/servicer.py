@@ -23,7 +23,7 @@ from adapters.grpc.messages import (
 )
 from adapters.grpc.speak_text import TextSession
 from adapters.grpc.status import abort
-from core.domain.errors import DomainError, ErrorCode, ErrorType
+from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed
 from core.domain.request import SpeechRequest
 from core.service.drain import shutting_down
@@ -36,6 +36,8 @@ from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 _END = object()
+GRPC_RECEIVE_DEFAULT = 4 * 1024 * 1024  # grpc.max_receive_message_length's default, in every client
+RESULT_OVERHEAD = 64 * 1024  # a SpeechResult's metadata beside its audio, and 16 bytes per character
 
 
 class SpeechServicer(pb_grpc.SpeechServiceServicer):
@@ -67,6 +69,14 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
 
     def Synthesize(self, message: pb.SpeechRequest, context: grpc.ServicerContext) -> pb.SpeechResult:
         request, _ = _parse(message, context)
+        if not message.omit_audio:
+            limit = message.max_result_bytes if message.HasField("max_result_bytes") else GRPC_RECEIVE_DEFAULT
+            try:
+                error = self._too_large(request, limit)
+            except DomainError as refused:  # the engine's own refusal of the text
+                error = refused
+            if error is not None:
+                self._refuse(context, error, time.monotonic())
         try:
             outcome = collect(self._run(request, context))
         except DomainError as error:
@@ -94,6 +104,23 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
             return voices_message(self._service.voices())
         except DomainError as error:
             abort(context, error)
+
+    def _too_large(self, request: SpeechRequest, limit: int) -> DomainError | None:
+        """Before any work: a result whose audio could pass what the client receives (gRPC's
+        clients refuse a message over 4 MiB by default, after all the work) is refused now."""
+        bound = self._service.audio_bound(request)  # stored or not, the result carries the audio
+        overhead = RESULT_OVERHEAD + 16 * len(request.text)  # metadata: chunks, transcripts, words
+        if bound + overhead <= limit:
+            return None
+        fits = self._service.formats_within(request, limit - overhead)
+        advice = f"output_format {' or '.join(f.upper() for f in fits)} fits (compressed); or " if fits else ""
+        return validation_error(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"this request's audio can be up to {bound} bytes of {request.output_format.value}, over the {limit} "
+            f"bytes a client receives in one message (max_result_bytes; gRPC's default is 4 MiB): {advice}use "
+            "StreamSpeech, which sends the audio in pieces; or raise the channel's grpc.max_receive_message_length "
+            "and send it as max_result_bytes; or store it (output, omit_audio)",
+            field="max_result_bytes", constraint=f"max_bytes={limit}", actual_max_bytes=bound, formats_that_fit=fits)
 
     def _run(self, request: SpeechRequest, context: grpc.ServicerContext) -> Iterator[SpeechEvent]:
         """Queue the request for the generation thread and relay its events as they come.

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 from opentelemetry import context as otel_context
@@ -176,9 +176,7 @@ class RunpodWorker:
         size = self._service.inline_bound(request)
         limit = self._options.inline_audio_limit
         if size is not None and size > limit:
-            fits = [fmt for fmt in ("mp3", "ogg", "flac") if fmt != request.output_format.value
-                    and fmt in self._service.output_formats
-                    and (self._service.inline_bound(replace(request, output_format=fmt)) or limit + 1) <= limit]
+            fits = self._service.formats_within(request, limit)
             advice = f"output_format {' or '.join(fits)} fits under it (compressed); or " if fits else ""
             raise validation_error(
                 ErrorCode.PAYLOAD_TOO_LARGE,

@@ -5,6 +5,7 @@ The core stays free of numpy: adapters hand over `array('f')` (numpy wraps it wi
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from array import array
@@ -79,7 +80,7 @@ def max_encoded_bytes(seconds: float, sample_rate: int, fmt: str) -> int:
     """An upper bound of the encoded size of `seconds` of mono audio: 16-bit PCM for WAV and
     FLAC (FLAC never needs more than PCM plus framing); a quarter of it (96 kbit/s at 24 kHz)
     for the lossy formats at their default quality."""
-    pcm = int(seconds * sample_rate) * 2
+    pcm = math.ceil(seconds * sample_rate) * 2  # up, never down: 8348 / 25 * 24000 is 8014079.999...
     return 44 + pcm if fmt in ("wav", "flac") else 4096 + pcm // 4
 
 

@@ -97,7 +97,7 @@ class DomainError(Exception):
         """The same error with its field named as this face names it (the domain's names are
         RunPod's: an HTTP upload's `transcript` is its `ref_audio_transcript`)."""
         field = self.details.get("field")
-        if field not in names:
+        if not isinstance(field, str) or field not in names:
             return self
         error = DomainError(self.type, self.code, self.message, {**self.details, "field": names[field]})
         error.__cause__ = self.__cause__

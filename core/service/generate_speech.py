@@ -103,8 +103,10 @@ class GenerateSpeech:
     def inline_bound(self, request: SpeechRequest) -> int | None:
         """When the request's audio will come back inline (no output target, no default
         bucket): the most bytes it can be, from the engine's stop bounds. None when stored."""
-        if not self._archive.returns_inline(request):
-            return None
+        return self.audio_bound(request) if self._archive.returns_inline(request) else None
+
+    def audio_bound(self, request: SpeechRequest) -> int:
+        """The most bytes the request's audio can be in its format, from the engine's stop bounds."""
         seconds = self._engine.max_frames(request.synthesis) / FRAME_RATE / request.speed
         return max_encoded_bytes(seconds, self._engine.sample_rate, request.output_format.value)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Iterator, TypeVar
 
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import SpeechEvent, SpeechFailed
-from core.domain.request import SpeechRequest
+from core.domain.request import OutputFormat, SpeechRequest
 from core.domain.voice import VoiceInfo, VoicePrompt
 from core.ports.speech_engine import EngineLoad, ModelInfo, SpeechEngine
 from core.ports.transcriber import Transcriber
@@ -73,6 +74,17 @@ class SpeechService:
     def inline_bound(self, request: SpeechRequest) -> int | None:
         """The most bytes the request's audio can be when it comes back inline; None if stored."""
         return self._generate.inline_bound(request)
+
+    def audio_bound(self, request: SpeechRequest) -> int:
+        """The most bytes the request's audio can be in its format, stored or not."""
+        return self._generate.audio_bound(request)
+
+    def formats_within(self, request: SpeechRequest, limit: int) -> list[str]:
+        """The other (compressed) formats whose bound for this request is within `limit` bytes:
+        the advice when its own format's is not."""
+        return [fmt for fmt in ("mp3", "ogg", "flac") if fmt != request.output_format.value
+                and fmt in self.output_formats
+                and self.audio_bound(replace(request, output_format=OutputFormat(fmt))) <= limit]
 
     # -- the engine -------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ AUDIO_ENCODING_PCM_S16LE: AudioEncoding
 AUDIO_ENCODING_PCM_F32LE: AudioEncoding
 
 class SpeechRequest(_message.Message):
-    __slots__ = ("text", "voices", "scene_prompt", "sampling", "chunking", "output", "output_format", "encoding", "request_id", "omit_audio", "speed", "verification", "timestamps")
+    __slots__ = ("text", "voices", "scene_prompt", "sampling", "chunking", "output", "output_format", "encoding", "request_id", "omit_audio", "speed", "verification", "timestamps", "max_result_bytes")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VOICES_FIELD_NUMBER: _ClassVar[int]
     SCENE_PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class SpeechRequest(_message.Message):
     SPEED_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     text: str
     voices: _containers.RepeatedCompositeFieldContainer[Voice]
     scene_prompt: str
@@ -91,7 +92,8 @@ class SpeechRequest(_message.Message):
     speed: float
     verification: Verification
     timestamps: Timestamps
-    def __init__(self, text: _Optional[str] = ..., voices: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ..., scene_prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., output: _Optional[_Union[OutputTarget, _Mapping]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., request_id: _Optional[str] = ..., omit_audio: _Optional[bool] = ..., speed: _Optional[float] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., timestamps: _Optional[_Union[Timestamps, str]] = ...) -> None: ...
+    max_result_bytes: int
+    def __init__(self, text: _Optional[str] = ..., voices: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ..., scene_prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., output: _Optional[_Union[OutputTarget, _Mapping]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., request_id: _Optional[str] = ..., omit_audio: _Optional[bool] = ..., speed: _Optional[float] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., timestamps: _Optional[_Union[Timestamps, str]] = ..., max_result_bytes: _Optional[int] = ...) -> None: ...
 
 class Verification(_message.Message):
     __slots__ = ("mode", "max_wer", "max_attempts")

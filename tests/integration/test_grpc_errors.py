@@ -148,3 +148,70 @@ def test_calls_generate_together_up_to_the_engines_capacity(start_server, engine
         assert engine.peak_active == 3
     finally:
         channel.close()
+
+
+def _words(n: int) -> str:
+    return " ".join(["Speech", "that", "goes", "on", "and", "on."] * (n // 6 + 1))[: 6 * n]
+
+
+MiB = 1024 * 1024
+
+
+def test_a_synthesize_result_over_the_clients_limit_is_refused_before_any_work(stub, engine):
+    """gRPC clients refuse a message over 4 MiB by default, after all the work: a request whose
+    audio could pass max_result_bytes (default 4 MiB) is refused up front, naming what fits.
+    Every length class, format and limit: refused exactly when the audio's bound and the
+    metadata's room pass the limit, and what is let through fits."""
+    outcomes = set()
+    for chars in (60, 2_000, 6_000, 10_000):
+        for fmt in (pb.OUTPUT_FORMAT_WAV, pb.OUTPUT_FORMAT_FLAC, pb.OUTPUT_FORMAT_MP3):
+            request = speech_request(text=_words(chars // 6), output_format=fmt)
+            probe = pb.SpeechRequest()
+            probe.CopyFrom(request)
+            probe.max_result_bytes = 1
+            with pytest.raises(grpc.RpcError) as probed:
+                stub.Synthesize(probe, timeout=60)
+            bound = domain_details(probed.value)["actual_max_bytes"]
+            room = 64 * 1024 + 16 * len(request.text)
+            for limit in (None, 1 * MiB, 16 * MiB, 64 * MiB):
+                message = pb.SpeechRequest()
+                message.CopyFrom(request)
+                if limit is not None:
+                    message.max_result_bytes = limit
+                steps = engine.steps
+                try:
+                    result = stub.Synthesize(message, timeout=60)
+                except grpc.RpcError as error:
+                    outcomes.add("refused")
+                    assert error.code() is INVALID and domain_code(error) == "PAYLOAD_TOO_LARGE", error.details()
+                    assert bound + room > (limit or 4 * MiB), (chars, fmt, limit)
+                    details = domain_details(error)
+                    assert details["field"] == "max_result_bytes" and details["actual_max_bytes"] == bound
+                    assert "StreamSpeech" in error.details() and "max_receive_message_length" in error.details()
+                    for fits in details["formats_that_fit"]:
+                        assert fits.upper() in error.details() and fits != pb.OutputFormat.Name(fmt)[14:].lower()
+                    assert engine.steps == steps  # nothing was generated
+                else:
+                    outcomes.add("sent")
+                    assert bound + room <= (limit or 4 * MiB), (chars, fmt, limit)
+                    assert 0 < len(result.audio) <= bound
+                    assert len(result.SerializeToString()) <= (limit or 4 * MiB)
+    assert outcomes == {"refused", "sent"}
+
+
+def test_the_refusal_follows_the_bound_and_omit_audio_skips_it(stub, engine):
+    long = speech_request(text=_words(700))  # ~4,200 characters: minutes of WAV
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Synthesize(long, timeout=60)
+    details = domain_details(raised.value)
+    assert details["actual_max_bytes"] > 4 * MiB and "mp3" in details["formats_that_fit"]
+    as_mp3 = pb.SpeechRequest()
+    as_mp3.CopyFrom(long)
+    as_mp3.output_format = pb.OUTPUT_FORMAT_MP3  # the advice, taken
+    assert len(stub.Synthesize(as_mp3, timeout=60).audio) > 0
+    stored = pb.SpeechRequest()
+    stored.CopyFrom(long)
+    stored.omit_audio = True
+    stored.output.s3_bucket = "tts-out"
+    result = stub.Synthesize(stored, timeout=60)
+    assert result.audio == b"" and result.stored.key
