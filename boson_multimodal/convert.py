@@ -83,13 +83,20 @@ def tensor_names(directory) -> list[str]:
     return names
 
 
-def load_original_generation(directory) -> tuple[Any, dict[str, torch.Tensor]]:
-    from transformers import AutoTokenizer
+def text_tokenizer(directory, layout: str) -> Any:
+    """The text tokenizer beside the generation weights. The original layout's config.json is
+    of a model type transformers does not know, so AutoTokenizer, reading it to pick a class,
+    warns; its tokenizer_config names PreTrainedTokenizerFast, which is loaded directly."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    return (PreTrainedTokenizerFast if layout == "original" else AutoTokenizer).from_pretrained(directory)
+
+
+def load_original_generation(directory) -> tuple[Any, dict[str, torch.Tensor]]:
     directory = Path(directory)
     raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = text_tokenizer(directory, "original")
     except Exception:  # the delay token then keeps its published id
         tokenizer = None
     config = generation_config(raw, tokenizer)
@@ -172,7 +179,7 @@ def convert_bundle(src, dst, report=lambda message: None) -> dict[str, Any]:
     from boson_multimodal.resample import provide_torchaudio
 
     provide_torchaudio()  # the tokenizer module imports torchaudio at load
-    from transformers import AutoTokenizer, HiggsAudioV2ForConditionalGeneration
+    from transformers import HiggsAudioV2ForConditionalGeneration
     from transformers.models.higgs_audio_v2_tokenizer.modeling_higgs_audio_v2_tokenizer import (
         HiggsAudioV2TokenizerModel,
     )
@@ -199,7 +206,7 @@ def convert_bundle(src, dst, report=lambda message: None) -> dict[str, Any]:
         target.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(target)
         if name == "generation":
-            AutoTokenizer.from_pretrained(source).save_pretrained(target)
+            text_tokenizer(source, "original").save_pretrained(target)
         revision = read_revision(source)
         if revision:  # the snapshot's hub commit travels with the converted weights
             (target / "REVISION").write_text(f"{revision}\n")

@@ -144,7 +144,9 @@ def load_bundle(
     from boson_multimodal.resample import provide_torchaudio
 
     stand_in = provide_torchaudio()
-    from transformers import AutoTokenizer, HiggsAudioV2ForConditionalGeneration
+    from transformers import HiggsAudioV2ForConditionalGeneration
+
+    from boson_multimodal import convert
     from transformers.models.higgs_audio_v2_tokenizer.modeling_higgs_audio_v2_tokenizer import (
         HiggsAudioV2TokenizerModel,
     )
@@ -159,7 +161,7 @@ def load_bundle(
         # the codec runs in float32: it is small, and bf16 hurts its waveform
         audio_tokenizer = _materialize(HiggsAudioV2TokenizerModel, codec, torch.float32)
         audio_tokenizer = audio_tokenizer.to(device=device, dtype=torch.float32).eval()
-        tokenizer = AutoTokenizer.from_pretrained(paths.generation)
+        tokenizer = convert.text_tokenizer(paths.generation, generation.layout)
     except ModelLoadError:
         raise
     except Exception as exc:  # safetensors, pickle, shape and key errors alike
