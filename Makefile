@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints-test.txt -c runtime.lock
 RUN_TEXT ?= Hello! This is Higgs Audio speaking, streamed as it is generated.
 
-.PHONY: run test install install-test system-packages browser clean protos image image-check
+.PHONY: run test install install-test system-packages browser clean docs protos image image-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ image: install
 ## print its cold start, size, layers and largest packages; fails above 5.0 GB
 image-check: install
 	$(PY) tools/image.py check
+
+## docs: rewrite docs/cli.md from the parser (a test compares them)
+docs: install-test
+	$(PY) -m app.cli_reference > docs/cli.md
 
 ## protos: regenerate higgs_tts/ (the gRPC stubs) from protos/
 protos: install-test

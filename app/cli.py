@@ -300,7 +300,8 @@ class _Defaults(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        if (not action.option_strings or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+                or "default" in text):  # `is`: a default of 0 is worth saying (0 == False)
             return text
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 

@@ -195,7 +195,7 @@ def cmd_speak_text(args: argparse.Namespace, container: Container) -> int:
 def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
     defaults = ServerOptions()
     serve = servers.add_parser("grpc", help="serve SpeechService over gRPC (health, reflection)")
-    serve.add_argument("--host", default=defaults.host)
+    serve.add_argument("--host", default=defaults.host, help="0.0.0.0 to serve every interface (containers)")
     serve.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
     serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
                        help="calls that may wait beyond the ones the engine decodes together (HIGGS_MAX_BATCH); "
@@ -225,7 +225,7 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     speak.add_argument("--voice", help="voice prompt name(s), comma-separated, one per speaker")
     speak.add_argument("--scene", help="scene description that steers the tone")
     speak.add_argument("--seed", type=int, default=None, help="same seed, same audio, however the text is split")
-    speak.add_argument("--temperature", type=float, default=None)
+    speak.add_argument("--temperature", type=float, default=None, help="(0, 2] (default: the server's, 0.3)")
     speak.add_argument("--max-new-tokens", type=int, default=None, help="decode steps per segment")
     speak.add_argument("--out", type=Path, required=True, help="the WAV file, written as audio arrives")
     speak.add_argument("--timeout", type=float, default=None, help="deadline of the whole session in seconds")

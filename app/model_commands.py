@@ -166,12 +166,12 @@ def _download_asr(args: argparse.Namespace, container: Container) -> int:
 
 def register(commands: argparse._SubParsersAction, servers: argparse._SubParsersAction) -> None:
     demo_asr = commands.add_parser("demo-asr", help="write a tiny random-weight Whisper (a few MB) for the ASR pass")
-    demo_asr.add_argument("dir", type=Path)
-    demo_asr.add_argument("--seed", type=int, default=0)
+    demo_asr.add_argument("dir", type=Path, help="where to write it; then HIGGS_ASR_MODEL=DIR")
+    demo_asr.add_argument("--seed", type=int, default=0, help="of the random weights")
     demo_asr.set_defaults(handler=cmd_demo_asr)
     demo = commands.add_parser("demo-model", help="write a tiny random-weight model bundle (a few MB)")
-    demo.add_argument("dir", type=Path)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("dir", type=Path, help="where to write it; then MODEL_PATH=DIR")
+    demo.add_argument("--seed", type=int, default=0, help="of the random weights")
     demo.set_defaults(handler=cmd_demo_model)
 
     convert = commands.add_parser(
@@ -183,7 +183,7 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     quick = commands.add_parser("quickstart", help="synth with the real weights, downloading them when missing "
                                               "(the demo bundle only when the hub cannot be reached): `make run`")
     _add_request_arguments(quick)
-    quick.add_argument("--out", type=Path, default=Path("out/hello.wav"))
+    quick.add_argument("--out", type=Path, default=Path("out/hello.wav"), help="where to write the audio")
     quick.set_defaults(handler=cmd_quickstart)
 
     fetch = commands.add_parser("download", help="fetch the weights from the Hugging Face hub (HF_TOKEN, HF_ENDPOINT)")

@@ -205,8 +205,10 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     # each option also under the runpod SDK's own name, so its documented commands work as they are
     serve.add_argument("--api", "--rp_serve_api", dest="api", action="store_true",
                        help="serve runpod's local test API (/run, /runsync, /stream, /status)")
-    serve.add_argument("--api-host", "--rp_api_host", dest="api_host", default="127.0.0.1")
-    serve.add_argument("--api-port", "--rp_api_port", dest="api_port", type=int, default=8000)
+    serve.add_argument("--api-host", "--rp_api_host", dest="api_host", default="127.0.0.1",
+                       help="address of the local test API (with --api)")
+    serve.add_argument("--api-port", "--rp_api_port", dest="api_port", type=int, default=8000,
+                       help="port of the local test API (with --api)")
     serve.add_argument("--api-concurrency", "--rp_api_concurrency", dest="api_concurrency", type=int, default=1,
                        help="worker processes of the local test API (runpod's option; 1 here)")
     serve.add_argument("--sdk-log-level", "--rp_log_level", dest="rp_log_level",

@@ -161,3 +161,23 @@ def test_help_shows_the_defaults():
     text = sub.format_help()
     assert "(default: 0.3)" in text and "(default: 2048)" in text and "(default: 50)" in text
     assert "{request_id}.{format}" in text and "decode steps per text chunk" in text
+
+
+def test_every_option_with_a_default_says_it_in_help():
+    """Every command's --help, every option with a default (0 included: 0 == False in Python)."""
+    import argparse
+
+    from app.cli import build_parser
+    from app.cli_reference import commands
+
+    unsaid = []
+    for name, _, parser in commands(build_parser(), "higgs-tts"):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction) or action.nargs == 0:
+                continue
+            if action.default is None or action.default is argparse.SUPPRESS:
+                continue
+            if f"default: {action.default}" not in text and "default:" not in " ".join((action.help or "").split()):
+                unsaid.append(f"{name} {action.option_strings[0]}")
+    assert unsaid == []
