@@ -17,7 +17,8 @@ file and the code differ). Settings read from the environment are in
 """
 
 
-def commands(parser: argparse.ArgumentParser, name: str, summary: str = "") -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+def commands(parser: argparse.ArgumentParser, name: str,
+             summary: str = "") -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
     """(full command, its one-line help, its parser), depth first, in the order --help lists them."""
     yield name, summary, parser
     for action in parser._actions:

@@ -145,11 +145,11 @@ def load_bundle(
 
     stand_in = provide_torchaudio()
     from transformers import HiggsAudioV2ForConditionalGeneration
-
-    from boson_multimodal import convert
     from transformers.models.higgs_audio_v2_tokenizer.modeling_higgs_audio_v2_tokenizer import (
         HiggsAudioV2TokenizerModel,
     )
+
+    from boson_multimodal import convert
 
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
