@@ -142,7 +142,7 @@ def bench_engine(model, prompt, steps, device, graphs: bool = True):
         "decode_ms_per_step": decode_s / stats.steps * 1000,
         "steps": stats.steps,
         "graph_capture_s": capture_s,
-        "cuda_graphs": decoder.use_cuda_graphs,
+        "cuda_graphs": decoder.executor.use_cuda_graphs,
     }
     decoder.close()
     return result
@@ -173,7 +173,7 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device, cached_voice
                 sync(device)
                 results.append((time.perf_counter() - t0, stats.prefill_s))
                 break
-    hits = decoder.prefix_cache.stats.hits if decoder.prefix_cache is not None else 0
+    hits = decoder.executor.prefix_cache.stats.hits if decoder.executor.prefix_cache is not None else 0
     decoder.close()
     if cached_voice and hits < 3:
         raise RuntimeError(f"the voice prefix was served from the cache {hits} times of 3")

@@ -75,14 +75,15 @@ def sampler_row(ids: CodeIds, batch: int, device, iterations: int, repeats: int)
 
 
 def step_row(decoder: BatchDecoder, batch: int, iterations: int, repeats: int, sampler_ms: float) -> dict:
-    bucket = next(b for b in decoder.batch_sizes if b >= batch)
-    length = decoder.sizes[0]
+    executor = decoder.executor
+    bucket = next(b for b in executor.batch_sizes if b >= batch)
+    length = executor.kv_sizes[0]
     for row in range(decoder.max_batch):  # the service's default settings; positions held (active 0)
-        decoder.state.row(row).start(SamplingConfig(seed=row), torch.zeros((0, 8), dtype=torch.long), decoder.ids,
-                                     suppress_eos=True)
-    decoder.state.step.fill_(decoder.ids.num_codebooks + 1)
+        executor.state.row(row).start(SamplingConfig(seed=row), torch.zeros((0, 8), dtype=torch.long), executor.ids,
+                                      suppress_eos=True)
+    executor.state.step.fill_(executor.ids.num_codebooks + 1)
     with torch.inference_mode():
-        ms = timed(lambda: decoder._step_fn(bucket, length), iterations, repeats)
+        ms = timed(lambda: executor.step_fn(bucket, length), iterations, repeats)
     return {"mode": "step", "batch": batch, "kv_bucket": length, "ms_per_step": round(ms, 4),
             "sampler_share": round(sampler_ms / ms, 3)}
 

@@ -140,7 +140,7 @@ class TransformersDecoder:
     the transformers model's forward and a StaticCache, sampled by the engine's own rules."""
 
     def __init__(self, model, max_cache_len: int) -> None:
-        from boson_multimodal.batch import Occupancy
+        from boson_multimodal.scheduler import Occupancy
 
         self.model, self.max_cache_len = model, max_cache_len
         self.device = next(model.parameters()).device
@@ -199,7 +199,7 @@ def full_depth_ops(device: torch.device) -> dict:
     counts = {"mode": "ops_at_full_depth", "layers": 28, "transformers_step": reference}
     for name, cpu_kernels in (("cuda_path", False), ("cpu_path", True)):
         decoder = BatchDecoder(model, max_batch=8, max_cache_len=256, cpu_kernels=cpu_kernels)
-        counts[name] = count_ops(lambda: decoder._step_fn(8, 128))
+        counts[name] = count_ops(lambda: decoder.executor.step_fn(8, 128))
         counts[f"{name}_vs_transformers"] = round(counts[name] / reference, 3)
         decoder.close()
     return counts
@@ -328,7 +328,7 @@ def run_header(args: argparse.Namespace, device: torch.device, model, prompts, b
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "parameters": sum(p.numel() for p in model.parameters()), "prompt_tokens": prompts[0].length,
         "steps": args.steps, "torch": torch.__version__,
-        "kv_cache_mb": round(batched.kv_bytes / 2**20, 1),
+        "kv_cache_mb": round(batched.executor.kv.nbytes / 2**20, 1),
     }
 
 
@@ -336,9 +336,9 @@ def stream_rows(n: int, engines: Engines, codec: AudioCodec, prompts, args: argp
                 reference_ops: int, header: dict) -> Iterator[dict]:
     """The lines for `n` streams, each as soon as it is measured: batched (then with the voice
     cache), sequential, one_slot."""
-    batched, cached, length = engines.batched, engines.cached, engines.batched.sizes[0]
-    bucket = next(b for b in batched.batch_sizes if b >= n)
-    ops = count_ops(lambda: batched._step_fn(bucket, length))
+    batched, cached, length = engines.batched, engines.cached, engines.batched.executor.kv_sizes[0]
+    bucket = next(b for b in batched.executor.batch_sizes if b >= n)
+    ops = count_ops(lambda: batched.executor.step_fn(bucket, length))
     yield {"streams": n, "mode": "batched", "voice_cache": "off",
            **run_streams(batched, codec, prompts[:n], args.steps, False),
            "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}
@@ -347,12 +347,12 @@ def stream_rows(n: int, engines: Engines, codec: AudioCodec, prompts, args: argp
         yield {"streams": n, "mode": "batched", "voice_cache": "on",
                **run_streams(cached, codec, prompts[:n], args.steps, False),
                "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3),
-               "prefix_cache": vars(cached.prefix_cache.stats), **header}
+               "prefix_cache": vars(cached.executor.prefix_cache.stats), **header}
     if not args.skip_sequential:
         yield {"streams": n, "mode": "sequential", "voice_cache": "off",
                **run_streams(engines.today, codec, prompts[:n], args.steps, True),
                "ops_per_step": reference_ops, "ops_vs_transformers": 1.0, **header}
-        ops = count_ops(lambda: engines.single._step_fn(1, length))
+        ops = count_ops(lambda: engines.single.executor.step_fn(1, length))
         yield {"streams": n, "mode": "one_slot", "voice_cache": "off",
                **run_streams(engines.single, codec, prompts[:n], args.steps, True),
                "ops_per_step": ops, "ops_vs_transformers": round(ops / reference_ops, 3), **header}

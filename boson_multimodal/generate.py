@@ -94,7 +94,7 @@ class SlotState:
     so the functions below update the slots they are given in place."""
 
     codes: torch.Tensor  # [S, K] the newest frame: the next step's input
-    position: torch.Tensor  # [S] the KV position that frame is written at
+    position: torch.Tensor  # [S] the KV position that frame is written at (moved on by `advance`, with step)
     step: torch.Tensor  # [S] frames sampled so far (frame 0 is the all-BOS frame)
     eos_base: torch.Tensor  # [S] see the module docstring; BIG until the first EOS
     done_at: torch.Tensor  # [S] the step of the last frame; BIG until known
@@ -140,8 +140,9 @@ class SlotState:
         return SlotState(*(t[slot:slot + 1] for t in self.tensors()))
 
     def start(self, sampling: SamplingConfig, prompt_frames: torch.Tensor, ids: CodeIds,
-              suppress_eos: bool = False) -> None:
-        """Reset this (one-row) view for a new request."""
+              suppress_eos: bool = False, position: int = 0) -> None:
+        """Reset this (one-row) view for a new request whose next logits come from KV position
+        `position` (the prompt's last token): `advance` writes the frame they give at the next."""
         self.greedy.fill_(sampling.temperature <= 0)
         self.temperature.fill_(max(sampling.temperature, 1e-5))
         self.top_k.fill_(sampling.top_k if sampling.top_k else 0)
@@ -152,7 +153,7 @@ class SlotState:
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         self.key.fill_(stream_key(seed))
         self.codes.fill_(ids.bos)
-        self.position.zero_()
+        self.position.fill_(position)
         self.step.zero_()
         self.eos_base.fill_(BIG)
         self.done_at.fill_(BIG)
@@ -186,7 +187,8 @@ def advance(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> None:
     state.codes.copy_(frame)
     rows = arange_once(frame.shape[0], frame.device)
     state.frames[rows, state.step.clamp(max=state.frames.shape[1] - 1)] = frame
-    state.step.add_(state.active)
+    state.step.add_(state.active)  # the one place a row moves on: its step, and the KV position
+    state.position.add_(state.active)  # its new frame is written at in the next step
 
 
 def sample_frame(logits: torch.Tensor, state: SlotState, ids: CodeIds) -> torch.Tensor:

@@ -122,7 +122,7 @@ class HiggsSpeechEngine:
             decoder = self._runtime.decoder
             log.info("loaded %s in %.1fs (%s); KV cache %d slots x %d positions = %.0f MiB",
                      self.paths.root, seconds, self._runtime.bundle.info, decoder.max_batch,
-                     decoder.max_cache_len, decoder.kv_bytes / 2**20)
+                     decoder.max_cache_len, decoder.executor.kv.nbytes / 2**20)
             return self._runtime, seconds
 
     def warm_up(self) -> None:
@@ -145,11 +145,11 @@ class HiggsSpeechEngine:
         if runtime is None:
             return EngineLoad(self.max_batch)
         decoder = runtime.decoder
-        occupancy, cache, graphs = decoder.occupancy, decoder.prefix_cache, decoder.graphs
+        occupancy, cache, graphs = decoder.occupancy, decoder.executor.prefix_cache, decoder.executor.graphs
         stats = cache.stats if cache is not None else None
         # the slots the decoder has (on a GPU, what its memory holds, at most max_batch)
         return EngineLoad(decoder.max_batch, occupancy.active, occupancy.waiting,
-                          graphs_captured=graphs.captured if decoder.use_cuda_graphs else 0,
+                          graphs_captured=graphs.captured if decoder.executor.use_cuda_graphs else 0,
                           graphs_fallback=len(graphs.fallbacks),
                           **({} if stats is None else {"prefix_hits": stats.hits, "prefix_misses": stats.misses,
                                                        "prefix_evictions": stats.evictions,
@@ -162,9 +162,9 @@ class HiggsSpeechEngine:
         info.pop("model_path", None)  # a worker's filesystem is nobody's business
         decoder = self._runtime.decoder
         named = {k: info.pop(k, None) for k in ("layout", "revision", "device", "dtype")}
-        return ModelInfo("higgs", True, **named, details=info,
-                         sizing={"max_batch": decoder.max_batch, "max_cache_len": decoder.max_cache_len,
-                                 "kv_cache_mib": round(decoder.kv_bytes / 2**20)}, startup=dict(self._startup))
+        sizing = {"max_batch": decoder.max_batch, "max_cache_len": decoder.max_cache_len,
+                  "kv_cache_mib": round(decoder.executor.kv.nbytes / 2**20)}
+        return ModelInfo("higgs", True, **named, details=info, sizing=sizing, startup=dict(self._startup))
 
     def close(self) -> None:
         with self._warming, self._lock:

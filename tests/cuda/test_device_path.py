@@ -133,27 +133,27 @@ def test_every_bucket_graph_replays_the_eager_step(runtime, prompts):
     model = runtime.bundle.model
     decoder = BatchDecoder(model, max_batch=4, max_cache_len=2048, smallest_bucket=512, use_cuda_graphs=True)
     decoder.warm_up()
-    assert set(decoder.graphs) == {(b, s) for b in (1, 2, 4) for s in (512, 1024, 2048)}
-    assert decoder.graphs.fallbacks == []
+    assert set(decoder.executor.graphs) == {(b, s) for b in (1, 2, 4) for s in (512, 1024, 2048)}
+    assert decoder.executor.graphs.fallbacks == []
     short = sorted(prompts, key=lambda p: p.length)[:4]
     assert short[-1].length + 40 < 512
     in_lockstep(decoder, short, 40)  # the KV cache and the rows hold a real request's state
 
     def compare(batch, length):
-        state = [t.clone() for t in [*decoder.state.tensors(), *decoder.kv.layers]]
-        eager = decoder._step_fn(batch, length).float().clone()
-        after_eager = [t.clone() for t in decoder.state.tensors()]
-        for t, s in zip([*decoder.state.tensors(), *decoder.kv.layers], state):
+        state = [t.clone() for t in [*decoder.executor.state.tensors(), *decoder.executor.kv.layers]]
+        eager = decoder.executor.step_fn(batch, length).float().clone()
+        after_eager = [t.clone() for t in decoder.executor.state.tensors()]
+        for t, s in zip([*decoder.executor.state.tensors(), *decoder.executor.kv.layers], state):
             t.copy_(s)
-        graph = decoder.graphs[(batch, length)]
+        graph = decoder.executor.graphs[(batch, length)]
         graph.replay()
         replayed = graph.output.float().clone()
-        same_codes = all(torch.equal(a, b) for a, b in zip(after_eager, decoder.state.tensors()))
-        for t, s in zip([*decoder.state.tensors(), *decoder.kv.layers], state):
+        same_codes = all(torch.equal(a, b) for a, b in zip(after_eager, decoder.executor.state.tensors()))
+        for t, s in zip([*decoder.executor.state.tensors(), *decoder.executor.kv.layers], state):
             t.copy_(s)
         return eager, replayed, same_codes
 
-    for batch, length in sorted(decoder.graphs):
+    for batch, length in sorted(decoder.executor.graphs):
         eager, replayed, same_codes = decoder.run(lambda: compare(batch, length))
         assert torch.isfinite(eager).all() and eager.shape == replayed.shape
         error = (eager - replayed).abs().max().item() / eager.abs().max().item()
@@ -184,7 +184,7 @@ def test_staggered_arrivals_and_bucket_switches_give_each_request_its_frames_alo
     alone.close()
     decoder = BatchDecoder(model, max_batch=4, max_cache_len=2048, smallest_bucket=64, use_cuda_graphs=True)
     got = staggered(decoder, prompts, 90)  # 6 requests, 4 slots: two wait, then reuse slots
-    switches = {b for b in decoder.graphs}
+    switches = {b for b in decoder.executor.graphs}
     decoder.close()
     assert len({length for _, length in switches}) >= 3  # KV buckets changed while the batch ran
     for a, b in zip(got, expected):
@@ -198,11 +198,12 @@ def test_a_prefix_cache_hit_prefills_to_the_logits_of_a_full_prefill(runtime, de
     request = Synthesis("Hello there, my friend.", [voice], sampling=SamplingConfig(temperature=0, ras_win_len=0),
                         max_new_tokens=60, stop_on_silence=False)
     first_logits = []
-    runtime.decoder.logits_hook = lambda step, logits: first_logits.append(logits.float().cpu()) if step == 0 else None
+    runtime.decoder.executor.logits_hook = \
+        lambda step, logits: first_logits.append(logits.float().cpu()) if step == 0 else None
     try:
         runs = [[e for e in runtime.stream(request) if isinstance(e, Finished)][0] for _ in range(2)]
     finally:
-        runtime.decoder.logits_hook = None
+        runtime.decoder.executor.logits_hook = None
     assert runs[0].prefix_cache == ["miss"] and runs[1].prefix_cache == ["hit"]
     assert runs[1].prefill_tokens < runs[0].prefill_tokens
     miss, hit = first_logits

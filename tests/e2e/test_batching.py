@@ -236,10 +236,10 @@ def test_the_decode_step_compiles_as_one_graph_without_recompiles(demo_runtime, 
     model = demo_runtime.bundle.model
     eager = _alone(model, prompts[:2], 40, cpu_kernels=False)
     decoder = BatchDecoder(model, max_batch=2, cpu_kernels=False, smallest_bucket=1024)
-    decoder.batch_sizes = [2]  # one (batch, KV length) bucket for the whole run
+    decoder.scheduler.batch_sizes = [2]  # one (batch, KV length) bucket for the whole run
     torch._dynamo.reset()
-    compiled = torch.compile(decoder._step_fn, fullgraph=True, backend="eager", dynamic=False)
-    decoder._step_fn = compiled
+    compiled = torch.compile(decoder.executor.step_fn, fullgraph=True, backend="eager", dynamic=False)
+    decoder.executor.step_fn = compiled
     try:
         with torch._dynamo.config.patch(error_on_recompile=True):
             out = [None, None]
@@ -271,11 +271,11 @@ def test_the_batched_step_runs_in_bfloat16(demo_bundle, prompts):
         # oneDNN's packed weights only where this CPU packs the dtype (bf16: AVX-512 or
         # AVX-NE-CONVERT; an AVX2 CPU refused them at load), MKL's GEMM elsewhere
         packs = dtype == torch.float32 or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        assert decoder.net.packed is packs
-        decoder.logits_hook = (lambda step, value, d=dtype:
+        assert decoder.executor.net.packed is packs
+        decoder.executor.logits_hook = (lambda step, value, d=dtype:
                                step_logits.setdefault(d, value.clone()) if step == 1 else None)
         _decode(decoder, prompts[1], SETTINGS[0], 10)
-        decoder.logits_hook = None
+        decoder.executor.logits_hook = None
         results = []
         threads = [threading.Thread(target=lambda i=i: results.append(_decode(decoder, prompts[i], SETTINGS[i], 30)))
                    for i in range(3)]
@@ -306,7 +306,7 @@ def test_graph_bookkeeping_on_the_cpu_gives_the_eager_frames(demo_runtime, promp
         assert torch.equal(a, b)
     decoder = BatchDecoder(model, max_batch=4, use_cuda_graphs=True, smallest_bucket=256, max_cache_len=1024)
     decoder.warm_up()
-    assert set(decoder.graphs) == {(b, s) for b in (1, 2, 4) for s in (256, 512, 1024)}
+    assert set(decoder.executor.graphs) == {(b, s) for b in (1, 2, 4) for s in (256, 512, 1024)}
     stats = DecodeStats()
     out = torch.cat(list(decoder.generate(prompts[0], SETTINGS[0], frames, stats=stats, suppress_eos=True)))
     decoder.close()
@@ -325,7 +325,7 @@ def test_every_sampled_code_of_a_long_demo_stream_has_reference_probability(demo
     sampling = SamplingConfig(seed=seed, ras_win_len=0)
     decoder = BatchDecoder(demo_runtime.bundle.model, max_batch=1, max_cache_len=4096)
     logits = {}
-    decoder.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
+    decoder.executor.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
     frames = _decode(decoder, prompts[3], sampling, 1500)
     decoder.close()
     eos = demo_runtime.config.audio_stream_eos_id

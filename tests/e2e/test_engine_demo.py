@@ -209,7 +209,7 @@ def test_prompt_keeps_user_text_out_of_control_tokens(demo_runtime):
 def _decode_with_logits(model, prompt, frames, **buckets):
     decoder = BatchDecoder(model, max_batch=1, **buckets)
     logits = {}
-    decoder.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
+    decoder.executor.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
     from boson_multimodal.generate import DecodeStats
 
     stats = DecodeStats()

@@ -114,11 +114,11 @@ def test_auto_decodes_a_bucket_eagerly_when_its_graph_fails(demo_runtime, broken
     model = demo_runtime.bundle.model
     expected = frames(BatchDecoder(model, max_batch=2, max_cache_len=512), demo_runtime)
     decoder = BatchDecoder(model, max_batch=2, max_cache_len=512, use_cuda_graphs=True, smallest_bucket=256)
-    decoder.graphs.graph_type = broken
+    decoder.executor.graphs.graph_type = broken
     with caplog.at_level(logging.WARNING, logger="boson_multimodal.graphs"):
         decoder.warm_up()
-    assert sorted(decoder.graphs.fallbacks) == [(b, s) for b in (1, 2) for s in (256, 512)]
-    assert decoder.graphs.captured == 0
+    assert sorted(decoder.executor.graphs.fallbacks) == [(b, s) for b in (1, 2) for s in (256, 512)]
+    assert decoder.executor.graphs.captured == 0
     assert len([r for r in caplog.records if "decoding such buckets eagerly" in r.message]) == 1  # one warning
     assert torch.equal(frames(decoder, demo_runtime), expected)
 
@@ -126,7 +126,7 @@ def test_auto_decodes_a_bucket_eagerly_when_its_graph_fails(demo_runtime, broken
 def test_on_makes_a_failed_capture_fatal(demo_runtime):
     decoder = BatchDecoder(demo_runtime.bundle.model, max_batch=2, max_cache_len=512, use_cuda_graphs=True,
                            smallest_bucket=256, cuda_graphs="on")
-    decoder.graphs.graph_type = FailingCapture
+    decoder.executor.graphs.graph_type = FailingCapture
     with pytest.raises(GraphCaptureError, match="HIGGS_CUDA_GRAPHS=on"):
         decoder.warm_up()
     decoder.close()
@@ -136,11 +136,11 @@ def test_off_never_captures_and_auto_captures_every_bucket(demo_runtime):
     model = demo_runtime.bundle.model
     off = BatchDecoder(model, max_batch=2, max_cache_len=512, cuda_graphs="off")
     off.warm_up()
-    assert not off.use_cuda_graphs and len(off.graphs) == 0
+    assert not off.executor.use_cuda_graphs and len(off.executor.graphs) == 0
     off.close()
     auto = BatchDecoder(model, max_batch=2, max_cache_len=512, use_cuda_graphs=True, smallest_bucket=256)
     auto.warm_up()
-    assert auto.graphs.captured == 4 and auto.graphs.fallbacks == []
+    assert auto.executor.graphs.captured == 4 and auto.executor.graphs.fallbacks == []
     auto.close()
     with pytest.raises(ValueError, match="CUDA graph mode"):
         BatchDecoder(model, max_batch=1, max_cache_len=256, cuda_graphs="sometimes")
@@ -152,7 +152,7 @@ def test_the_engine_reports_graph_states_to_the_metrics(demo_bundle):
 
     engine = HiggsSpeechEngine(demo_bundle, device="cpu", max_batch=2, max_cache_len=512)
     engine.warm_up()
-    graphs = engine._runtime.decoder.graphs
+    graphs = engine._runtime.decoder.executor.graphs
     graphs.graph_type = FailingCapture
     graphs.capture(1, 512)  # a bucket whose capture fails, as at a GPU's warm-up
     load = engine.load()

@@ -68,7 +68,7 @@ def test_cached_prefixes_give_the_codes_of_a_full_prefill(bundle, demo_bundle, d
         assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected))
         seen += done.prefix_cache
         assert done.prefill_tokens <= expected_done.prefill_tokens
-    stats = cached.decoder.prefix_cache.stats
+    stats = cached.decoder.executor.prefix_cache.stats
     assert stats.hits >= 6 and stats.misses >= 4 and "hit" in seen and "miss" in seen
     if decoder:  # every voice prefix runs past several 64-position buckets
         request = requests(demo_bundle)[0]
@@ -86,13 +86,13 @@ def test_eviction_and_refill_change_nothing(bundle, demo_bundle):
     b, m = clip(demo_bundle, "belinda"), clip(demo_bundle, "en_man")
     probe = runtime(bundle, 64 << 20)
     codes(probe, Synthesis("x", [b], sampling=GREEDY, max_new_tokens=10, stop_on_silence=False))
-    budget = probe.decoder.prefix_cache.stats.bytes + 1024
+    budget = probe.decoder.executor.prefix_cache.stats.bytes + 1024
     small = runtime(bundle, budget)
     for voice in (b, m, b, m, b):
         request = Synthesis("Evict me, then refill.", [voice], sampling=SamplingConfig(seed=2), max_new_tokens=50,
                             stop_on_silence=False)
         assert all(torch.equal(x, y) for x, y in zip(codes(small, request)[1], codes(one, request)[1]))
-    stats = small.decoder.prefix_cache.stats
+    stats = small.decoder.executor.prefix_cache.stats
     assert stats.evictions >= 3 and stats.entries == 1 and stats.bytes <= budget
     for rt in (one, probe, small):
         rt.close()

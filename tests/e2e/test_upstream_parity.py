@@ -128,7 +128,7 @@ class Recorder:
             logits = {}
             self.logits.append(logits)
             self.stats.append(stats)
-            runtime.decoder.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
+            runtime.decoder.executor.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
             blocks = list(generate(prompt, sampling, max_frames, cancel, sync_every, stats))
             self.frames.append(torch.cat(blocks))
             yield from blocks
@@ -139,7 +139,7 @@ class Recorder:
 
     def __exit__(self, *exc):
         self.runtime.prompts.build, self.runtime.decoder.generate = self._restore
-        self.runtime.decoder.logits_hook = None
+        self.runtime.decoder.executor.logits_hook = None
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +273,7 @@ def test_audio_equals_upstreams_waveform(outcomes, generation, name):
 
 
 def test_the_prefix_cache_served_some_of_the_cases(runtimes, outcomes):
-    stats = [runtime.decoder.prefix_cache.stats for runtime, _ in runtimes.values()]
+    stats = [runtime.decoder.executor.prefix_cache.stats for runtime, _ in runtimes.values()]
     assert sum(s.hits for s in stats) >= 3 and sum(s.misses for s in stats) >= 3
 
 
