@@ -5,7 +5,9 @@ Tests override providers (`container.engine.override(providers.Object(fake))`)."
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from dependency_injector import containers, providers
 
@@ -243,7 +245,23 @@ class Container(containers.DeclarativeContainer):
         verification=providers.Singleton(_verification, settings),
     )
     speech_service = providers.Singleton(SpeechService, generate=generate_speech, engine=engine,
-                                         voices=voice_library, transcriber=transcriber)
+                                         voices=voice_library, transcriber=transcriber,
+                                         max_queue=settings.provided.max_queue)
+
+
+def queue_length(value: str) -> int:
+    """`--max-queue`'s value: a whole number, 0 or more (argparse says so when it is not)."""
+    import argparse
+
+    if not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number of at least 0, not {value!r}")
+    return int(value)
+
+
+def override_settings(container: Container, **changes: Any) -> None:
+    """Settings a command line flag gives instead of the environment (`serve --max-queue`):
+    before anything built from them is made."""
+    container.settings.override(providers.Object(replace(container.settings(), **changes)))
 
 
 def build_container(settings: Settings | None = None) -> Container:

@@ -25,7 +25,7 @@ from adapters.grpc.auth import ApiKeyInterceptor
 from adapters.grpc.server import MiB
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, emit, request_from_args
-from app.container import Container, validate_storage
+from app.container import Container, override_settings, queue_length, validate_storage
 from core.domain.errors import DomainError
 from core.service.speaking import SessionHooks
 
@@ -50,16 +50,16 @@ def build_server(container: Container, options: ServerOptions, metrics: WorkerMe
     server = SpeechServer(container.speech_service(), options, interceptors=interceptors,
                           completed=metrics.completed, failed=metrics.failed,
                           sessions=SessionHooks(metrics.segment_first_audio.observe, metrics.session_ended))
-    metrics.add_queue(lambda: server.waiting)
     return server
 
 
 
 def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
+    if args.max_queue is not None:
+        override_settings(container, max_queue=args.max_queue)
     options = ServerOptions(
         host=args.host,
         port=args.port,
-        max_queue=args.max_queue,
         grace=args.grace if args.grace is not None else container.settings().drain_seconds,
         max_receive_bytes=int(args.max_receive_mb * MiB),
         max_sessions=args.max_sessions,
@@ -197,9 +197,9 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve = servers.add_parser("grpc", help="serve SpeechService over gRPC (health, reflection)")
     serve.add_argument("--host", default=defaults.host, help="0.0.0.0 to serve every interface (containers)")
     serve.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
-    serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
-                       help="calls that may wait beyond the ones the engine decodes together (HIGGS_MAX_BATCH); "
-                            "more get RESOURCE_EXHAUSTED")
+    serve.add_argument("--max-queue", type=queue_length, default=None,
+                       help="requests that may wait beyond the ones the engine decodes together, for every face of "
+                            "this server; the next is refused with QUEUE_FULL (default: $HIGGS_MAX_QUEUE, 8)")
     serve.add_argument("--grace", type=float, default=None,
                        help="seconds in-flight calls get to finish after SIGTERM before they are stopped "
                             "(default: $HIGGS_DRAIN_SECONDS, 30)")

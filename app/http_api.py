@@ -14,10 +14,9 @@ from typing import Callable
 
 from adapters.grpc import ServerOptions
 from adapters.http import HttpService, create_app
-from adapters.http.app import MAX_QUEUE
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_FAILED, EXIT_OK, emit
-from app.container import Container, validate_storage
+from app.container import Container, override_settings, queue_length, validate_storage
 from core.domain.errors import DomainError
 from core.service import SpeechService
 from core.service.speaking import SessionHooks
@@ -25,13 +24,11 @@ from core.service.speaking import SessionHooks
 log = logging.getLogger(__name__)
 
 
-def build_http_service(container: Container, metrics: WorkerMetrics, max_queue: int = MAX_QUEUE,
-                       routes: str = "all") -> HttpService:
+def build_http_service(container: Container, metrics: WorkerMetrics, routes: str = "all") -> HttpService:
     settings = container.settings()
     return HttpService(
         speech=container.speech_service(),
         api_keys=settings.api_keys,
-        max_queue=max_queue,
         completed=metrics.completed,
         failed=metrics.failed,
         sessions=SessionHooks(metrics.segment_first_audio.observe, metrics.session_ended),
@@ -118,7 +115,7 @@ def face_metrics(container: Container) -> WorkerMetrics:
     service = container.speech_service()
     metrics = WorkerMetrics(engine_load=service.load)
     metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
-    metrics.in_flight.set_function(lambda: service.in_flight)  # admitted, not finished: every face
+    metrics.watch_queue(lambda: service.admission.waiting, lambda: service.admission.running)  # every face
     return metrics
 
 
@@ -147,6 +144,8 @@ def bind(host: str, port: int) -> socket.socket:
 def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
     import uvicorn
 
+    if args.max_queue is not None:
+        override_settings(container, max_queue=args.max_queue)
     settings = container.settings()
     port = args.port if args.port is not None else (settings.http_port or 8000)
     try:
@@ -161,7 +160,7 @@ def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:
         return EXIT_FAILED
     service = container.speech_service()
     metrics = face_metrics(container)
-    app = create_app(build_http_service(container, metrics, args.max_queue))
+    app = create_app(build_http_service(container, metrics))
     announce_keys(settings)
     drain = args.grace if args.grace is not None else settings.drain_seconds
     try:
@@ -206,8 +205,7 @@ def _grpc_beside(args: argparse.Namespace, container: Container, metrics: Worker
     from app.grpc_api import build_server
 
     try:
-        return build_server(container, ServerOptions(host=args.host, port=port, max_queue=args.max_queue,
-                                                      grace=drain), metrics)
+        return build_server(container, ServerOptions(host=args.host, port=port, grace=drain), metrics)
     except RuntimeError as error:
         raise RuntimeError(f"{args.host}:{port}: {error}") from error
 
@@ -227,8 +225,9 @@ def register(commands: argparse._SubParsersAction, servers: argparse._SubParsers
     serve = servers.add_parser("http", help="serve the HTTP API: OpenAI-compatible speech, voices, playground")
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve every interface (containers)")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
-    serve.add_argument("--max-queue", type=int, default=MAX_QUEUE,
-                       help="requests that may wait beyond the ones the engine decodes together")
+    serve.add_argument("--max-queue", type=queue_length, default=None,
+                       help="requests that may wait beyond the ones the engine decodes together, for every face of "
+                            "this server; the next is refused with QUEUE_FULL (default: $HIGGS_MAX_QUEUE, 8)")
     serve.add_argument("--grace", type=float, default=None,
                        help="seconds in-flight requests get after SIGTERM (default: $HIGGS_DRAIN_SECONDS, 30)")
     serve.add_argument("--grpc-port", type=int, default=None,

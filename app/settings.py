@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
+from core.service.admission import MAX_QUEUE
 
 DEFAULT_MODEL_PATH = "/runpod-volume/higgs_audio"
 HUB_SCHEME = "hf://"
@@ -122,6 +123,7 @@ class Settings:
     cpu_threads: int | None = setting(None, "HIGGS_CPU_THREADS", parse=_positive)  # None: usable cores less one
     max_cache_len: int = setting(MAX_CACHE_LEN, "HIGGS_MAX_CACHE_LEN", parse=_positive)  # KV positions per slot
     max_batch: int = setting(MAX_BATCH, "HIGGS_MAX_BATCH", parse=_positive)  # requests that decode together
+    max_queue: int = setting(MAX_QUEUE, "HIGGS_MAX_QUEUE", parse=_non_negative)  # more wait; the next: QUEUE_FULL
     prefix_cache_mb: int = setting(PREFIX_CACHE_MB, "HIGGS_PREFIX_CACHE_MB", parse=_non_negative)  # 0: off
     warm_voices: tuple[str, ...] = setting((), "HIGGS_WARM_VOICES", parse=_names)  # prefixes cached at start
     # -- the ASR pass (verification, word timings): a Whisper directory, or a repo id found under

@@ -35,7 +35,6 @@ MiB = 1024 * 1024
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 50051  # 0: any free port (see SpeechServer.port)
-    max_queue: int = 8  # requests waiting behind the ones generating
     grace: float = 30.0  # seconds in-flight calls get to finish on shutdown
     # a request carries inline reference clips (each at most 12 MiB): two fit with room to spare
     max_receive_bytes: int = 2 * MAX_REFERENCE_AUDIO_BYTES + 4 * MiB
@@ -77,7 +76,8 @@ class SpeechServer:
     ) -> None:
         self.options = options
         self.service = service
-        self.generation = GenerationQueue(options.max_queue, workers=service.capacity)
+        # a thread for each request the service admits: those generating and those queued
+        self.generation = GenerationQueue(workers=service.capacity + service.admission.max_queue)
         self.servicer = SpeechServicer(service, self.generation, completed=completed, failed=failed,
                                        sessions=sessions, max_sessions=options.max_sessions)
         self.health = health.HealthServicer()
@@ -85,7 +85,7 @@ class SpeechServer:
         self.warm_up_error: BaseException | None = None
         self._warm_up_thread: threading.Thread | None = None
         # every admitted call holds a thread while it streams; the rest are spare
-        threads = self.generation.workers + options.max_queue + options.max_sessions + options.spare_threads
+        threads = self.generation.workers + options.max_sessions + options.spare_threads
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
             interceptors=list(interceptors),
@@ -102,11 +102,6 @@ class SpeechServer:
         )
         self.port = self._server.add_insecure_port(f"{options.host}:{options.port}")
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-
-    @property
-    def waiting(self) -> int:
-        """Calls admitted and waiting for a generation thread (the metrics' requests waiting)."""
-        return max(0, self.generation.admitted - self.generation.workers)
 
     def not_serving(self) -> None:
         """Health says NOT_SERVING now (a drain began elsewhere: the HTTP face's signal)."""

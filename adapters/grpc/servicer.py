@@ -26,6 +26,7 @@ from adapters.grpc.status import abort
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed
 from core.domain.request import SpeechRequest
+from core.service.admission import Reservation
 from core.service.drain import shutting_down
 from core.service.outcome import collect
 from core.service.speaking import SessionHooks
@@ -135,11 +136,15 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         events: queue.SimpleQueue = queue.SimpleQueue()
         # the caller's trace (made current by the tracing interceptor) goes with the job
         trace_context = contextvars.copy_context()
+        place = None
         try:
+            place = self._service.reserve()  # the service's one queue: QUEUE_FULL now
             self._generation.submit(
-                lambda: trace_context.run(self._generate_into, request, cancel, received_at, events)
+                lambda: trace_context.run(self._generate_into, request, cancel, received_at, events, place)
             )
         except DomainError as error:  # the queue is full, or the server is closing
+            if place is not None:
+                place.release()
             self._refuse(context, error, received_at)
         while True:
             try:
@@ -159,6 +164,7 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         cancel: threading.Event,
         received_at: float,
         events: queue.SimpleQueue,
+        place: Reservation,
     ) -> None:
         """On the generation thread: run the use case to its end, whether or not anyone is still
         listening (a cancelled request ends within a step)."""
@@ -166,10 +172,11 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         try:
             if cancel.is_set():  # gave up while waiting: the GPU goes to the next one
                 log.info("request %s: cancelled while queued", rid)
+                place.release()
                 events.put(SpeechFailed(rid, DomainError(
                     ErrorType.SYSTEM, ErrorCode.CANCELLED, "request was cancelled while queued")))
                 return
-            for event in self._service.speak(request, cancel, received_at=received_at):
+            for event in self._service.speak(request, cancel, received_at=received_at, place=place):
                 events.put(event)
                 if isinstance(event, (SpeechCompleted, SpeechFailed)):
                     self._observe(event, received_at)

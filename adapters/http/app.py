@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,9 +38,10 @@ from adapters.http.session import add_session_route
 from adapters.http.streams import AudioStream, audio_stream, captions_response, sse_stream, whole_response
 from core.domain.captions import CAPTION_FORMATS
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
-from core.domain.events import SpeechCompleted, SpeechEvent, SpeechFailed, SpeechStarted
+from core.domain.events import SpeechCompleted, SpeechFailed, SpeechStarted
 from core.domain.request import MAX_REFERENCE_AUDIO_BYTES, InlineVoice, SpeechRequest
 from core.domain.voice import VoiceInfo, VoicePrompt
+from core.service.admission import Reservation
 from core.service.speaking import SessionHooks
 from core.service.speech_service import SpeechService
 from core.service.threads import iterate_in_thread
@@ -51,22 +52,18 @@ log = logging.getLogger(__name__)
 # (Kubernetes' probes carry no key)
 OPEN_PATHS = frozenset({"/health", "/ping", "/ready", "/"})
 PLAYGROUND = Path(__file__).with_name("playground.html")
-MAX_QUEUE = 8  # requests that may wait beyond the ones the engine decodes together
 
 
 @dataclass
 class HttpService:
     speech: SpeechService
     api_keys: tuple[str, ...] = ()
-    max_queue: int = MAX_QUEUE
     completed: Callable[[SpeechCompleted, float], None] = lambda event, seconds: None
     failed: Callable[[DomainError, float], None] = lambda error, seconds: None
     sessions: SessionHooks = field(default_factory=SessionHooks)  # the WebSocket sessions' metrics
     metrics_text: Callable[[], bytes] = lambda: b""
     routes: str = "all"  # "all", or "health": only /health, /ready, /metrics, /ping
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API (none: same-origin only)
-    _admitted: int = field(default=0, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
 
 def create_app(service: HttpService) -> FastAPI:
@@ -168,8 +165,8 @@ def _add_health(app: FastAPI, service: HttpService) -> None:
 
 
 def _add_speech(app: FastAPI, service: HttpService) -> None:
-    capacity = service.speech.capacity
-    threads = ThreadPoolExecutor(max_workers=capacity + service.max_queue + 2, thread_name_prefix="http-speech")
+    admitted = service.speech.capacity + service.speech.admission.max_queue  # each with its thread
+    threads = ThreadPoolExecutor(max_workers=admitted + 2, thread_name_prefix="http-speech")
 
     @app.get("/v1/models")
     async def models():
@@ -186,16 +183,16 @@ def _add_speech(app: FastAPI, service: HttpService) -> None:
         except DomainError as error:
             service.failed(error, time.monotonic() - received)
             return _error(error)
-        _admit(service, capacity)
-        return await _respond(service, threads, speech_req, fmt, stream_format, received)
+        place = service.speech.reserve()  # the queue in front of the engine: QUEUE_FULL (429) now
+        return await _respond(service, threads, speech_req, fmt, stream_format, received, place)
 
 
 async def _respond(service: HttpService, threads: ThreadPoolExecutor, speech_req: SpeechRequest, fmt: str,
-                   stream_format: str, received: float) -> Response:
+                   stream_format: str, received: float, place: Reservation) -> Response:
     """The status line once the use case has started (or failed before starting), then the
     audio as it comes."""
     cancel = threading.Event()
-    events = iterate_in_thread(lambda: _admitted_events(service, speech_req, cancel, received), threads, cancel)
+    events = iterate_in_thread(lambda: service.speech.speak(speech_req, cancel, received, place), threads, cancel)
     try:
         first = await events.__anext__()
         while not isinstance(first, (SpeechStarted, SpeechFailed)):
@@ -292,25 +289,6 @@ def _error(error: DomainError, headers: dict[str, str] | None = None) -> JSONRes
 def _voice(info: VoiceInfo) -> dict[str, Any]:
     return {"id": info.name, "object": "voice", "name": info.name, "transcript": info.transcript,
             "duration_seconds": info.duration_seconds}
-
-
-def _admit(service: HttpService, capacity: int) -> None:
-    with service._lock:
-        if service._admitted >= capacity + service.max_queue:
-            raise DomainError(ErrorType.SYSTEM, ErrorCode.QUEUE_FULL,
-                              f"{service.max_queue} requests are already waiting; retry later",
-                              {"max_queue": service.max_queue})
-        service._admitted += 1
-
-
-def _admitted_events(service: HttpService, request: SpeechRequest, cancel: threading.Event,
-                     received: float) -> Iterator[SpeechEvent]:
-    """The use case's events; the request leaves the admitted count when they end."""
-    try:
-        yield from service.speech.speak(request, cancel, received_at=received)
-    finally:
-        with service._lock:
-            service._admitted -= 1
 
 
 async def _cancel_on_exit(stream: AsyncIterator[bytes], cancel: threading.Event) -> AsyncIterator[bytes]:

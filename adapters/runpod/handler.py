@@ -5,7 +5,7 @@ The use case is a blocking generator that must be consumed on one thread, so eac
 on a worker thread and hands its events to the event loop; the loop stays free for the SDK's
 heartbeats, progress updates and the local API. The engine decodes up to `capacity` requests
 together (its batch); `concurrency` tells the SDK to take that many jobs at once, and a job
-over it waits its turn (the queue depth metric counts the waiting ones).
+over it waits its turn in the service's admission queue (the queue depth metric counts them).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class RunpodWorker:
         self._options = options
         self._progress = progress
         self._tracer = tracer or NoopTracer()
-        self._engine_slots = threading.BoundedSemaphore(self.capacity)
+        metrics.watch_queue(lambda: service.admission.waiting, lambda: service.admission.running)
         # each job's generator runs on its own thread for the whole job
         self._threads = ThreadPoolExecutor(max_workers=self.capacity + 4, thread_name_prefix="job")
 
@@ -208,21 +208,13 @@ class RunpodWorker:
 
     def _job_events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
                     cancel: threading.Event) -> Iterator[SpeechEvent]:
-        """On the job's thread: wait for a slot of the engine's batch, then run the use case in
+        """On the job's thread: the use case (which waits for a slot of the engine's batch) in
         the caller's trace."""
         parent = _parent_context(job.get("input"))
         token = otel_context.attach(parent) if parent is not None else None
         try:
-            self._metrics.queue_depth.inc()
-            with self._engine_slots:
-                self._metrics.queue_depth.dec()
-                self._metrics.in_flight.inc()
-                try:
-                    with self._tracer.span("runpod.job", {"runpod.job_id": job.get("id"),
-                                                          "request.id": request.request_id}):
-                        yield from self._service.speak(request, cancel, received_at=received)
-                finally:
-                    self._metrics.in_flight.dec()
+            with self._tracer.span("runpod.job", {"runpod.job_id": job.get("id"), "request.id": request.request_id}):
+                yield from self._service.speak(request, cancel, received_at=received)  # waits its turn there
         finally:
             if token is not None:
                 otel_context.detach(token)

@@ -51,7 +51,7 @@ SCALING_METRICS = (REQUESTS_WAITING, SLOTS_BUSY, SLOTS_CAPACITY, AUDIO_RATE)
 
 class _LoadCollector:
     """The engine's batch: capacity, busy slots, requests waiting for one (in the engine, and in
-    the faces' own queues: `waiting()`)."""
+    the service's admission queue: `waiting()`)."""
 
     def __init__(self, read: Callable[[], EngineLoad], waiting: Callable[[], int]) -> None:
         self._read = read
@@ -81,11 +81,6 @@ class _LoadCollector:
         graphs.add_metric(["captured"], float(load.graphs_captured))
         graphs.add_metric(["fallback"], float(load.graphs_fallback))
         yield graphs
-
-
-def _value(gauge: Gauge) -> float:
-    """A gauge's value, through its public samples."""
-    return next(iter(gauge.collect())).samples[0].value
 
 
 class _Throughput:
@@ -168,10 +163,12 @@ class WorkerMetrics:
         self.throughput = _Throughput()
         Gauge(AUDIO_RATE, "Audio finished per second over the last minute",
               registry=r).set_function(self.throughput.rate)
-        self.queue_depth = Gauge(
-            "higgs_tts_queue_depth", "Jobs waiting for the engine", registry=r
-        )
-        self.in_flight = Gauge("higgs_tts_in_flight", "Jobs generating now", registry=r)
+        # the service's one queue in front of the engine (watch_queue): waiting, and generating
+        self._queue: tuple[Callable[[], int], Callable[[], int]] = (lambda: 0, lambda: 0)
+        self.queue_depth = Gauge("higgs_tts_queue_depth", "Requests waiting for the engine", registry=r)
+        self.queue_depth.set_function(lambda: self._queue[0]())
+        self.in_flight = Gauge("higgs_tts_in_flight", "Requests generating now", registry=r)
+        self.in_flight.set_function(lambda: self._queue[1]())
         # speaking sessions (WebSocket): text-to-audio latency per segment, segments, barge-ins
         self.segment_first_audio = Histogram(
             "higgs_tts_segment_first_audio_seconds",
@@ -184,16 +181,13 @@ class WorkerMetrics:
         self.asr = _AsrMetrics(r)
         if gpu_memory is not None:
             r.register(_MemoryCollector(gpu_memory))
-        # the faces' queues in front of the engine: the RunPod worker's jobs waiting for a slot
-        # (queue_depth), the gRPC server's calls waiting for a generation thread (add_queue)
-        self._waiting: list[Callable[[], int]] = [lambda: int(_value(self.queue_depth))]
         if engine_load is not None:
-            r.register(_LoadCollector(engine_load, lambda: sum(read() for read in self._waiting)))
+            r.register(_LoadCollector(engine_load, lambda: self._queue[0]()))
 
-    def add_queue(self, waiting: Callable[[], int]) -> None:
-        """A face's own queue (requests admitted, not yet handed to the engine): counted in
-        higgs_tts_requests_waiting."""
-        self._waiting.append(waiting)
+    def watch_queue(self, waiting: Callable[[], int], running: Callable[[], int]) -> None:
+        """The service's admission queue: requests admitted and waiting (queue_depth, and in
+        higgs_tts_requests_waiting), and generating (in_flight)."""
+        self._queue = (waiting, running)
 
     def completed(self, event: SpeechCompleted, seconds: float) -> None:
         self.requests.labels("success").inc()

@@ -15,6 +15,7 @@ from core.domain.voice import VoiceInfo, VoicePrompt
 from core.ports.speech_engine import EngineLoad, ModelInfo, SpeechEngine
 from core.ports.transcriber import Transcriber
 from core.ports.voice_library import VoiceLibrary
+from core.service.admission import MAX_QUEUE, Admission, Reservation
 from core.service.drain import Drain, shutting_down
 from core.service.generate_speech import GenerateSpeech
 
@@ -25,32 +26,54 @@ T = TypeVar("T")
 
 class SpeechService:
     def __init__(self, generate: GenerateSpeech, engine: SpeechEngine, voices: VoiceLibrary,
-                 drain: Drain | None = None, transcriber: Transcriber | None = None) -> None:
+                 drain: Drain | None = None, transcriber: Transcriber | None = None,
+                 max_queue: int = MAX_QUEUE) -> None:
         self._generate = generate
         self._engine = engine
         self._transcriber = transcriber  # the ASR pass's model, when one is configured
         self._voices = voices
         self._drain = drain or Drain()
+        self.admission = Admission(lambda: self.capacity, max_queue)
 
     # -- speech -----------------------------------------------------------------------------
 
+    def reserve(self) -> Reservation:
+        """A place in the one queue in front of the engine, or QUEUE_FULL now: what a face asks
+        for when a request arrives, and hands to `speak`."""
+        return self.admission.reserve()
+
     def speak(self, request: SpeechRequest, cancel: threading.Event | None = None,
-              received_at: float | None = None) -> Iterator[SpeechEvent]:
+              received_at: float | None = None, place: Reservation | None = None) -> Iterator[SpeechEvent]:
         """The use case's events (see GenerateSpeech): never raises, a failure is an event.
-        Once the service is shutting down, a new request fails at once (SHUTTING_DOWN), and one
-        the shutdown stops fails with that code too."""
+        It waits its turn in the admission queue (`place`, or one reserved now: QUEUE_FULL when
+        the queue is full); a speaking session (a request with a feed) does not: it is idle most
+        of its life, its faces bound how many are open, and its segments take turns in the
+        engine. Once the service is shutting down, a new request fails at once (SHUTTING_DOWN),
+        and one the shutdown stops fails with that code too."""
         cancel = cancel or threading.Event()
         try:
+            if place is None and request.feed is None:
+                place = self.admission.reserve()
             ticket = self._drain.admit(cancel)
         except DomainError as error:
+            if place is not None:
+                place.release()
             yield SpeechFailed(request.request_id, error)
             return
         try:
+            if place is not None:
+                place.wait(cancel)
+                if not place.running:  # cancelled while it waited: the slot goes to the next one
+                    yield SpeechFailed(request.request_id, DomainError(
+                        ErrorType.SYSTEM, ErrorCode.CANCELLED, "the request was cancelled while queued"))
+                    return
             for event in self._generate(request, cancel, received_at):
                 if isinstance(event, SpeechFailed) and self._drain.stopped(ticket):
                     event = SpeechFailed(event.request_id, shutting_down("the request was stopped"))
                 yield event
         finally:
+            if place is not None:
+                place.release()
             self._drain.release(ticket)
 
     def shut_down(self, seconds: float) -> int:

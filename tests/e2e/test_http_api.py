@@ -311,3 +311,46 @@ def test_a_seeded_repeat_comes_from_the_result_cache(demo_bundle, tmp_path):
         assert int(wav[1].headers["content-length"]) == len(wav[1].content)
     finally:
         srv.stop()
+
+
+def test_one_queue_in_front_of_the_engine_for_http_and_grpc(demo_bundle, tmp_path):
+    """`serve http --grpc-port`: one engine slot (HIGGS_MAX_BATCH=1) and no room to wait
+    (HIGGS_MAX_QUEUE=0). While an HTTP stream holds the slot, the next HTTP request is 429
+    QUEUE_FULL with Retry-After and a gRPC call is RESOURCE_EXHAUSTED QUEUE_FULL: one queue,
+    one rule, one count in /metrics. When the stream ends, both faces are served again."""
+    import grpc
+
+    from higgs_tts.v1 import speech_pb2 as pb
+    from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
+    from tests.integration.runpod_helpers import free_port
+
+    grpc_port = free_port()
+    srv = HttpServer(tmp_path, args=("--grpc-port", str(grpc_port)), MODEL_PATH=str(demo_bundle.root),
+                     HIGGS_STORE="none", HIGGS_MAX_BATCH="1", HIGGS_MAX_QUEUE="0")
+    body = {"voice": "en_man", "input": "A long text that holds the slot for a while. " * 30,
+            "response_format": "pcm", "seed": 3}
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        stub = pb_grpc.SpeechServiceStub(channel)
+        with httpx.stream("POST", srv.base + "/v1/audio/speech", json=body, timeout=120) as holding:
+            assert holding.status_code == 200
+            chunks = holding.iter_bytes()  # kept: a dropped iterator closes the response
+            next(chunks)  # generating now
+            refused = httpx.post(srv.base + "/v1/audio/speech", json={**body, "input": "Hi."}, timeout=30)
+            assert refused.status_code == 429 and refused.json()["error"]["code"] == "QUEUE_FULL"
+            assert refused.headers["retry-after"] == "1"
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Synthesize(pb.SpeechRequest(text="Hi.", omit_audio=True), timeout=30)
+            assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert dict(raised.value.trailing_metadata())["error-code"] == "QUEUE_FULL"
+            metrics = httpx.get(srv.base + "/metrics").text
+            assert "higgs_tts_in_flight 1.0" in metrics and "higgs_tts_queue_depth 0.0" in metrics
+        deadline = time.monotonic() + 30
+        while "higgs_tts_in_flight 0.0" not in httpx.get(srv.base + "/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert httpx.post(srv.base + "/v1/audio/speech", json={**body, "input": "Hi."}, timeout=60).status_code == 200
+        assert stub.Synthesize(pb.SpeechRequest(text="Hi.", omit_audio=True), timeout=60).completed.frames > 0
+        channel.close()
+    finally:
+        srv.stop()

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from adapters.fake import FakeSpeechEngine, InMemoryObjectStore
 from adapters.grpc import ServerOptions
-from app.container import build_container
+from app.container import build_container, override_settings
 from app.grpc_api import build_server
 from app.settings import Settings
 from app.telemetry import make_tracer_provider
@@ -54,10 +54,13 @@ def container(engine, store, tracer_provider):
 @pytest.fixture
 def start_server(container):
     """`start_server(**ServerOptions fields)`: a started server on a free port; warm-up runs in
-    the background as in production. Stopped at the end of the test."""
+    the background as in production. Stopped at the end of the test. `max_queue` is the
+    service's (HIGGS_MAX_QUEUE), as `serve grpc --max-queue` sets it."""
     servers = []
 
-    def start(warm_up=True, **options):
+    def start(warm_up=True, max_queue=None, **options):
+        if max_queue is not None:
+            override_settings(container, max_queue=max_queue)
         server = build_server(container, ServerOptions(host="127.0.0.1", port=0, **options))
         servers.append(server)
         server.start(warm_up=warm_up)

@@ -110,10 +110,10 @@ def test_a_call_that_fails_for_another_reason_is_not_repeated(replicas):
 
 def test_waiting_calls_are_counted_in_the_scaling_metric():
     engine = FakeSpeechEngine(capacity=1, step_delay=0.01)
-    container = build_container(Settings(engine="fake", store="none"))
+    container = build_container(Settings(engine="fake", store="none", max_queue=4))
     container.engine.override(providers.Object(engine))
     metrics = face_metrics(container)
-    server = build_server(container, ServerOptions(host="127.0.0.1", port=0, grace=0, max_queue=4), metrics)
+    server = build_server(container, ServerOptions(host="127.0.0.1", port=0, grace=0), metrics)
     server.start()
     assert server.ready.wait(10)
     seen: list[float] = []

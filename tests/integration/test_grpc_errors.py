@@ -106,7 +106,7 @@ def test_queue_full_is_resource_exhausted_and_the_queued_call_runs_after(start_s
         running = stub.StreamSpeech(speech_request(text="word " * 200), timeout=30)
         assert next(running).WhichOneof("event") == "started"
         queued = stub.StreamSpeech(speech_request(), timeout=30)
-        wait_for(lambda: server.generation.admitted == 2)  # one generating, one waiting
+        wait_for(lambda: server.service.admission.waiting == 1)  # one generating, one waiting
         with pytest.raises(grpc.RpcError) as raised:
             stub.Synthesize(speech_request(), timeout=10)
         assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -136,7 +136,7 @@ def test_calls_generate_together_up_to_the_engines_capacity(start_server, engine
             assert next(call).WhichOneof("event") == "started"
         wait_for(lambda: engine.active == 3)
         queued = stub.StreamSpeech(speech_request(), timeout=30)
-        wait_for(lambda: server.generation.admitted == 4)
+        wait_for(lambda: server.service.admission.waiting == 1)
         with pytest.raises(grpc.RpcError) as raised:
             stub.Synthesize(speech_request(), timeout=10)
         assert domain_code(raised.value) == "QUEUE_FULL"

@@ -121,33 +121,18 @@ def test_details_are_bounded_valid_json_or_left_out():
     assert small["error-details"].isascii() and json.loads(small["error-details"]) == {"v": "é"}
 
 
-def test_generation_queue_refuses_past_its_bound_and_runs_in_order():
+def test_generation_queue_runs_as_many_jobs_as_it_has_workers_at_once_and_refuses_once_closed():
+    """workers=3: three jobs run side by side, a fourth runs when one ends (the bound is the
+    service's admission queue, tests/unit/test_admission.py)."""
+    together = threading.Barrier(3, timeout=5)
     gate, ran = threading.Event(), []
-    line = GenerationQueue(max_waiting=1)
-    line.submit(lambda: (gate.wait(5), ran.append(1)))
-    line.submit(lambda: ran.append(2))
-    with pytest.raises(DomainError) as refused:
-        line.submit(lambda: ran.append(3))
-    assert refused.value.code == "QUEUE_FULL"
+    line = GenerationQueue(workers=3)
+    for i in range(3):
+        line.submit(lambda i=i: (together.wait(), gate.wait(5), ran.append(i)))
+    line.submit(lambda: ran.append("after"))
     gate.set()
     assert line.close(timeout=5)
-    assert ran == [1, 2] and line.admitted == 0
+    assert sorted(map(str, ran)) == ["0", "1", "2", "after"]
     with pytest.raises(DomainError) as closed:
         line.submit(lambda: None)
     assert closed.value.code == "MODEL_NOT_READY"
-
-
-def test_generation_queue_runs_as_many_jobs_as_it_has_workers_at_once():
-    """workers=3: three jobs run side by side, one more waits, the next is refused."""
-    together = threading.Barrier(3, timeout=5)
-    gate, ran = threading.Event(), []
-    line = GenerationQueue(max_waiting=1, workers=3)
-    for i in range(3):
-        line.submit(lambda i=i: (together.wait(), gate.wait(5), ran.append(i)))
-    line.submit(lambda: ran.append("waited"))
-    with pytest.raises(DomainError) as refused:
-        line.submit(lambda: ran.append("refused"))
-    assert refused.value.code == "QUEUE_FULL" and refused.value.details == {"max_queue": 1}
-    gate.set()
-    assert line.close(timeout=5)
-    assert sorted(map(str, ran)) == ["0", "1", "2", "waited"] and line.admitted == 0

@@ -304,9 +304,10 @@ def test_jobs_take_turns_on_the_engine():
     async def two_at_once():
         async def watch():
             for _ in range(200):
-                waiting = next(float(line.split()[1]) for line in metrics.render().decode().splitlines()
-                               if line.startswith("higgs_tts_requests_waiting "))
-                depth.append((metrics.queue_depth._value.get(), metrics.in_flight._value.get(), waiting))
+                lines = metrics.render().decode().splitlines()
+                depth.append(tuple(next(float(line.split()[1]) for line in lines if line.startswith(name + " "))
+                                   for name in ("higgs_tts_queue_depth", "higgs_tts_in_flight",
+                                                "higgs_tts_requests_waiting")))
                 await asyncio.sleep(0.005)
 
         watcher = asyncio.create_task(watch())
