@@ -4,22 +4,15 @@ with the domain code in the trailing metadata, before any work."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Sequence
 
 import grpc
 
 from adapters.grpc.status import abort
+from core.domain.api_keys import is_known_key
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
-
-
-def key_matches(given: str, keys: Sequence[str]) -> bool:
-    match = False
-    for key in keys:  # every key compared: the time taken says nothing about which
-        match |= hmac.compare_digest(given.encode(), key.encode())
-    return match
 
 
 class ApiKeyInterceptor(grpc.ServerInterceptor):
@@ -32,7 +25,7 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
         scheme, _, given = str(metadata.get("authorization", "")).partition(" ")
-        if scheme.lower() == "bearer" and given and key_matches(given.strip(), self.keys):
+        if scheme.lower() == "bearer" and given and is_known_key(given, self.keys):
             return handler
         return _refusing(handler)
 

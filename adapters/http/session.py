@@ -17,7 +17,6 @@ bad message and closes after a fatal one), `session.done` {usage}."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import threading
@@ -31,6 +30,7 @@ from starlette.websockets import WebSocketState
 
 from adapters.http.encoding import StreamEncoder
 from adapters.http.schema import error_body, speech_request
+from core.domain.api_keys import is_known_key
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, ChunkVerified, Progress, SpeechCompleted, SpeechFailed
 from core.domain.request import MAX_TRANSCRIPT_CHARS, check_text
@@ -318,7 +318,7 @@ def add_session_route(app, service) -> None:
     @app.websocket("/v1/audio/speech/stream")
     async def speech_stream(ws: WebSocket) -> None:
         key, answer = offered_key(ws)
-        if service.api_keys and not _known(key, service.api_keys):
+        if service.api_keys and not is_known_key(key, service.api_keys):
             await ws.close(code=1008, reason="missing or unknown API key")  # before accept: HTTP 403
             return
         if open_sessions[0] >= MAX_SESSIONS:
@@ -331,12 +331,3 @@ def add_session_route(app, service) -> None:
                                 service.failed).run()
         finally:
             open_sessions[0] -= 1
-
-
-def _known(key: str | None, keys: tuple[str, ...]) -> bool:
-    if not key:
-        return False
-    match = False
-    for candidate in keys:  # every key compared, in constant time
-        match |= hmac.compare_digest(key.encode(), candidate.encode())
-    return match

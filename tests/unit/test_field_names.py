@@ -62,3 +62,4 @@ def test_the_cli_names_its_flags(tmp_path, content, ref_text, field):
     with pytest.raises(DomainError) as caught:
         request_from_args(build_parser().parse_args(argv))
     assert caught.value.details["field"] == field and caught.value.code == ErrorCode.INVALID_REFERENCE_AUDIO
+
