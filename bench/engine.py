@@ -32,8 +32,8 @@ import torch  # noqa: E402
 from boson_multimodal.batch import BatchDecoder  # noqa: E402
 from boson_multimodal.codec import AudioCodec  # noqa: E402
 from boson_multimodal.demo import voice_clip  # noqa: E402
-from boson_multimodal.generate import DecodeStats, SamplingConfig  # noqa: E402
 from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns  # noqa: E402
+from boson_multimodal.sampling import DecodeStats, SamplingConfig  # noqa: E402
 
 TEXT_20_WORDS = ("The quick brown fox jumps over the lazy dog while the sun sets slowly "
                  "behind the quiet hills of the old town.")

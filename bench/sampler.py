@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from bench.serving import build, voice_prompts  # noqa: E402
 from boson_multimodal.batch import BatchDecoder  # noqa: E402
 from boson_multimodal.codec import AudioCodec  # noqa: E402
-from boson_multimodal.generate import CodeIds, SamplingConfig, SlotState, advance  # noqa: E402
+from boson_multimodal.sampling import CodeIds, SamplingConfig, SlotState, advance  # noqa: E402
 
 
 def timed(fn, iterations: int, repeats: int) -> float:

@@ -46,8 +46,8 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from boson_multimodal.batch import BatchDecoder  # noqa: E402
 from boson_multimodal.codec import AudioCodec  # noqa: E402
 from boson_multimodal.demo import voice_clip  # noqa: E402
-from boson_multimodal.generate import CodeIds, DecodeStats, SamplingConfig, SlotState, advance  # noqa: E402
 from boson_multimodal.prompt import PromptBuilder, Turn, system_turn, voice_turns  # noqa: E402
+from boson_multimodal.sampling import CodeIds, DecodeStats, SamplingConfig, SlotState, advance  # noqa: E402
 from boson_multimodal.streaming import StreamingVocoder  # noqa: E402
 
 TEXTS = [

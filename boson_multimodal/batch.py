@@ -25,8 +25,8 @@ from typing import Callable, Iterator
 import torch
 
 from boson_multimodal.executor import Executor
-from boson_multimodal.generate import DecodeStats, NumericalError, Prompt, SamplingConfig
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN
+from boson_multimodal.sampling import DecodeStats, NumericalError, Prompt, SamplingConfig
 from boson_multimodal.scheduler import END, DecodeJob, Occupancy, Scheduler, StepPlan
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from boson_multimodal.generate import DecodeStats, SamplingConfig
+from boson_multimodal.sampling import DecodeStats, SamplingConfig
 from boson_multimodal.streaming import Segment, StreamingVocoder
 
 # attempt a of chunk i is sampled with seed + i + a * ATTEMPT_STRIDE: every attempt of every

@@ -11,9 +11,9 @@ from typing import Callable
 import torch
 
 from boson_multimodal.fused import DecodeModel, SlotKV, bucket_sizes
-from boson_multimodal.generate import CodeIds, Prompt, SlotState, advance
 from boson_multimodal.graphs import StepGraphs, batch_buckets
 from boson_multimodal.prefix_cache import MIN_PREFIX_TOKENS, PrefixCache, prefix_key
+from boson_multimodal.sampling import CodeIds, Prompt, SlotState, advance
 from boson_multimodal.scheduler import DecodeJob
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from boson_multimodal.generate import arange_once
 from boson_multimodal.limits import MAX_BATCH
+from boson_multimodal.sampling import arange_once
 
 
 def bucket_sizes(max_cache_len: int, smallest: int = 1024, linear: bool = False) -> list[int]:

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from boson_multimodal.codec import delay_frames
-from boson_multimodal.generate import CodeIds, Prompt
+from boson_multimodal.sampling import CodeIds, Prompt
 from boson_multimodal.transcript import speaker_tags
 
 SYSTEM_INSTRUCTION = "Generate audio following instruction."

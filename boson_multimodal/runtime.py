@@ -20,7 +20,6 @@ from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.checking import ChunkCheck, Take, attempt_sampling
 from boson_multimodal.chunking import duration_bound_frames, plan_chunks, speech_frames
 from boson_multimodal.codec import AudioCodec, read_clip
-from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.joins import Either, Seams, SilenceWatch
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN
@@ -28,6 +27,7 @@ from boson_multimodal.loader import LoadedBundle, load_bundle
 from boson_multimodal.memory import DEFAULT_FRACTION, plan_for_device
 from boson_multimodal.planning import MIN_SPLIT_FRAMES, ChunkFit, TextDoesNotFit, frames_needed, plan
 from boson_multimodal.prompt import PromptBuilder, Turn, conversation
+from boson_multimodal.sampling import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.streaming import Segment, StreamingVocoder
 from boson_multimodal.transcript import normalize_transcript
 

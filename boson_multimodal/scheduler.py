@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
+from boson_multimodal.sampling import DecodeStats, Prompt, SamplingConfig
 
 END = object()  # the last item of a request's output queue
 

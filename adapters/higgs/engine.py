@@ -15,7 +15,6 @@ import numpy as np
 
 from boson_multimodal.batch import DecoderClosed
 from boson_multimodal.codec import AudioInputError
-from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.graphs import GraphCaptureError
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
@@ -31,6 +30,7 @@ from boson_multimodal.runtime import (
     VoiceClip,
     max_audio_frames,
 )
+from boson_multimodal.sampling import NumericalError, SamplingConfig
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import Synthesis as SynthesisRequest
 from core.domain.voice import VoicePrompt

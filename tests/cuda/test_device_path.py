@@ -24,10 +24,10 @@ import torch
 
 from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.codec import AudioCodec
-from boson_multimodal.generate import SamplingConfig
 from boson_multimodal.loader import load_bundle
 from boson_multimodal.prompt import Turn, conversation
 from boson_multimodal.runtime import Finished, HiggsAudio, Synthesis, VoiceClip
+from boson_multimodal.sampling import SamplingConfig
 from boson_multimodal.streaming import StreamingVocoder
 
 pytestmark = pytest.mark.cuda

@@ -10,9 +10,9 @@ import torch
 
 from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.fused import DecodeModel, SlotKV
-from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.prompt import Turn, conversation
 from boson_multimodal.runtime import VoiceClip
+from boson_multimodal.sampling import DecodeStats, Prompt, SamplingConfig
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
 

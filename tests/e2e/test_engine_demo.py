@@ -9,9 +9,9 @@ import torch
 
 from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.codec import delay_frames, read_clip
-from boson_multimodal.generate import NumericalError, SamplingConfig
 from boson_multimodal.prompt import Turn, system_turn, voice_turns
 from boson_multimodal.runtime import AudioOut, Finished, ProgressOut, Synthesis, VoiceClip
+from boson_multimodal.sampling import NumericalError, SamplingConfig
 
 GREEDY = SamplingConfig(temperature=0, ras_win_len=0)
 
@@ -48,7 +48,7 @@ def test_decode_loop_equals_transformers_generate(demo_runtime, demo_bundle):
     )[0, n:]
     # the smallest bucket ends inside the generation: the loop must switch buckets on the way
     decoder = BatchDecoder(model, max_cache_len=4096, smallest_bucket=prompt.length + 20)
-    from boson_multimodal.generate import DecodeStats
+    from boson_multimodal.sampling import DecodeStats
 
     stats = DecodeStats()
     mine = torch.cat(list(decoder.generate(prompt, GREEDY, max_frames=frames, stats=stats)))
@@ -210,7 +210,7 @@ def _decode_with_logits(model, prompt, frames, **buckets):
     decoder = BatchDecoder(model, max_batch=1, **buckets)
     logits = {}
     decoder.executor.logits_hook = lambda step, value: logits.setdefault(step, value.clone())
-    from boson_multimodal.generate import DecodeStats
+    from boson_multimodal.sampling import DecodeStats
 
     stats = DecodeStats()
     out = torch.cat(list(decoder.generate(prompt, GREEDY, max_frames=frames, stats=stats, suppress_eos=True)))

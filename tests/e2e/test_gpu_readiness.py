@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from boson_multimodal.batch import BatchDecoder
-from boson_multimodal.generate import SamplingConfig
 from boson_multimodal.graphs import EagerStep, GraphCaptureError
 from boson_multimodal.limits import MAX_BATCH, MAX_CACHE_LEN, PREFIX_CACHE_MB
 from boson_multimodal.memory import GIB, RESERVE_BYTES, NotEnoughMemory, kv_bytes_per_position, plan_kv
 from boson_multimodal.prompt import Turn
 from boson_multimodal.remap import generation_config
+from boson_multimodal.sampling import SamplingConfig
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real_checkpoint" / "model" / "config.json"
 WEIGHTS = (5_771_283_456 - 128_256 * 3072) * 2  # the real model without its text head, bf16

@@ -8,9 +8,9 @@ import hashlib
 import pytest
 import torch
 
-from boson_multimodal.generate import SamplingConfig
 from boson_multimodal.loader import load_bundle
 from boson_multimodal.runtime import Finished, HiggsAudio, Synthesis, VoiceClip
+from boson_multimodal.sampling import SamplingConfig
 
 GREEDY = SamplingConfig(temperature=0, ras_win_len=0)
 

@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.codec import read_clip
 from boson_multimodal.convert import convert_bundle, detect_layout
-from boson_multimodal.generate import SamplingConfig
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.runtime import AudioOut, Finished, HiggsAudio, Synthesis, VoiceClip
+from boson_multimodal.sampling import SamplingConfig
 from boson_multimodal.transcript import normalize_transcript
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "upstream"

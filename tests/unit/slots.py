@@ -2,7 +2,7 @@
 
 import torch
 
-from boson_multimodal.generate import BIG, SamplingConfig, SlotState, end_of_stream, sample_frame
+from boson_multimodal.sampling import BIG, SamplingConfig, SlotState, end_of_stream, sample_frame
 
 
 def one_slot(ids, *, step=0, eos_base=BIG, window=None, temperature=1.0, top_k=0, top_p=1.0, ras=(0, 2),

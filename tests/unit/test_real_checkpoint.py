@@ -14,7 +14,6 @@ import torch
 
 from boson_multimodal import convert
 from boson_multimodal.codec import AudioCodec
-from boson_multimodal.generate import CodeIds
 from boson_multimodal.layout import ModelPaths
 from boson_multimodal.loader import ModelLoadError, open_components
 from boson_multimodal.remap import (
@@ -27,6 +26,7 @@ from boson_multimodal.remap import (
     tokenizer_config,
 )
 from boson_multimodal.resample import provide_torchaudio
+from boson_multimodal.sampling import CodeIds
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real_checkpoint"
 provide_torchaudio()

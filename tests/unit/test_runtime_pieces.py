@@ -8,10 +8,10 @@ import torch
 
 from boson_multimodal.chunking import chunk_text
 from boson_multimodal.codec import AudioInputError, delay_frames, read_clip, undelay
-from boson_multimodal.generate import BIG, CodeIds
 from boson_multimodal.joins import SilenceWatch as _SilenceWatch
 from boson_multimodal.resample import resample
 from boson_multimodal.runtime import duration_bound_frames
+from boson_multimodal.sampling import BIG, CodeIds
 from tests.unit.slots import one_slot, sample
 
 

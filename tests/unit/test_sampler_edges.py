@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from boson_multimodal import generate
-from boson_multimodal.generate import (
+from boson_multimodal import sampling
+from boson_multimodal.sampling import (
     BIG,
     UNIFORM_BITS,
     CodeIds,
@@ -90,9 +90,9 @@ def test_every_one_of_the_2_to_24_top_bit_patterns_gives_a_uniform_strictly_insi
 def test_the_stream_is_a_function_of_key_and_step_and_its_uniforms_stay_inside():
     keys = torch.tensor([stream_key(s) for s in (0, 1, 2016, 2**63 - 1)])
     for step in (0, 1, 7, 2**20, 2**31 - 1):
-        u = generate.uniforms(keys, torch.full((4,), step), 3 * SIZE)
+        u = sampling.uniforms(keys, torch.full((4,), step), 3 * SIZE)
         assert u.shape == (4, 6 * SIZE) and bool(((u > 0) & (u < 1)).all())
-        assert torch.equal(u, generate.uniforms(keys, torch.full((4,), step), 3 * SIZE))
+        assert torch.equal(u, sampling.uniforms(keys, torch.full((4,), step), 3 * SIZE))
         assert len({tuple(r.tolist()) for r in u}) == 4
 
 
@@ -143,7 +143,7 @@ def test_logits_and_uniforms_in_another_dtype_are_drawn_in_float32(dtype, monkey
     def high(key, step, count):
         return torch.full((key.shape[0], 2 * count), 1 - 2.0 ** -24).to(dtype)
 
-    monkeypatch.setattr(generate, "uniforms", high)
+    monkeypatch.setattr(sampling, "uniforms", high)
     logits = logit_rows(4).to(dtype)
     state = rows_state([(0.7, 50, 0.95)])
     frame = sample_frame(logits[None], state, IDS)[0]
@@ -155,7 +155,7 @@ def test_logits_and_uniforms_in_another_dtype_are_drawn_in_float32(dtype, monkey
 
 
 def sort_everything(monkeypatch):
-    monkeypatch.setattr(generate, "_candidates", lambda scores, top_k: None)
+    monkeypatch.setattr(sampling, "_candidates", lambda scores, top_k: None)
 
 
 @pytest.mark.parametrize("seed", range(7))

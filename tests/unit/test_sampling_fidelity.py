@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from boson_multimodal.generate import CodeIds, warp
+from boson_multimodal.sampling import CodeIds, warp
 from boson_multimodal.streaming import StreamingVocoder
 from tests.unit.reference_sampling import reference_probs, reference_support
 from tests.unit.slots import one_slot, sample, sample_and_end

@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch
 
-from boson_multimodal.generate import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.graphs import batch_buckets
+from boson_multimodal.sampling import DecodeStats, Prompt, SamplingConfig
 from boson_multimodal.scheduler import DecodeJob, Scheduler
 
 
