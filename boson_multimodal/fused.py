@@ -102,14 +102,78 @@ class Projection:
         return torch.addmm(residual, x, self.weight_t)
 
 
+@dataclass(frozen=True)
+class Step:
+    """What every layer of one decode step shares: the batch, the KV positions read, each row's
+    position (and `rows`, its index), the rotation of q, k and v at it, the attention mask."""
+
+    batch: int
+    length: int
+    rows: torch.Tensor
+    position: torch.Tensor
+    cos: torch.Tensor  # [B, heads + 2 kv_heads, 2, dim/2]: rotary for q and k, identity for v
+    sin: torch.Tensor
+    mask: torch.Tensor  # additive: [B, 1, 1, length] (SDPA) or [B * kv_heads, group, length] (matmuls)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.ops.aten._fused_rms_norm(x, [x.shape[-1]], weight, eps)[0]
+
+
 @dataclass
-class _Layer:
-    norm_attn: torch.Tensor
+class Attention:
+    """Pre-norm attention and its residual: q, k, v in one projection and one rotation; k and v
+    into the row's cache at its position; one query over its first `length` (SDPA, or matmuls)."""
+
+    norm: torch.Tensor
     qkv: Projection  # q, k and v in one weight
     o: Projection
-    norm_mlp: torch.Tensor
+    heads: int
+    kv_heads: int
+    head_dim: int
+    eps: float
+    use_sdpa: bool
+
+    def __call__(self, x: torch.Tensor, cache: torch.Tensor, step: Step) -> torch.Tensor:
+        batch, length, heads, kv_heads, dim = step.batch, step.length, self.heads, self.kv_heads, self.head_dim
+        group = heads // kv_heads
+        h = rms_norm(x, self.norm, self.eps)
+        qkv = _rotate(self.qkv(h).view(batch, heads + 2 * kv_heads, 2, dim // 2), step.cos, step.sin)
+        cache[step.rows, :, :, step.position] = qkv[:, heads:].view(batch, 2, kv_heads, dim)
+        q = qkv[:, :heads]
+        keys, values = cache[:batch, 0, :, :length], cache[:batch, 1, :, :length]
+        scaling = dim ** -0.5
+        if self.use_sdpa:
+            attended = torch.nn.functional.scaled_dot_product_attention(
+                q[:, :, None], keys, values, attn_mask=step.mask, scale=scaling, enable_gqa=group > 1)
+        else:  # on the CPU, plain batched matmuls beat SDPA's kernel for one query per row
+            scores = torch.baddbmm(step.mask, q.reshape(batch * kv_heads, group, dim),
+                                   keys.reshape(batch * kv_heads, length, dim).transpose(1, 2), alpha=scaling)
+            attended = torch.bmm(scores.softmax(dim=-1), values.reshape(batch * kv_heads, length, dim))
+        return self.o.add(x, attended.reshape(batch, heads * dim))
+
+
+@dataclass
+class FeedForward:
+    """Pre-norm SwiGLU with its residual: gate and up in one projection."""
+
+    norm: torch.Tensor
     gate_up: Projection  # gate and up in one weight
     down: Projection
+    eps: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(rms_norm(x, self.norm, self.eps)).chunk(2, dim=-1)
+        return self.down.add(x, torch.nn.functional.silu(gate) * up)
+
+
+@dataclass
+class TransformerBlock:
+    attention: Attention
+    feed_forward: FeedForward
+
+    def __call__(self, x: torch.Tensor, cache: torch.Tensor, step: Step) -> torch.Tensor:
+        return self.feed_forward(self.attention(x, cache, step))
 
 
 def _fuse(linears: list[torch.nn.Linear]) -> torch.Tensor:
@@ -138,7 +202,6 @@ class DecodeModel:
         self.head_dim, self.hidden = config.head_dim, config.hidden_size
         self.eps = config.rms_norm_eps
         self.num_codebooks, self.codebook_size = int(config.num_codebooks), int(config.codebook_size)
-        self.scaling = self.head_dim ** -0.5
         on_cpu = next(model.parameters()).device.type == "cpu"
         self.cpu_kernels = on_cpu if cpu_kernels is None else cpu_kernels
         audio_bytes = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
@@ -146,18 +209,20 @@ class DecodeModel:
         dtype = next(model.parameters()).dtype
         pack = max_batch if (self.cpu_kernels and on_cpu and _packs(dtype) and audio_bytes <= PACKED_CPU_BUDGET) else 0
         self.packed = bool(pack)
+        self.use_sdpa = not self.cpu_kernels
+        if config.hidden_act != "silu":
+            raise ValueError(f"activation {config.hidden_act!r} is not supported by the fused decode step")
         self.layers = []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.audio_mlp
-            if config.hidden_act != "silu":
-                raise ValueError(f"activation {config.hidden_act!r} is not supported by the fused decode step")
-            self.layers.append(_Layer(
-                norm_attn=layer.audio_input_layernorm.weight.detach(),
-                qkv=Projection(_fuse([attn.q_proj, attn.k_proj, attn.v_proj]), pack),
-                o=Projection(attn.o_proj.weight.detach(), pack),
-                norm_mlp=layer.audio_post_attention_layernorm.weight.detach(),
-                gate_up=Projection(_fuse([mlp.gate_proj, mlp.up_proj]), pack),
-                down=Projection(mlp.down_proj.weight.detach(), pack),
+            self.layers.append(TransformerBlock(
+                Attention(layer.audio_input_layernorm.weight.detach(),
+                          Projection(_fuse([attn.q_proj, attn.k_proj, attn.v_proj]), pack),
+                          Projection(attn.o_proj.weight.detach(), pack),
+                          self.heads, self.kv_heads, self.head_dim, self.eps, self.use_sdpa),
+                FeedForward(layer.audio_post_attention_layernorm.weight.detach(),
+                            Projection(_fuse([mlp.gate_proj, mlp.up_proj]), pack),
+                            Projection(mlp.down_proj.weight.detach(), pack), self.eps),
             ))
         self.norm = inner.norm.weight.detach()
         self.embed = inner.embed_audio_tokens.embed_audio_tokens.weight.detach()
@@ -167,7 +232,6 @@ class DecodeModel:
         shape = (max_batch, self.kv_heads, 2, self.head_dim // 2)
         self.ones = torch.ones(shape, device=self.cos.device)  # the value heads' "rotation"
         self.zeros = torch.zeros(shape, device=self.cos.device)
-        self.use_sdpa = not self.cpu_kernels
 
     @staticmethod
     def _rotary_table(rotary, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,11 +247,16 @@ class DecodeModel:
         """Logits [B, codebooks, codebook_size] (float32) for frames `codes` [B, codebooks] at
         `position` [B]; each row writes its keys and values at its position, then attends to
         its positions 0..position within the first `length` of the cache."""
-        batch = codes.shape[0]
+        x = self.embed[codes + self.offsets].sum(dim=1)
+        step = self._step(codes.shape[0], length, position)
+        for block, cache in zip(self.layers, kv.layers):
+            x = block(x, cache, step)
+        x = rms_norm(x, self.norm, self.eps)
+        return self.head(x).view(step.batch, self.num_codebooks, self.codebook_size).float()
+
+    def _step(self, batch: int, length: int, position: torch.Tensor) -> Step:
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         group = heads // kv_heads
-        rows = arange_once(batch, codes.device)
-        x = self.embed[codes + self.offsets].sum(dim=1)
         # rotary for q and k, identity for v (cos 1, sin 0): one rotation over all of qkv,
         # whose k and v then go into the cache with one indexed copy; [B, heads + 2 kv_heads, 2, dim/2]
         cos = torch.cat((self.cos[position][:, None].expand(batch, heads + kv_heads, 2, dim // 2),
@@ -196,31 +265,13 @@ class DecodeModel:
                          self.zeros[:batch]), dim=1)
         # additive mask, shared by every layer: [B, 1, 1, length] for SDPA, or one row per
         # (row, KV head, query head of its group) for the batched matmuls
-        mask = torch.where(arange_once(length, codes.device)[None] <= position[:, None], 0.0, float("-inf")).to(x.dtype)
+        mask = torch.where(arange_once(length, position.device)[None] <= position[:, None], 0.0,
+                           float("-inf")).to(self.embed.dtype)
         if self.use_sdpa:
             mask = mask[:, None, None]
         else:
             mask = mask[:, None, None].expand(batch, kv_heads, group, length).reshape(batch * kv_heads, group, length)
-        for i, layer in enumerate(self.layers):
-            h = torch.ops.aten._fused_rms_norm(x, [self.hidden], layer.norm_attn, self.eps)[0]
-            qkv = _rotate(layer.qkv(h).view(batch, heads + 2 * kv_heads, 2, dim // 2), cos, sin)
-            cache = kv.layers[i]
-            cache[rows, :, :, position] = qkv[:, heads:].view(batch, 2, kv_heads, dim)
-            q = qkv[:, :heads]
-            keys, values = cache[:batch, 0, :, :length], cache[:batch, 1, :, :length]
-            if self.use_sdpa:
-                attended = torch.nn.functional.scaled_dot_product_attention(
-                    q[:, :, None], keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=group > 1)
-            else:  # on the CPU, plain batched matmuls beat SDPA's kernel for one query per row
-                scores = torch.baddbmm(mask, q.reshape(batch * kv_heads, group, dim),
-                                       keys.reshape(batch * kv_heads, length, dim).transpose(1, 2), alpha=self.scaling)
-                attended = torch.bmm(scores.softmax(dim=-1), values.reshape(batch * kv_heads, length, dim))
-            x = layer.o.add(x, attended.reshape(batch, heads * dim))
-            h = torch.ops.aten._fused_rms_norm(x, [self.hidden], layer.norm_mlp, self.eps)[0]
-            gate, up = layer.gate_up(h).chunk(2, dim=-1)
-            x = layer.down.add(x, torch.nn.functional.silu(gate) * up)
-        x = torch.ops.aten._fused_rms_norm(x, [self.hidden], self.norm, self.eps)[0]
-        return self.head(x).view(batch, self.num_codebooks, self.codebook_size).float()
+        return Step(batch, length, arange_once(batch, position.device), position, cos, sin, mask)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
