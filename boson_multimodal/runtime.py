@@ -46,7 +46,10 @@ class VoiceClip:
 
 
 @dataclass(frozen=True)
-class Synthesis:
+class SpeechJob:
+    """What the runtime is asked to speak (the engine adapter makes one from the service's
+    `Synthesis`: the runtime knows nothing of the service)."""
+
     text: str
     voices: Sequence[VoiceClip] = ()
     scene: str | None = None
@@ -158,7 +161,7 @@ class HiggsAudio:
         prompt prefixes (no scene) in the prefix cache."""
         self.decoder.warm_up()
         for clips in [(), *voices]:
-            for _ in self.stream(Synthesis("Warm up.", voices=tuple(clips), max_new_tokens=16,
+            for _ in self.stream(SpeechJob("Warm up.", voices=tuple(clips), max_new_tokens=16,
                                            stop_on_silence=False, sampling=SamplingConfig(seed=0))):
                 pass
 
@@ -175,12 +178,12 @@ class HiggsAudio:
                 self._references.popitem(last=False)
         return codes
 
-    def turns(self, request: Synthesis) -> list[Turn]:
+    def turns(self, request: SpeechJob) -> list[Turn]:
         """The turns before the text: system, scene and voice prompts (see `conversation`)."""
         references = [(v.transcript, self.reference_codes(v)) for v in request.voices]
         return conversation(request.scene, references, request.text)
 
-    def plan(self, request: Synthesis) -> Plan:
+    def plan(self, request: SpeechJob) -> Plan:
         """Everything that can fail before the first frame: the voice clips read and encoded,
         the text split into chunks that fit (the KV cache, the step budget); raises
         AudioInputError or TextDoesNotFit."""
@@ -192,7 +195,7 @@ class HiggsAudio:
                       request.chunk_max_num_turns)
         return Plan(base, chunks)
 
-    def max_frames(self, request: Synthesis) -> int:
+    def max_frames(self, request: SpeechJob) -> int:
         """`max_audio_frames` over this runtime's own plan (the chunks it will generate)."""
         return max_audio_frames(request.text, request.max_new_tokens, num_codebooks=self.codec.num_codebooks,
                                 chunks=self.plan(request).chunks)
@@ -226,7 +229,7 @@ class HiggsAudio:
         limiting = min(bounds, key=bounds.get)
         return bounds[limiting], limiting
 
-    def stream(self, request: Synthesis, cancel: threading.Event | None = None) -> Iterator:
+    def stream(self, request: SpeechJob, cancel: threading.Event | None = None) -> Iterator:
         """Yields `AudioOut` and `ProgressOut` as each text chunk decodes, then one `Finished`."""
         cancel = cancel or threading.Event()
         planned = self.plan(request)
@@ -239,7 +242,7 @@ class HiggsAudio:
                 break
         yield run.finished()
 
-    def _stream_feed(self, request: Synthesis, run: "_Run", cancel: threading.Event) -> Generator[object, None, None]:
+    def _stream_feed(self, request: SpeechJob, run: "_Run", cancel: threading.Event) -> Generator[object, None, None]:
         """A session: each segment, as it comes, planned into chunks that fit and generated as
         the next chunks of the run. A barge-in cuts the segment being spoken; the session goes
         on with the text that comes after it."""
@@ -260,7 +263,7 @@ class HiggsAudio:
             if cancel.is_set():
                 return
 
-    def _stream_chunk(self, request: Synthesis, run: _Run, index: int,
+    def _stream_chunk(self, request: SpeechJob, run: _Run, index: int,
                       cancel: threading.Event) -> Generator[object, None, str]:
         """One text chunk: its prompt (the voice turns and the last chunks as context), its
         decode, the vocoder's tail; with a check, judged, and (when it holds the audio) generated
@@ -291,7 +294,7 @@ class HiggsAudio:
         yield ProgressOut(run.frames, index + 1, len(run.chunks))
         return kept.reason
 
-    def _take(self, request: Synthesis, run: _Run, index: int, prompt: Prompt, max_frames: int, limiting: str,
+    def _take(self, request: SpeechJob, run: _Run, index: int, prompt: Prompt, max_frames: int, limiting: str,
               take: Take, cancel: threading.Event) -> Generator[object, None, None]:
         """One attempt at the chunk, to its vocoder's tail; its decode counts in the request's totals."""
         feed = request.feed
@@ -304,7 +307,7 @@ class HiggsAudio:
                 yield run.audio(out)
         run.count(take.stats, take.vocoder)
 
-    def _decode_chunk(self, request: Synthesis, run: _Run, index: int, prompt: Prompt, max_frames: int,
+    def _decode_chunk(self, request: SpeechJob, run: _Run, index: int, prompt: Prompt, max_frames: int,
                       take: Take, seams: Seams, cancel: threading.Event) -> Generator[object, None, str | None]:
         """Audio and progress as the chunk's frames arrive. Returns "cancelled" or "silence" when
         it stops early, None when the decoder ends it."""

@@ -26,13 +26,13 @@ from boson_multimodal.runtime import (
     Finished,
     HiggsAudio,
     ProgressOut,
-    Synthesis,
+    SpeechJob,
     VoiceClip,
     max_audio_frames,
 )
 from boson_multimodal.sampling import NumericalError, SamplingConfig
 from core.domain.errors import DomainError, ErrorCode, ErrorType
-from core.domain.request import Synthesis as SynthesisRequest
+from core.domain.request import Synthesis
 from core.domain.voice import VoicePrompt
 from core.ports.speech_engine import (
     ChunkCheck,
@@ -178,7 +178,7 @@ class HiggsSpeechEngine:
 
     # -- one request ----------------------------------------------------------------------
 
-    def max_frames(self, synthesis: SynthesisRequest) -> int:
+    def max_frames(self, synthesis: Synthesis) -> int:
         runtime = self._runtime
         if runtime is not None:  # its own plan: the chunks it will generate
             with _domain_errors():
@@ -187,14 +187,14 @@ class HiggsSpeechEngine:
         return max_audio_frames(synthesis.text, synthesis.sampling.max_new_tokens, chunking.method.value,
                                 chunking.max_word_num, chunking.max_num_turns)
 
-    def prepare(self, synthesis: SynthesisRequest, voices: Sequence[VoicePrompt]) -> float:
+    def prepare(self, synthesis: Synthesis, voices: Sequence[VoicePrompt]) -> float:
         runtime, load_seconds = self._load()
         with _domain_errors():
             runtime.plan(_job(synthesis, voices))
         return load_seconds
 
     def stream(
-        self, synthesis: SynthesisRequest, voices: Sequence[VoicePrompt], cancel: threading.Event,
+        self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event,
         check: ChunkCheck | None = None,
     ) -> Iterator[EngineEvent]:
         runtime, load_seconds = self._load()
@@ -226,9 +226,9 @@ class _RuntimeCheck:
         self.check.kept(chunk, attempt, start_sample)
 
 
-def _job(synthesis: SynthesisRequest, voices: Sequence[VoicePrompt], check: _RuntimeCheck | None = None) -> Synthesis:
+def _job(synthesis: Synthesis, voices: Sequence[VoicePrompt], check: _RuntimeCheck | None = None) -> SpeechJob:
     s = synthesis.sampling
-    return Synthesis(
+    return SpeechJob(
         text=synthesis.text,
         voices=[VoiceClip(v.name, v.transcript, v.audio, v.content_hash) for v in voices],
         scene=synthesis.scene_prompt,

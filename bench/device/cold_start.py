@@ -53,7 +53,7 @@ def measure(root: Path, device: str, max_batch: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from boson_multimodal.layout import ModelPaths
     from boson_multimodal.resample import provide_torchaudio
-    from boson_multimodal.runtime import AudioOut, HiggsAudio, Synthesis
+    from boson_multimodal.runtime import AudioOut, HiggsAudio, SpeechJob
 
     provide_torchaudio()
     import transformers.models.higgs_audio_v2.modeling_higgs_audio_v2  # noqa: F401  (what load imports)
@@ -66,7 +66,7 @@ def measure(root: Path, device: str, max_batch: int) -> dict:
     runtime.warm_up()
     warm = time.perf_counter()
     first = None
-    for event in runtime.stream(Synthesis("The first request after a cold start.", max_new_tokens=120,
+    for event in runtime.stream(SpeechJob("The first request after a cold start.", max_new_tokens=120,
                                           stop_on_silence=False)):
         if isinstance(event, AudioOut) and first is None:
             first = time.perf_counter() - warm

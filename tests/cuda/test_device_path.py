@@ -26,7 +26,7 @@ from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.codec import AudioCodec
 from boson_multimodal.loader import load_bundle
 from boson_multimodal.prompt import Turn, conversation
-from boson_multimodal.runtime import Finished, HiggsAudio, Synthesis, VoiceClip
+from boson_multimodal.runtime import Finished, HiggsAudio, SpeechJob, VoiceClip
 from boson_multimodal.sampling import SamplingConfig
 from boson_multimodal.streaming import StreamingVocoder
 
@@ -195,7 +195,7 @@ def test_staggered_arrivals_and_bucket_switches_give_each_request_its_frames_alo
 
 def test_a_prefix_cache_hit_prefills_to_the_logits_of_a_full_prefill(runtime, demo_bundle):
     voice = clip(demo_bundle, "belinda")
-    request = Synthesis("Hello there, my friend.", [voice], sampling=SamplingConfig(temperature=0, ras_win_len=0),
+    request = SpeechJob("Hello there, my friend.", [voice], sampling=SamplingConfig(temperature=0, ras_win_len=0),
                         max_new_tokens=60, stop_on_silence=False)
     first_logits = []
     runtime.decoder.executor.logits_hook = \

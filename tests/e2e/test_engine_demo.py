@@ -10,7 +10,7 @@ import torch
 from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.codec import delay_frames, read_clip
 from boson_multimodal.prompt import Turn, system_turn, voice_turns
-from boson_multimodal.runtime import AudioOut, Finished, ProgressOut, Synthesis, VoiceClip
+from boson_multimodal.runtime import AudioOut, Finished, ProgressOut, SpeechJob, VoiceClip
 from boson_multimodal.sampling import NumericalError, SamplingConfig
 
 GREEDY = SamplingConfig(temperature=0, ras_win_len=0)
@@ -88,7 +88,7 @@ def test_end_of_stream_matches_generate_when_eos_is_likely(demo_runtime, demo_bu
 
 def test_same_seed_same_audio_other_seed_other_audio(demo_runtime, demo_bundle):
     def audio(seed):
-        request = Synthesis("Hello there, friend.", [clip(demo_bundle, "en_man")], "A studio.",
+        request = SpeechJob("Hello there, friend.", [clip(demo_bundle, "en_man")], "A studio.",
                             SamplingConfig(seed=seed, temperature=0.9), max_new_tokens=60)
         return np.concatenate([a.samples for a in run(demo_runtime, request)[1]])
 
@@ -99,7 +99,7 @@ def test_same_seed_same_audio_other_seed_other_audio(demo_runtime, demo_bundle):
 
 
 def test_streamed_audio_equals_one_shot_decode(demo_runtime, demo_bundle):
-    request = Synthesis("A somewhat longer sentence so that several chunks are streamed out.",
+    request = SpeechJob("A somewhat longer sentence so that several chunks are streamed out.",
                         [clip(demo_bundle, "belinda")], None, SamplingConfig(seed=1),
                         max_new_tokens=120, stop_on_silence=False)
     events, audio, done = run(demo_runtime, request)
@@ -128,7 +128,7 @@ def test_streamed_audio_equals_one_shot_decode(demo_runtime, demo_bundle):
 
 
 def test_progress_and_finish(demo_runtime, demo_bundle):
-    request = Synthesis("One two. Three four. Five six.", [clip(demo_bundle, "belinda")],
+    request = SpeechJob("One two. Three four. Five six.", [clip(demo_bundle, "belinda")],
                         sampling=SamplingConfig(seed=2), chunk_method="word", chunk_max_word_num=2,
                         max_new_tokens=40)
     events, audio, done = run(demo_runtime, request)
@@ -143,7 +143,7 @@ def test_progress_and_finish(demo_runtime, demo_bundle):
 
 
 def test_chunk_seams_have_no_clicks(demo_runtime, demo_bundle):
-    request = Synthesis("First part here. Second part now.", [clip(demo_bundle, "belinda")],
+    request = SpeechJob("First part here. Second part now.", [clip(demo_bundle, "belinda")],
                         sampling=SamplingConfig(seed=4), chunk_method="word", chunk_max_word_num=3,
                         max_new_tokens=50)
     events, audio, done = run(demo_runtime, request)
@@ -163,7 +163,7 @@ def test_chunk_seams_have_no_clicks(demo_runtime, demo_bundle):
 
 def test_cancel_stops_within_a_step(demo_runtime, demo_bundle):
     cancel = threading.Event()
-    request = Synthesis("word " * 40, [clip(demo_bundle, "belinda")], sampling=SamplingConfig(seed=3),
+    request = SpeechJob("word " * 40, [clip(demo_bundle, "belinda")], sampling=SamplingConfig(seed=3),
                         max_new_tokens=400, stop_on_silence=False)
     steps = []
     occupancy = demo_runtime.decoder.occupancy
@@ -187,7 +187,7 @@ def test_nan_logits_raise_numerical_error(demo_bundle):
         bundle.model.audio_lm_head.weight[5, 0] = float("nan")
     runtime = HiggsAudio(bundle)  # the decoder packs its weights for the CPU when it is built
     with pytest.raises(NumericalError):
-        run(runtime, Synthesis("Hi there.", sampling=SamplingConfig(seed=1), max_new_tokens=20))
+        run(runtime, SpeechJob("Hi there.", sampling=SamplingConfig(seed=1), max_new_tokens=20))
 
 
 def test_reference_codes_are_cached_by_content(demo_runtime, demo_bundle):

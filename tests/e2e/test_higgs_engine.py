@@ -173,9 +173,9 @@ def test_a_text_longer_than_the_cache_is_split_to_fit_it(demo_bundle):
     done = list(use_case(small, demo_bundle)(SpeechRequest("word " * 100, sampling=Sampling(seed=1))))[-1]
     assert isinstance(done, SpeechCompleted)
     from boson_multimodal.chunking import speech_frames
-    from boson_multimodal.runtime import Synthesis
+    from boson_multimodal.runtime import SpeechJob
 
-    chunks = small._runtime.plan(Synthesis("word " * 100)).chunks
+    chunks = small._runtime.plan(SpeechJob("word " * 100)).chunks
     assert len(chunks) > 5 and " ".join(chunks).split() == ["word"] * 99 + ["word."]
     # every chunk had room for a slow reading of it (the demo model never ends: it runs to the cache's end)
     assert len(done.metadata["chunk_frames"]) == len(chunks)

@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 
-from boson_multimodal.runtime import HiggsAudio, Synthesis
+from boson_multimodal.runtime import HiggsAudio, SpeechJob
 from higgs_tts.v1 import speech_pb2 as pb
 from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
 from tests.ending_bundle import write_ending_bundle
@@ -65,7 +65,7 @@ def plans(ending):
     """The chunks the runtime plans for each text (the faces must report that many)."""
     runtime = HiggsAudio.load(ending, device="cpu")
     try:
-        return {name: runtime.plan(Synthesis(text)).chunks for name, text in TEXTS.items()}
+        return {name: runtime.plan(SpeechJob(text)).chunks for name, text in TEXTS.items()}
     finally:
         runtime.close()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from boson_multimodal.loader import load_bundle
-from boson_multimodal.runtime import Finished, HiggsAudio, Synthesis, VoiceClip
+from boson_multimodal.runtime import Finished, HiggsAudio, SpeechJob, VoiceClip
 from boson_multimodal.sampling import SamplingConfig
 
 GREEDY = SamplingConfig(temperature=0, ras_win_len=0)
@@ -44,16 +44,16 @@ def requests(demo_bundle):
     b, m = clip(demo_bundle, "belinda"), clip(demo_bundle, "en_man")
     long = "One two three four five. Six seven eight nine ten. Eleven twelve thirteen."
     return [
-        Synthesis("Hello there, my friend.", [b], sampling=GREEDY, max_new_tokens=60, stop_on_silence=False),
-        Synthesis("Another sentence to say.", [b], sampling=SamplingConfig(seed=4), max_new_tokens=60,
+        SpeechJob("Hello there, my friend.", [b], sampling=GREEDY, max_new_tokens=60, stop_on_silence=False),
+        SpeechJob("Another sentence to say.", [b], sampling=SamplingConfig(seed=4), max_new_tokens=60,
                   stop_on_silence=False),
-        Synthesis("In a quiet room.", [b], scene="A quiet room.", sampling=GREEDY, max_new_tokens=60,
+        SpeechJob("In a quiet room.", [b], scene="A quiet room.", sampling=GREEDY, max_new_tokens=60,
                   stop_on_silence=False),
-        Synthesis("[SPEAKER0] Hi. [SPEAKER1] Hello.", [b, m], sampling=SamplingConfig(seed=9), max_new_tokens=60,
+        SpeechJob("[SPEAKER0] Hi. [SPEAKER1] Hello.", [b, m], sampling=SamplingConfig(seed=9), max_new_tokens=60,
                   stop_on_silence=False),
-        Synthesis(long, [m], sampling=GREEDY, max_new_tokens=50, chunk_method="word", chunk_max_word_num=5,
+        SpeechJob(long, [m], sampling=GREEDY, max_new_tokens=50, chunk_method="word", chunk_max_word_num=5,
                   stop_on_silence=False),
-        Synthesis("No voice at all.", [], scene="Outdoors.", sampling=SamplingConfig(seed=1), max_new_tokens=40,
+        SpeechJob("No voice at all.", [], scene="Outdoors.", sampling=SamplingConfig(seed=1), max_new_tokens=40,
                   stop_on_silence=False),
     ]
 
@@ -85,11 +85,11 @@ def test_eviction_and_refill_change_nothing(bundle, demo_bundle):
     one = runtime(bundle, 0)
     b, m = clip(demo_bundle, "belinda"), clip(demo_bundle, "en_man")
     probe = runtime(bundle, 64 << 20)
-    codes(probe, Synthesis("x", [b], sampling=GREEDY, max_new_tokens=10, stop_on_silence=False))
+    codes(probe, SpeechJob("x", [b], sampling=GREEDY, max_new_tokens=10, stop_on_silence=False))
     budget = probe.decoder.executor.prefix_cache.stats.bytes + 1024
     small = runtime(bundle, budget)
     for voice in (b, m, b, m, b):
-        request = Synthesis("Evict me, then refill.", [voice], sampling=SamplingConfig(seed=2), max_new_tokens=50,
+        request = SpeechJob("Evict me, then refill.", [voice], sampling=SamplingConfig(seed=2), max_new_tokens=50,
                             stop_on_silence=False)
         assert all(torch.equal(x, y) for x, y in zip(codes(small, request)[1], codes(one, request)[1]))
     stats = small.decoder.executor.prefix_cache.stats
@@ -110,7 +110,7 @@ def test_a_changed_clip_under_the_same_name_never_hits_a_stale_entry(bundle, dem
     soundfile.write(buffer, (0.3 * np.sin(np.arange(48000) / 5)).astype(np.float32), 24000, format="WAV")
     changed = clip(demo_bundle, "belinda", buffer.getvalue())
     for voice, expected_status in ((first, "miss"), (changed, "miss"), (changed, "hit")):
-        request = Synthesis("Same name, other clip.", [voice], sampling=GREEDY, max_new_tokens=40,
+        request = SpeechJob("Same name, other clip.", [voice], sampling=GREEDY, max_new_tokens=40,
                             stop_on_silence=False)
         done, got = codes(cached, request)
         assert done.prefix_cache == [expected_status]

@@ -25,7 +25,7 @@ from boson_multimodal.batch import BatchDecoder
 from boson_multimodal.codec import read_clip
 from boson_multimodal.convert import convert_bundle, detect_layout
 from boson_multimodal.layout import ModelPaths
-from boson_multimodal.runtime import AudioOut, Finished, HiggsAudio, Synthesis, VoiceClip
+from boson_multimodal.runtime import AudioOut, Finished, HiggsAudio, SpeechJob, VoiceClip
 from boson_multimodal.sampling import SamplingConfig
 from boson_multimodal.transcript import normalize_transcript
 
@@ -84,8 +84,8 @@ def voice(paths: ModelPaths, name: str) -> VoiceClip:
     return VoiceClip(name, (paths.voices / f"{name}.txt").read_text().strip(), data, hashlib.sha256(data).hexdigest())
 
 
-def synthesis(case: dict, paths: ModelPaths) -> Synthesis:
-    return Synthesis(
+def synthesis(case: dict, paths: ModelPaths) -> SpeechJob:
+    return SpeechJob(
         text=case["text"], voices=[voice(paths, n) for n in case["voices"]], scene=case["scene"],
         sampling=GREEDY, max_new_tokens=case["max_new_tokens"],
         chunk_method="word" if len(case["chunks"]) > 1 else "none",
