@@ -203,10 +203,8 @@ def check_target(request: SpeechRequest, container: Container) -> DomainError | 
         print(f"no S3 settings (HIGGS_STORE={settings.store}): {bucket} is a folder under {settings.output_dir}",
               file=sys.stderr)
         return None
-    validate = getattr(container.object_store(), "validate_bucket_access", None)
     try:
-        if validate is not None:
-            validate(bucket)
+        container.object_store().validate_bucket_access(bucket)
     except DomainError as error:
         return error
     return None

@@ -65,12 +65,13 @@ def resolve_model_paths(settings: Settings) -> ModelPaths:
     return demo
 
 
-def _s3_store(settings: Settings):
-    from adapters.s3 import S3Config, S3ObjectStore
+def _s3_config(settings: Settings):
+    """The S3 settings, for the object store and the S3 voice library alike."""
+    from adapters.s3 import S3Config
 
     mib = 1024 * 1024
     threshold = settings.s3_multipart_threshold_mb
-    return S3ObjectStore(S3Config(
+    return S3Config(
         endpoint_url=settings.s3_endpoint_url,
         region=settings.aws_region,
         path_style=settings.s3_path_style,
@@ -79,7 +80,13 @@ def _s3_store(settings: Settings):
         **given(multipart_threshold=threshold and threshold * mib,
                  part_size=threshold and max(8, threshold) * mib,  # parts of at least 8 MiB
                  presign_expiry=settings.s3_presign_expiry, max_attempts=settings.s3_max_attempts),
-    ))
+    )
+
+
+def _s3_store(settings: Settings):
+    from adapters.s3 import S3ObjectStore
+
+    return S3ObjectStore(_s3_config(settings))
 
 
 
@@ -87,7 +94,7 @@ def validate_storage(container: "Container") -> None:
     """At server start: a configured default S3 bucket must exist and be writable by us."""
     settings = container.settings()
     store = container.object_store()
-    if settings.s3_bucket and hasattr(store, "validate_bucket_access"):
+    if settings.s3_bucket and store is not None:
         store.validate_bucket_access(settings.s3_bucket)
 
 
@@ -95,23 +102,11 @@ def _voices(settings: Settings, paths: ModelPaths | None):
     """The voice library: under an S3 prefix when HIGGS_VOICES_S3_URI is set (every worker of
     an endpoint shares it), else the volume's voice_prompts/, else (fake engine) in memory."""
     if settings.voices_s3_uri:
-        import boto3
-        from botocore.config import Config
-
-        from adapters.s3 import S3Config
+        from adapters.s3 import s3_client
         from adapters.voices.s3 import S3VoiceLibrary, parse_s3_uri
 
         bucket, prefix = parse_s3_uri(settings.voices_s3_uri)
-        session_args = {}
-        if settings.bucket_access_key_id and settings.bucket_secret_access_key:
-            session_args = {"aws_access_key_id": settings.bucket_access_key_id,
-                            "aws_secret_access_key": settings.bucket_secret_access_key}
-        retries = {"max_attempts": settings.s3_max_attempts or S3Config.max_attempts, "mode": "standard"}
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
-                              config=Config(signature_version="s3v4", retries=retries,
-                                            s3={"addressing_style": "path" if settings.s3_path_style else "auto"}),
-                              **session_args)
-        return S3VoiceLibrary(client, bucket, prefix)
+        return S3VoiceLibrary(s3_client(_s3_config(settings)), bucket, prefix)
     if paths is None:
         return InMemoryVoiceLibrary.with_demo_voices()
     return VolumeVoiceLibrary(paths.voices)

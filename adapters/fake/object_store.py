@@ -59,6 +59,9 @@ class InMemoryObjectStore:
     def url_for(self, bucket: str, key: str) -> str:
         return f"memory://{bucket}/{key}"
 
+    def validate_bucket_access(self, bucket: str) -> None:
+        """Every bucket exists in memory."""
+
     def metadata(self, bucket: str, key: str) -> dict[str, str]:
         return self.objects[(bucket, key)][2]
 

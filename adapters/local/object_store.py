@@ -89,6 +89,9 @@ class LocalObjectStore:
     def url_for(self, bucket: str, key: str) -> str:
         return self._path(bucket, key).as_uri()
 
+    def validate_bucket_access(self, bucket: str) -> None:
+        """A bucket here is a folder, made on the first put: any name the store accepts will do."""
+
     def metadata(self, bucket: str, key: str) -> dict[str, str]:
         path = self._path(bucket, key)
         return json.loads(path.with_name(path.name + ".meta").read_text())["metadata"]

@@ -1,3 +1,3 @@
-from adapters.s3.object_store import S3Config, S3ObjectStore
+from adapters.s3.object_store import S3Config, S3ObjectStore, s3_client
 
-__all__ = ["S3Config", "S3ObjectStore"]
+__all__ = ["S3Config", "S3ObjectStore", "s3_client"]

@@ -108,29 +108,35 @@ def to_domain_error(exc: BaseException, bucket: str, key: str | None, action: st
                        f"could not {action} {where} ({type(exc).__name__})", details)
 
 
+def s3_client(config: S3Config, botocore_attempts: int | None = None) -> Any:
+    """The one way this service makes a boto3 S3 client from its settings: the object store's
+    (retried by tenacity, so botocore tries once) and the S3 voice library's (botocore retries,
+    `config.max_attempts` by default)."""
+    botocore_config = Config(
+        signature_version="s3v4",
+        retries={"total_max_attempts": botocore_attempts or config.max_attempts, "mode": "standard"},
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        max_pool_connections=max(10, config.max_concurrency * 2),
+        s3={"addressing_style": "path" if config.path_style else "auto"},
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=config.endpoint_url,
+        region_name=config.region,
+        aws_access_key_id=config.access_key_id,
+        aws_secret_access_key=config.secret_access_key,
+        config=botocore_config,
+    )
+
+
 class S3ObjectStore:
     def __init__(self, config: S3Config | None = None, client: Any = None) -> None:
         self.config = config or S3Config()
         self.client = client or self._make_client()
 
     def _make_client(self):
-        c = self.config
-        botocore_config = Config(
-            signature_version="s3v4",
-            retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
-            connect_timeout=c.connect_timeout,
-            read_timeout=c.read_timeout,
-            max_pool_connections=max(10, c.max_concurrency * 2),
-            s3={"addressing_style": "path" if c.path_style else "auto"},
-        )
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=c.endpoint_url,
-            region_name=c.region,
-            aws_access_key_id=c.access_key_id,
-            aws_secret_access_key=c.secret_access_key,
-            config=botocore_config,
-        )
+        return s3_client(self.config, botocore_attempts=1)  # tenacity retries (_retrying)
 
     def _retrying(self) -> Retrying:
         c = self.config

@@ -33,3 +33,7 @@ class ObjectStore(Protocol):
 
     def delete(self, bucket: str, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
+
+    def validate_bucket_access(self, bucket: str) -> None:
+        """Before any work: raises DomainError when `bucket` is missing or these credentials
+        cannot use it. A store without buckets of its own (a folder, memory) accepts any."""

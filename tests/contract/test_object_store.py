@@ -112,3 +112,12 @@ def test_local_store_refuses_keys_escaping_the_bucket(tmp_path):
         store.put(BUCKET, "../other/x.wav", b"x", "audio/wav")
     assert info.value.code == "INVALID_S3_KEY"
     assert not (tmp_path / "other").exists()
+
+
+def test_a_bucket_the_store_can_use_passes_the_check_before_any_work(store):
+    """validate_bucket_access is every store's (the servers and `synth --bucket` call it before
+    generating): a usable bucket passes and a put into it then works; S3's refusal of a missing
+    bucket is in tests/integration/test_s3_store.py."""
+    assert store.validate_bucket_access(BUCKET) is None
+    stored = store.put(BUCKET, f"checked-{uuid.uuid4().hex}.wav", b"RIFF", "audio/wav")
+    assert store.exists(BUCKET, stored.key)
