@@ -5,7 +5,7 @@ Tests override providers (`container.engine.override(providers.Object(fake))`)."
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,38 +31,55 @@ def volume_paths(settings: Settings, root: Path | None = None) -> ModelPaths:
                             settings.voices_subdir)
 
 
-def resolve_model_paths(settings: Settings) -> ModelPaths:
-    """Where the weights are: a hub repo named by MODEL_PATH=hf://... (from a hub cache, no
-    network); else MODEL_PATH's volume layout; else, when the volume has none, the published
-    repos in a hub cache (RunPod cached models); else, with HIGGS_DEMO_FALLBACK, the demo
-    bundle (written on first use)."""
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where the weights are to be read from, and why: `source` is "hub-repo" (MODEL_PATH=hf://,
+    found in a hub cache), "hub-repo-missing" (named but not cached), "volume", "hub-cache" (the
+    published repos, the volume having none), "demo" (HIGGS_DEMO_FALLBACK) or "missing"."""
+
+    paths: ModelPaths
+    source: str
+
+
+def locate_model(settings: Settings) -> ModelLocation:
+    """The choice, in that order of preference; it looks and never writes."""
     paths = volume_paths(settings)
     if settings.hub_repo:
         cached = from_hub_cache(settings.hub_repo, settings.tokenizer_repo, paths.voices, settings.hub_revision,
                                 settings.tokenizer_revision)
         if cached is not None:
-            return cached
-        log.error("%s%s is not in any hub cache (%s)", HUB_SCHEME, settings.hub_repo,
-                  ", ".join(str(c) for c in hub_caches()))
-        return ModelPaths(hub_caches()[0], hub_caches()[0] / settings.hub_repo,
-                          hub_caches()[0] / settings.tokenizer_repo, paths.voices)
+            return ModelLocation(cached, "hub-repo")
+        first = hub_caches()[0]
+        return ModelLocation(ModelPaths(first, first / settings.hub_repo, first / settings.tokenizer_repo,
+                                        paths.voices), "hub-repo-missing")
     if paths.has_weights():
-        return paths
+        return ModelLocation(paths, "volume")
     cached = from_hub_cache(GENERATION_SUBDIR, settings.tokenizer_repo, paths.voices,
                             tokenizer_revision=settings.tokenizer_revision)
     if cached is not None:
-        log.info("no weights at %s: using the hub cache at %s", settings.model_path, cached.root)
-        return cached
-    if not settings.demo_fallback:
-        return paths
-    demo = ModelPaths.under(settings.demo_model_dir)
-    if not demo.has_weights():
-        from boson_multimodal.demo import write_demo_bundle
+        return ModelLocation(cached, "hub-cache")
+    if settings.demo_fallback:
+        return ModelLocation(ModelPaths.under(settings.demo_model_dir), "demo")
+    return ModelLocation(paths, "missing")
 
-        write_demo_bundle(settings.demo_model_dir)
-    log.warning("no weights at %s: using the DEMO bundle at %s (random weights, noise)",
-                settings.model_path, settings.demo_model_dir)
-    return demo
+
+def resolve_model_paths(settings: Settings) -> ModelPaths:
+    """`locate_model`'s choice, said in the log; the demo bundle is written when it is the
+    choice and is not there yet."""
+    where = locate_model(settings)
+    if where.source == "hub-repo-missing":
+        log.error("%s%s is not in any hub cache (%s)", HUB_SCHEME, settings.hub_repo,
+                  ", ".join(str(c) for c in hub_caches()))
+    elif where.source == "hub-cache":
+        log.info("no weights at %s: using the hub cache at %s", settings.model_path, where.paths.root)
+    elif where.source == "demo":
+        if not where.paths.has_weights():
+            from boson_multimodal.demo import write_demo_bundle
+
+            write_demo_bundle(settings.demo_model_dir)
+        log.warning("no weights at %s: using the DEMO bundle at %s (random weights, noise)",
+                    settings.model_path, settings.demo_model_dir)
+    return where.paths
 
 
 def _s3_config(settings: Settings):

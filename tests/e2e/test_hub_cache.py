@@ -99,3 +99,27 @@ def test_synth_offline_from_a_cache_reports_the_revision(cache, demo_bundle, tmp
     assert summary["success"] and summary["frames"] > 0
     assert summary["metadata"]["model"]["revision"] == COMMITS[GENERATION]
     assert not guard.exists() or guard.read_text() == ""
+
+
+def test_locating_the_model_says_why_and_writes_nothing(cache, demo_bundle, tmp_path, monkeypatch):
+    """Each choice of locate_model, in its order of preference; only resolve_model_paths writes
+    (the demo bundle, when that is the choice)."""
+    from app.container import locate_model
+
+    demo_dir = tmp_path / "demo-bundle"
+    empty = str(tmp_path / "empty-volume")
+    cases = [
+        ({"MODEL_PATH": f"hf://{GENERATION}"}, "hub-repo"),
+        ({"MODEL_PATH": f"hf://{GENERATION}@{'e' * 40}"}, "hub-repo-missing"),
+        ({"MODEL_PATH": str(demo_bundle.root)}, "volume"),
+        ({"MODEL_PATH": empty}, "hub-cache"),
+    ]
+    for env, source in cases:
+        assert locate_model(Settings.from_env(env)).source == source, env
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "nowhere"))  # no cache: the last two choices
+    fallback = Settings.from_env({"MODEL_PATH": empty, "HIGGS_DEMO_FALLBACK": "1",
+                                  "HIGGS_DEMO_MODEL_DIR": str(demo_dir)})
+    assert locate_model(fallback).source == "demo" and not demo_dir.exists()
+    assert locate_model(Settings.from_env({"MODEL_PATH": empty})).source == "missing"
+    assert not demo_dir.exists() and not (tmp_path / "empty-volume").exists()
+    assert resolve_model_paths(fallback).has_weights() and demo_dir.exists()  # written by the resolver
