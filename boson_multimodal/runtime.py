@@ -123,6 +123,29 @@ class Plan:
     chunks: list[str]
 
 
+class ReferenceCodes:
+    """Voice clips encoded into audio codes, the most recently used `limit` of them kept (a
+    voice's clip is encoded once, not once per request)."""
+
+    def __init__(self, codec: AudioCodec, limit: int, max_seconds: float = 30.0) -> None:
+        self.codec, self.limit, self.max_seconds = codec, limit, max_seconds
+        self._kept: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, clip: VoiceClip) -> torch.Tensor:
+        with self._lock:
+            codes = self._kept.get(clip.key)
+            if codes is not None:
+                self._kept.move_to_end(clip.key)
+                return codes
+        codes = self.codec.encode(read_clip(clip.audio, max_seconds=self.max_seconds))
+        with self._lock:
+            self._kept[clip.key] = codes
+            while len(self._kept) > self.limit:
+                self._kept.popitem(last=False)
+        return codes
+
+
 class HiggsAudio:
     def __init__(self, bundle: LoadedBundle, max_cache_len: int = MAX_CACHE_LEN, reference_cache: int = 64,
                  max_batch: int = MAX_BATCH, prefix_cache_bytes: int = 0, cuda_graphs: str = "auto",
@@ -140,9 +163,7 @@ class HiggsAudio:
         self.decoder = BatchDecoder(bundle.model, max_batch=max_batch, max_cache_len=max_cache_len,
                                     prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs)
         self.sample_rate = self.codec.sample_rate
-        self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._reference_limit = reference_cache
-        self._lock = threading.Lock()
+        self.references = ReferenceCodes(self.codec, reference_cache)
 
     @classmethod
     def load(cls, paths: ModelPaths, device=None, dtype=None, max_cache_len: int = MAX_CACHE_LEN,
@@ -165,18 +186,8 @@ class HiggsAudio:
                                            stop_on_silence=False, sampling=SamplingConfig(seed=0))):
                 pass
 
-    def reference_codes(self, clip: VoiceClip, max_seconds: float = 30.0) -> torch.Tensor:
-        with self._lock:
-            codes = self._references.get(clip.key)
-            if codes is not None:
-                self._references.move_to_end(clip.key)
-                return codes
-        codes = self.codec.encode(read_clip(clip.audio, max_seconds=max_seconds))
-        with self._lock:
-            self._references[clip.key] = codes
-            while len(self._references) > self._reference_limit:
-                self._references.popitem(last=False)
-        return codes
+    def reference_codes(self, clip: VoiceClip) -> torch.Tensor:
+        return self.references.get(clip)
 
     def turns(self, request: SpeechJob) -> list[Turn]:
         """The turns before the text: system, scene and voice prompts (see `conversation`)."""

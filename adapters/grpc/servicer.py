@@ -30,7 +30,7 @@ from core.service.admission import Reservation
 from core.service.drain import shutting_down
 from core.service.outcome import collect
 from core.service.speaking import SessionHooks
-from core.service.speech_service import SpeechService
+from core.service.speech_service import SpeechService, formats_within
 from higgs_tts.v1 import speech_pb2 as pb
 from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
 
@@ -113,7 +113,7 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         overhead = RESULT_OVERHEAD + 16 * len(request.text)  # metadata: chunks, transcripts, words
         if bound + overhead <= limit:
             return None
-        fits = self._service.formats_within(request, limit - overhead)
+        fits = formats_within(self._service, request, limit - overhead)
         advice = f"output_format {' or '.join(f.upper() for f in fits)} fits (compressed); or " if fits else ""
         return validation_error(
             ErrorCode.PAYLOAD_TOO_LARGE,
@@ -138,7 +138,7 @@ class SpeechServicer(pb_grpc.SpeechServiceServicer):
         trace_context = contextvars.copy_context()
         place = None
         try:
-            place = self._service.reserve()  # the service's one queue: QUEUE_FULL now
+            place = self._service.admission.reserve()  # the service's one queue: QUEUE_FULL now
             self._generation.submit(
                 lambda: trace_context.run(self._generate_into, request, cancel, received_at, events, place)
             )

@@ -183,7 +183,7 @@ def _add_speech(app: FastAPI, service: HttpService) -> None:
         except DomainError as error:
             service.failed(error, time.monotonic() - received)
             return _error(error)
-        place = service.speech.reserve()  # the queue in front of the engine: QUEUE_FULL (429) now
+        place = service.speech.admission.reserve()  # the queue in front of the engine: QUEUE_FULL (429) now
         return await _respond(service, threads, speech_req, fmt, stream_format, received, place)
 
 

@@ -44,7 +44,7 @@ from core.domain.events import (
 from core.domain.request import SpeechRequest, is_valid_request_id
 from core.ports.tracer import NoopTracer, Tracer
 from core.service.outcome import Outcome
-from core.service.speech_service import SpeechService
+from core.service.speech_service import SpeechService, formats_within
 from core.service.threads import iterate_in_thread
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class RunpodWorker:
         size = self._service.inline_bound(request)
         limit = self._options.inline_audio_limit
         if size is not None and size > limit:
-            fits = self._service.formats_within(request, limit)
+            fits = formats_within(self._service, request, limit)
             advice = f"output_format {' or '.join(fits)} fits under it (compressed); or " if fits else ""
             raise validation_error(
                 ErrorCode.PAYLOAD_TOO_LARGE,

@@ -37,19 +37,14 @@ class SpeechService:
 
     # -- speech -----------------------------------------------------------------------------
 
-    def reserve(self) -> Reservation:
-        """A place in the one queue in front of the engine, or QUEUE_FULL now: what a face asks
-        for when a request arrives, and hands to `speak`."""
-        return self.admission.reserve()
-
     def speak(self, request: SpeechRequest, cancel: threading.Event | None = None,
               received_at: float | None = None, place: Reservation | None = None) -> Iterator[SpeechEvent]:
         """The use case's events (see GenerateSpeech): never raises, a failure is an event.
-        It waits its turn in the admission queue (`place`, or one reserved now: QUEUE_FULL when
-        the queue is full); a speaking session (a request with a feed) does not: it is idle most
-        of its life, its faces bound how many are open, and its segments take turns in the
-        engine. Once the service is shutting down, a new request fails at once (SHUTTING_DOWN),
-        and one the shutdown stops fails with that code too."""
+        It waits its turn in the admission queue (`place`, reserved by the face when the request
+        arrived, or one reserved now: QUEUE_FULL when full). A speaking session (a request with
+        a feed) does not: it is idle most of its life, its faces bound how many are open, and its
+        segments take turns in the engine. Once the service is shutting down, a new request
+        fails at once (SHUTTING_DOWN), and one the shutdown stops fails with that code too."""
         cancel = cancel or threading.Event()
         try:
             if place is None and request.feed is None:
@@ -102,13 +97,6 @@ class SpeechService:
         """The most bytes the request's audio can be in its format, stored or not."""
         return self._generate.audio_bound(request)
 
-    def formats_within(self, request: SpeechRequest, limit: int) -> list[str]:
-        """The other (compressed) formats whose bound for this request is within `limit` bytes:
-        the advice when its own format's is not."""
-        return [fmt for fmt in ("mp3", "ogg", "flac") if fmt != request.output_format.value
-                and fmt in self.output_formats
-                and self.audio_bound(replace(request, output_format=OutputFormat(fmt))) <= limit]
-
     # -- the engine -------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
@@ -152,6 +140,14 @@ class SpeechService:
 
     def delete_voice(self, name: str) -> None:
         _library(f"delete voice {name!r}", lambda: self._voices.delete(name))
+
+
+def formats_within(service: SpeechService, request: SpeechRequest, limit: int) -> list[str]:
+    """The other (compressed) formats whose bound for this request is within `limit` bytes: the
+    advice when its own format's is not (RunPod's inline audio, gRPC's Synthesize)."""
+    return [fmt for fmt in ("mp3", "ogg", "flac") if fmt != request.output_format.value
+            and fmt in service.output_formats
+            and service.audio_bound(replace(request, output_format=OutputFormat(fmt))) <= limit]
 
 
 def _library(what: str, call: Callable[[], T]) -> T:

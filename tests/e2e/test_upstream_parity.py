@@ -212,7 +212,7 @@ def test_voice_codes_and_prompts_equal_upstreams(outcomes, generation, name):
     case = CASES[name]
     config = runtime.bundle.model.config
     for i, voice_name in enumerate(case["voices"]):
-        clip_codes = runtime._references[voice_for(runtime, voice_name)]
+        clip_codes = runtime.references._kept[voice_for(runtime, voice_name)]
         assert torch.equal(clip_codes, generation[f"{name}/voice{i}/codes"])
     assert len(recorder.prompts) == len(case["chunks"])
     for i, prompt in enumerate(recorder.prompts):
