@@ -9,6 +9,7 @@ from array import array
 from dataclasses import replace
 from typing import Iterator, Sequence
 
+from boson_multimodal.joins import Either  # the same "cancelled or interrupted" as the real engine
 from core.domain.audio import FRAME_RATE, SAMPLE_RATE
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import ChunkMethod, Synthesis
@@ -186,7 +187,7 @@ def _feed_events(engine: "FakeSpeechEngine", synthesis: Synthesis, voices: Seque
     frames = index = 0
     while (text := feed.next(cancel.is_set)) is not None:
         part = replace(synthesis, text=text, feed=None, chunking=replace(synthesis.chunking, method=ChunkMethod.NONE))
-        for event in engine._stream(part, voices, _Either(cancel, feed.interrupted)):
+        for event in engine._stream(part, voices, Either(cancel, feed.interrupted)):
             if isinstance(event, EngineAudio):
                 yield EngineAudio(event.samples, frames + event.frame_index)
             elif isinstance(event, EngineDone):
@@ -254,14 +255,6 @@ def _split_words(text: str, parts: int) -> list[str]:
     words = text.split()
     size = max(1, math.ceil(len(words) / max(1, parts)))
     return [" ".join(words[i:i + size]) for i in range(0, len(words), size)] or [text]
-
-
-class _Either:
-    def __init__(self, cancel: threading.Event, interrupted) -> None:
-        self.cancel, self.interrupted = cancel, interrupted
-
-    def is_set(self) -> bool:
-        return self.cancel.is_set() or self.interrupted()
 
 
 def _chunks(synthesis: Synthesis) -> int:
