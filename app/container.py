@@ -261,15 +261,6 @@ class Container(containers.DeclarativeContainer):
                                          max_queue=settings.provided.max_queue)
 
 
-def queue_length(value: str) -> int:
-    """`--max-queue`'s value: a whole number, 0 or more (argparse says so when it is not)."""
-    import argparse
-
-    if not value.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"a whole number of at least 0, not {value!r}")
-    return int(value)
-
-
 def override_settings(container: Container, **changes: Any) -> None:
     """Settings a command line flag gives instead of the environment (`serve --max-queue`):
     before anything built from them is made."""

@@ -25,7 +25,8 @@ from adapters.grpc.auth import ApiKeyInterceptor
 from adapters.grpc.server import MiB
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, emit, request_from_args
-from app.container import Container, override_settings, queue_length, validate_storage
+from app.container import Container, override_settings, validate_storage
+from app.settings import queue_length
 from core.domain.errors import DomainError
 from core.service.speaking import SessionHooks
 

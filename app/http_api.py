@@ -16,7 +16,8 @@ from adapters.grpc import ServerOptions
 from adapters.http import HttpService, create_app
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_FAILED, EXIT_OK, emit
-from app.container import Container, override_settings, queue_length, validate_storage
+from app.container import Container, override_settings, validate_storage
+from app.settings import queue_length
 from core.domain.errors import DomainError
 from core.service import SpeechService
 from core.service.speaking import SessionHooks

@@ -35,6 +35,16 @@ def _non_negative(name: str, value: str) -> int:
     return int(value)
 
 
+def queue_length(value: str) -> int:
+    """`serve --max-queue`: HIGGS_MAX_QUEUE's rule, said the way argparse says a bad value."""
+    import argparse
+
+    try:
+        return _non_negative("--max-queue", value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _positive(name: str, value: str) -> int:
     if not _digits(value) or int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, not {value!r}")

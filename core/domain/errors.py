@@ -99,9 +99,7 @@ class DomainError(Exception):
         field = self.details.get("field")
         if not isinstance(field, str) or field not in names:
             return self
-        error = DomainError(self.type, self.code, self.message, {**self.details, "field": names[field]})
-        error.__cause__ = self.__cause__
-        return error
+        return DomainError(self.type, self.code, self.message, {**self.details, "field": names[field]})
 
     def to_dict(self) -> dict[str, Any]:
         return {
