@@ -24,12 +24,12 @@ from core.domain.request import (
     ChunkMethod,
     InlineVoice,
     OutputFormat,
-    OutputTarget,
     Sampling,
     SpeechRequest,
     parse_voice_list,
 )
-from core.domain.verification import Verification, Word
+from core.domain.request_fields import FIELDS, assemble, face_names
+from core.domain.verification import Word
 from core.service.outcome import Outcome
 
 log = logging.getLogger("higgs_tts")
@@ -90,6 +90,10 @@ def _add_request_arguments(p: argparse.ArgumentParser) -> None:
                           "`words`")
 
 
+# the request's fields as the flags name them: an error about `s3_bucket` names `--bucket`
+FLAGS = {name: "--" + dest.replace("_", "-") for name, dest in face_names("cli").items()}
+
+
 def request_from_args(args: argparse.Namespace) -> SpeechRequest:
     text = args.text if args.text is not None else args.text_file.read_text(encoding="utf-8")
     voices: tuple = ()
@@ -100,27 +104,12 @@ def request_from_args(args: argparse.Namespace) -> SpeechRequest:
             voices = voices + (InlineVoice(args.ref_audio.read_bytes(), args.ref_text or ""),)
         except DomainError as error:  # named as the flags name them
             raise error.renamed({"ref_audio_base64": "--ref-audio", "ref_audio_transcript": "--ref-text"}) from None
-    output = OutputTarget(args.bucket, args.key, args.overwrite) if (args.bucket or args.key) else None
-    return SpeechRequest(
-        text=text,
-        voices=voices,
-        scene_prompt=args.scene,
-        sampling=Sampling(
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            max_new_tokens=args.max_new_tokens,
-            seed=args.seed,
-            ras_win_len=args.ras_win_len,
-            ras_win_max_num_repeat=args.ras_win_max_num_repeat,
-        ),
-        chunking=Chunking(args.chunk_method, args.chunk_max_word_num, args.chunk_max_num_turns),
-        speed=args.speed,
-        output=output,
-        output_format=args.format,
-        verification=Verification(args.verify, args.max_wer, args.max_attempts),
-        timestamps="word" if getattr(args, "captions", None) is not None else args.timestamps,
-    )
+    values = {f.name: value for f in FIELDS if (dest := f.on("cli")) is not None
+              and (value := getattr(args, dest, None)) is not None}
+    values["transcript"] = text
+    if getattr(args, "captions", None) is not None:
+        values["timestamps"] = "word"
+    return assemble(values, voices, FLAGS)
 
 
 class ProgressBar:

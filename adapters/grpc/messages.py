@@ -13,7 +13,7 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError
 
-from adapters.grpc.verification import message_fields, request_fields, verified_message
+from adapters.grpc.verification import TIMESTAMPS, VERIFY_MODES, message_fields, verified_message
 from core.domain.errors import DomainError, ErrorCode, validation_error
 from core.domain.events import (
     AudioChunk,
@@ -24,17 +24,8 @@ from core.domain.events import (
     SpeechEvent,
     SpeechStarted,
 )
-from core.domain.request import (
-    SAMPLING_FIELDS,
-    Chunking,
-    ChunkMethod,
-    InlineVoice,
-    NamedVoice,
-    OutputFormat,
-    OutputTarget,
-    Sampling,
-    SpeechRequest,
-)
+from core.domain.request import SAMPLING_FIELDS, ChunkMethod, InlineVoice, NamedVoice, OutputFormat, SpeechRequest
+from core.domain.request_fields import FIELDS, assemble, face_names
 from core.domain.voice import VoiceInfo
 from higgs_tts.v1 import speech_pb2 as pb
 
@@ -160,39 +151,32 @@ def _varint(data: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
+_NAMES = face_names("grpc")  # an error names the message's field: `sampling.top_k`, `output.s3_key`
+# the message's enum fields -> the domain's values (a value not here goes to the domain as it is,
+# which refuses it with the field's own message)
+_ENUM_VALUES: dict[str, dict[int, Any]] = {"chunking.method": _CHUNK_METHODS, "output_format": _FORMATS,
+                                           "verification.mode": VERIFY_MODES, "timestamps": TIMESTAMPS}
+
+
 def request_from_message(message: pb.SpeechRequest) -> SpeechRequest:
-    """Raises DomainError (validation_error) for anything the domain would refuse."""
-    sampling = message.sampling
-    chunking = message.chunking
-    if chunking.method not in _CHUNK_METHODS:
-        raise validation_error(ErrorCode.INVALID_CHUNKING, "chunk_method must be one of auto, none, word, speaker",
-                               field="chunking.method", constraint="enum", actual=chunking.method)
-    if message.output_format not in _FORMATS:
-        raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "unknown output format", field="output_format",
-                               constraint="enum", actual=message.output_format)
-    output = None
-    if message.output.s3_bucket or message.output.s3_key or message.output.overwrite:
-        output = OutputTarget(message.output.s3_bucket or None, message.output.s3_key or None,
-                              message.output.overwrite)
-    defaults = Chunking()
-    return SpeechRequest(
-        text=message.text,
-        voices=tuple(_voice(v, i) for i, v in enumerate(message.voices)),
-        scene_prompt=message.scene_prompt or None,
-        sampling=Sampling(
-            **{f: getattr(sampling, f) for f in SAMPLING_FIELDS if sampling.HasField(f)}
-        ),
-        chunking=Chunking(
-            _CHUNK_METHODS[chunking.method],
-            chunking.max_word_num if chunking.HasField("max_word_num") else defaults.max_word_num,
-            chunking.max_num_turns if chunking.HasField("max_num_turns") else defaults.max_num_turns,
-        ),
-        output=output,
-        output_format=_FORMATS[message.output_format],
-        **({"request_id": message.request_id} if message.request_id else {}),
-        **({"speed": message.speed} if message.HasField("speed") else {}),
-        **request_fields(message),
-    )
+    """Raises DomainError (validation_error) for anything the domain would refuse. A field is
+    given when the message has it (proto3 `optional`, a submessage's field) or, for a plain
+    scalar, when it is not its zero value; the text is always given."""
+    values: dict[str, Any] = {}
+    for f in FIELDS:
+        path = f.on("grpc")
+        if path is None:
+            continue
+        *parents, leaf = path.split(".")
+        holder = message
+        for parent in parents:
+            holder = getattr(holder, parent)
+        descriptor = holder.DESCRIPTOR.fields_by_name[leaf]
+        value = getattr(holder, leaf)
+        if f.required or (holder.HasField(leaf) if descriptor.has_presence else value != descriptor.default_value):
+            values[f.name] = _ENUM_VALUES[path].get(value, value) if path in _ENUM_VALUES else value
+    voices = tuple(_voice(v, i) for i, v in enumerate(message.voices))
+    return assemble(values, voices, _NAMES)
 
 
 def encoding_of(message: pb.SpeechRequest) -> int:

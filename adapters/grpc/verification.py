@@ -1,35 +1,20 @@
-"""The ASR pass's fields on the gRPC face: the request's Verification and Timestamps, and the
+"""The ASR pass's fields on the gRPC face: the Verification and Timestamps enums, and the
 ChunkVerified event."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.domain.errors import ErrorCode, validation_error
 from core.domain.events import ChunkVerified
 from core.domain.request import SpeechRequest
-from core.domain.verification import Timestamps, Verification, VerifyMode
+from core.domain.verification import Timestamps, VerifyMode
 from higgs_tts.v1 import speech_pb2 as pb
 
-_MODES = {pb.VERIFY_MODE_UNSPECIFIED: None, pb.VERIFY_MODE_OFF: VerifyMode.OFF, pb.VERIFY_MODE_ON: VerifyMode.ON,
-          pb.VERIFY_MODE_REPORT: VerifyMode.REPORT}
-_MODE_ENUMS = {v: k for k, v in _MODES.items()}
-_TIMESTAMPS = {pb.TIMESTAMPS_UNSPECIFIED: Timestamps.NONE, pb.TIMESTAMPS_NONE: Timestamps.NONE,
-               pb.TIMESTAMPS_WORD: Timestamps.WORD}
-
-
-def request_fields(message: pb.SpeechRequest) -> dict[str, Any]:
-    """`verification` and `timestamps` for the SpeechRequest; DomainError for unknown enums."""
-    v = message.verification
-    if v.mode not in _MODES:
-        raise validation_error(ErrorCode.INVALID_VERIFICATION, "unknown verification mode",
-                               field="verification.mode", constraint="enum", actual=v.mode)
-    if message.timestamps not in _TIMESTAMPS:
-        raise validation_error(ErrorCode.INVALID_VERIFICATION, "unknown timestamps", field="timestamps",
-                               constraint="enum", actual=message.timestamps)
-    return {"verification": Verification(_MODES[v.mode], v.max_wer if v.HasField("max_wer") else None,
-                                         v.max_attempts if v.HasField("max_attempts") else None),
-            "timestamps": _TIMESTAMPS[message.timestamps]}
+# the enums -> the domain's values; UNSPECIFIED is "not given"
+VERIFY_MODES = {pb.VERIFY_MODE_OFF: VerifyMode.OFF, pb.VERIFY_MODE_ON: VerifyMode.ON,
+                pb.VERIFY_MODE_REPORT: VerifyMode.REPORT}
+_MODE_ENUMS = {None: pb.VERIFY_MODE_UNSPECIFIED, **{v: k for k, v in VERIFY_MODES.items()}}
+TIMESTAMPS = {pb.TIMESTAMPS_NONE: Timestamps.NONE, pb.TIMESTAMPS_WORD: Timestamps.WORD}
 
 
 def message_fields(request: SpeechRequest) -> dict[str, Any]:

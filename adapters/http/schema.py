@@ -6,25 +6,18 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from core.domain.captions import CAPTION_FORMATS
-from core.domain.errors import DomainError, ErrorCode, ErrorType, safe_text, validation_error
-from core.domain.request import (
-    SAMPLING_FIELDS,
-    Chunking,
-    NamedVoice,
-    OutputTarget,
-    Sampling,
-    SpeechRequest,
-    parse_voice_list,
-)
-from core.domain.verification import Verification
+from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
+from core.domain.request import NamedVoice, SpeechRequest, parse_voice_list
+from core.domain.request_fields import assemble, face_names, read_json
 
 MODEL_ID = "higgs-audio-v2"
 # what OpenAI clients and chat front-ends send as `model`; all mean this one
 MODEL_ALIASES = frozenset({MODEL_ID, "higgs-audio-v2-generation-3B-base", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
-OPENAI_FIELDS = {"model", "input", "voice", "instructions", "response_format", "speed", "stream_format"}
-EXTENSIONS = set(SAMPLING_FIELDS) | {"voices", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns", "s3_bucket",
-                                "s3_key", "overwrite", "verify", "max_wer", "max_attempts", "timestamps"}
-FIELDS = OPENAI_FIELDS | EXTENSIONS
+# OpenAI's fields and this service's extensions that the table (core.domain.request_fields) does
+# not carry: the model, the voices (a name, or one name per [SPEAKERn]) and the response's shape
+OWN_FIELDS = frozenset({"model", "voice", "voices", "response_format", "stream_format"})
+NAMES = face_names("http")  # the table's fields, as this face names them
+FIELDS = OWN_FIELDS | set(NAMES.values())
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm", *CAPTION_FORMATS)  # srt, vtt: the captions
 STORED_FORMAT = {"mp3": "mp3", "flac": "flac", "wav": "wav"}  # what goes to S3; the others store WAV
 
@@ -34,57 +27,27 @@ def speech_request(body: Any, request_id: str | None = None) -> tuple[SpeechRequ
     if not isinstance(body, Mapping):
         raise validation_error(ErrorCode.INVALID_INPUT, "the body must be a JSON object", field="body",
                                constraint="type=object", actual_type=type(body).__name__)
-    unknown = sorted(str(k) for k in body if k not in FIELDS)
-    if unknown:
-        shown = ", ".join(safe_text(u, 40) for u in unknown[:5])
-        raise validation_error(ErrorCode.UNKNOWN_FIELD, f"unknown field(s): {shown}",
-                               field=unknown[0], constraint="known_field", actual=unknown, allowed=sorted(FIELDS))
-    given = {k: v for k, v in body.items() if v is not None}
-    model = given.get("model", MODEL_ID)
+    values, own = read_json(body, "http", OWN_FIELDS)
+    model = own.get("model", MODEL_ID)
     if not isinstance(model, str) or model not in MODEL_ALIASES:
         raise validation_error(ErrorCode.INVALID_INPUT, f"unknown model; this server speaks {MODEL_ID!r}",
                                field="model", constraint="one_of", actual=model, allowed=sorted(MODEL_ALIASES))
-    text = given.get("input")
-    if not isinstance(text, str):
-        raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "input (the text to speak) is required",
-                               field="input", constraint="type=string")
-    response_format = given.get("response_format", "mp3")
+    response_format = own.get("response_format", "mp3")
     if response_format not in RESPONSE_FORMATS:
         raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, "unknown response_format", field="response_format",
                                constraint="one_of", actual=response_format, allowed=list(RESPONSE_FORMATS))
-    stream_format = given.get("stream_format", "audio")
+    stream_format = own.get("stream_format", "audio")
     if stream_format not in ("audio", "sse"):
         raise validation_error(ErrorCode.INVALID_INPUT, "stream_format is 'audio' or 'sse'", field="stream_format",
                                constraint="one_of", actual=stream_format, allowed=["audio", "sse"])
-    if response_format in CAPTION_FORMATS and stream_format != "audio":
-        raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, f"response_format {response_format} (captions) is "
-                               "sent whole, not as speech events", field="stream_format", constraint="equals=audio",
-                               actual=stream_format)
-    speed = given.get("speed", 1.0)  # checked by the request (0.25 to 4.0)
-    scene = given.get("instructions")
-    if scene is not None and not isinstance(scene, str):
-        raise validation_error(ErrorCode.INVALID_SCENE_PROMPT, "instructions must be a string", field="instructions",
-                               constraint="type=string")
-    output = None
-    if any(k in given for k in ("s3_bucket", "s3_key", "overwrite")):
-        output = OutputTarget(given.get("s3_bucket") or None, given.get("s3_key") or None,
-                              given.get("overwrite", False))
-    defaults = Chunking()
-    request = SpeechRequest(
-        text=text,
-        voices=_voices(given),
-        scene_prompt=scene or None,
-        sampling=Sampling(**{f: given[f] for f in SAMPLING_FIELDS if f in given}),
-        chunking=Chunking(given.get("chunk_method", defaults.method),
-                          given.get("chunk_max_word_num", defaults.max_word_num),
-                          given.get("chunk_max_num_turns", defaults.max_num_turns)),
-        output=output,
-        output_format=STORED_FORMAT.get(response_format, "wav"),
-        speed=speed,
-        verification=Verification(given.get("verify"), given.get("max_wer"), given.get("max_attempts")),
-        timestamps="word" if response_format in CAPTION_FORMATS else given.get("timestamps", "none"),
-        **({"request_id": request_id} if request_id else {}),
-    )
+    if response_format in CAPTION_FORMATS:
+        if stream_format != "audio":
+            raise validation_error(ErrorCode.INVALID_OUTPUT_FORMAT, f"response_format {response_format} (captions) "
+                                   "is sent whole, not as speech events", field="stream_format",
+                                   constraint="equals=audio", actual=stream_format)
+        values["timestamps"] = "word"
+    values["output_format"] = STORED_FORMAT.get(response_format, "wav")
+    request = assemble(values, _voices(own), NAMES, **({"request_id": request_id} if request_id else {}))
     return request, response_format, stream_format
 
 

@@ -29,11 +29,12 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from adapters.http.encoding import StreamEncoder
-from adapters.http.schema import error_body, speech_request
+from adapters.http.schema import NAMES, error_body, speech_request
 from core.domain.api_keys import is_known_key
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import AudioChunk, ChunkVerified, Progress, SpeechCompleted, SpeechFailed
 from core.domain.request import MAX_TRANSCRIPT_CHARS, check_text
+from core.domain.request_fields import FIELDS
 from core.service.speaking import SegmentDone, SegmentStarted, SessionEvent, SessionHooks, SessionTracker
 from core.service.text_feed import TextFeed
 from core.service.threads import iterate_in_thread
@@ -42,9 +43,10 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "higgs-tts.v1"
 KEY_PROTOCOLS = ("bearer.", "openai-insecure-api-key.")  # browsers cannot set headers on a WebSocket
-SESSION_FIELDS = {"voice", "voices", "instructions", "response_format", "seed", "temperature", "top_k", "top_p",
-                  "max_new_tokens", "ras_win_len", "ras_win_max_num_repeat", "speed", "verify", "max_wer",
-                  "max_attempts", "timestamps"}
+# a session's settings: the voices, scene and format, and every request field of how it is spoken
+# (the sampling, the pace, the ASR pass), as the HTTP body names them
+SESSION_FIELDS = {"voice", "voices", "instructions", "response_format"} | {
+    NAMES[f.name] for f in FIELDS if f.into.split(".")[0] in ("sampling", "speed", "verification", "timestamps")}
 MAX_MESSAGE_CHARS = MAX_TRANSCRIPT_CHARS  # one append
 SAMPLE_RATE = 24000  # Higgs Audio V2's codec
 SESSION_FORMATS = ("pcm", "wav", "opus")  # wav: a streaming header first; opus: Ogg pages as they fill

@@ -24,11 +24,11 @@ from opentelemetry import propagate
 
 from adapters.runpod.metrics import WorkerMetrics
 from adapters.runpod.schema import (
+    JobInput,
     JobOutput,
     error_response,
-    request_from_input,
+    read_input,
     success_response,
-    traceparent_of,
 )
 from core.domain.audio import FRAME_RATE, pcm16_bytes
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
@@ -95,9 +95,9 @@ class RunpodWorker:
         last_report = [received]
         outcome = Outcome()
         try:
-            request = self._request(job)
-            self._refuse_if_it_cannot_come_back(request)
-            async with aclosing(self._events(job, request, received)) as events:
+            work = self._read(job)
+            self._refuse_if_it_cannot_come_back(work.request)
+            async with aclosing(self._events(job, work, received)) as events:
                 async for event in events:
                     if isinstance(event, Progress):
                         self._report(job, event, received, last_report)
@@ -119,8 +119,8 @@ class RunpodWorker:
         received = time.monotonic()
         stream = _Stream(job, received)
         try:
-            request = self._request(job)
-            async with aclosing(self._events(job, request, received, stream.cancel)) as events:
+            work = self._read(job)
+            async with aclosing(self._events(job, work, received, stream.cancel)) as events:
                 async for event in events:
                     message = self._stream_message(stream, event)
                     if message is not None:
@@ -194,26 +194,29 @@ class RunpodWorker:
 
     # -- one job ----------------------------------------------------------------------------
 
-    def _request(self, job: Mapping[str, Any]) -> SpeechRequest:
+    @staticmethod
+    def _read(job: Mapping[str, Any]) -> JobInput:
         job_id = job.get("id")  # the job's id names the request, when it is a usable one
-        return request_from_input(job.get("input"), job_id if is_valid_request_id(job_id) else None)
+        return read_input(job.get("input"), job_id if is_valid_request_id(job_id) else None)
 
-    def _events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
+    def _events(self, job: Mapping[str, Any], work: JobInput, received: float,
                 cancel: threading.Event | None = None) -> AsyncIterator[SpeechEvent]:
         """The use case's events, produced on a worker thread, delivered on the event loop.
         Closing the iterator early (the stream's reader is gone) cancels the generation and
         waits for its thread."""
         cancel = cancel or threading.Event()
-        return iterate_in_thread(lambda: self._job_events(job, request, received, cancel), self._threads, cancel)
+        return iterate_in_thread(lambda: self._job_events(job.get("id"), work, received, cancel), self._threads,
+                                 cancel)
 
-    def _job_events(self, job: Mapping[str, Any], request: SpeechRequest, received: float,
+    def _job_events(self, job_id: Any, work: JobInput, received: float,
                     cancel: threading.Event) -> Iterator[SpeechEvent]:
         """On the job's thread: the use case (which waits for a slot of the engine's batch) in
         the caller's trace."""
-        parent = _parent_context(job.get("input"))
+        parent = propagate.extract({"traceparent": work.traceparent}) if work.traceparent else None
         token = otel_context.attach(parent) if parent is not None else None
+        request = work.request
         try:
-            with self._tracer.span("runpod.job", {"runpod.job_id": job.get("id"), "request.id": request.request_id}):
+            with self._tracer.span("runpod.job", {"runpod.job_id": job_id, "request.id": request.request_id}):
                 yield from self._service.speak(request, cancel, received_at=received)  # waits its turn there
         finally:
             if token is not None:
@@ -257,11 +260,6 @@ class _Stream:
 
     def __post_init__(self) -> None:
         self.last_report.append(self.received)
-
-
-def _parent_context(job_input: Any):
-    traceparent = traceparent_of(job_input)
-    return propagate.extract({"traceparent": traceparent}) if traceparent else None
 
 
 def _internal(exc: Exception) -> DomainError:

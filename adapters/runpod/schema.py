@@ -11,132 +11,74 @@ import base64
 import binascii
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from core.domain.errors import DomainError, ErrorCode, ErrorType, safe_text, validation_error
 from core.domain.events import AudioStored, SpeechCompleted
-from core.domain.request import (
-    SAMPLING_FIELDS,
-    Chunking,
-    InlineVoice,
-    OutputTarget,
-    Sampling,
-    SpeechRequest,
-    parse_voice_list,
-)
-from core.domain.verification import Verification
+from core.domain.request import InlineVoice, SpeechRequest, parse_voice_list
+from core.domain.request_fields import assemble, face_names, read_json
 
-# the design's GenerationRequest
+# the design's GenerationRequest: every one is a line of the request's field table
+# (core.domain.request_fields) but `ref_audio`, the voices
 REQUEST_FIELDS = (
-    "transcript",
-    "ref_audio",
-    "scene_prompt",
-    "temperature",
-    "top_k",
-    "top_p",
-    "max_new_tokens",
-    "chunk_method",
-    "chunk_max_word_num",
-    "chunk_max_num_turns",
-    "ras_win_len",
-    "ras_win_max_num_repeat",
-    "seed",
-    "s3_bucket",
+    "transcript", "ref_audio", "scene_prompt", "temperature", "top_k", "top_p", "max_new_tokens", "chunk_method",
+    "chunk_max_word_num", "chunk_max_num_turns", "ras_win_len", "ras_win_max_num_repeat", "seed", "s3_bucket",
     "s3_key",
 )
-# this service's additions
-EXTRA_FIELDS = (
-    "ref_audio_base64",  # a reference clip sent with the job (WAV/FLAC/OGG bytes, base64)
-    "ref_audio_transcript",  # what is said in it
-    "output_format",  # wav (default) | flac | ogg | mp3
-    "overwrite",  # replace an object already at s3_key (default: refuse with OBJECT_EXISTS)
-    "traceparent",  # W3C trace context of the caller: the job's spans join that trace
-    "speed",  # the pace, 0.25 to 4.0 (time-stretched, pitch kept)
-    "verify",  # the ASR pass: true/"on", "report", false/"off" (default: HIGGS_VERIFY)
-    "max_wer",  # 0..1: a chunk above it is generated again (default: HIGGS_MAX_WER)
-    "max_attempts",  # 1..5 generations of one chunk (default: HIGGS_VERIFY_ATTEMPTS)
-    "timestamps",  # "word": metadata.words, and captions next to stored audio
-)
-FIELDS = frozenset(REQUEST_FIELDS + EXTRA_FIELDS)
-
-_STRINGS = {
-    "transcript": ErrorCode.INVALID_TRANSCRIPT,
-    "ref_audio": ErrorCode.INVALID_VOICE_NAME,
-    "scene_prompt": ErrorCode.INVALID_SCENE_PROMPT,
-    "chunk_method": ErrorCode.INVALID_CHUNKING,
-    "s3_bucket": ErrorCode.INVALID_S3_BUCKET,
-    "s3_key": ErrorCode.INVALID_S3_KEY,
-    "ref_audio_base64": ErrorCode.INVALID_REFERENCE_AUDIO,
-    "ref_audio_transcript": ErrorCode.INVALID_REFERENCE_AUDIO,
-    "output_format": ErrorCode.INVALID_OUTPUT_FORMAT,
+# what this face reads itself, besides the table's fields
+OWN_FIELDS = {
+    "ref_audio": ErrorCode.INVALID_VOICE_NAME,  # voice names, comma-separated, one per [SPEAKERn]
+    "ref_audio_base64": ErrorCode.INVALID_REFERENCE_AUDIO,  # a reference clip (WAV/FLAC/OGG bytes, base64)
+    "ref_audio_transcript": ErrorCode.INVALID_REFERENCE_AUDIO,  # what is said in it
+    "traceparent": None,  # W3C trace context of the caller: the job's spans join that trace
 }
+NAMES = face_names("runpod")  # the table's fields, as this face names them
+FIELDS = frozenset(OWN_FIELDS) | frozenset(NAMES.values())
 log = logging.getLogger(__name__)
 # W3C trace context, version 00 (55 characters); anything else is ignored with a warning
 _TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 _B64_WHITESPACE = re.compile(rb"[ \t\r\n]+")
 
 
-def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechRequest:
+@dataclass(frozen=True)
+class JobInput:
+    """A job's input, read once: the request and the caller's trace context."""
+
+    request: SpeechRequest
+    traceparent: str | None = None
+
+
+def read_input(job_input: Any, request_id: str | None = None) -> JobInput:
     """Raises DomainError (validation_error) naming what is wrong. JSON null means "not given"."""
     if not isinstance(job_input, Mapping):
         raise validation_error(
             ErrorCode.INVALID_INPUT, "input must be a JSON object with at least a transcript",
             field="input", constraint="type=object", actual_type=type(job_input).__name__,
         )
-    unknown = sorted(str(k) for k in job_input if k not in FIELDS)
-    if unknown:
-        shown = ", ".join(repr(safe_text(name, 40)) for name in unknown[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise validation_error(
-            ErrorCode.UNKNOWN_FIELD, f"unknown input field(s): {shown}{more}",
-            field=unknown[0], constraint="known_field", actual=unknown, allowed=sorted(FIELDS),
-        )
-    given = {k: v for k, v in job_input.items() if v is not None}
-    for name, code in _STRINGS.items():
-        if name in given and not isinstance(given[name], str):
+    values, own = read_json(job_input, "runpod", frozenset(OWN_FIELDS), what="input field")
+    for name, code in OWN_FIELDS.items():
+        if code is not None and name in own and not isinstance(own[name], str):
             raise validation_error(code, f"{name} must be a string", field=name, constraint="type=string",
-                                   actual_type=type(given[name]).__name__)
-    if "transcript" not in given:
-        raise validation_error(ErrorCode.INVALID_TRANSCRIPT, "transcript is required", field="transcript",
-                               constraint="required")
-
-    voices: tuple = parse_voice_list(given["ref_audio"]) if given.get("ref_audio") else ()  # "": no voice
-    if "ref_audio_base64" in given:
-        voices = voices + (InlineVoice(_b64(given["ref_audio_base64"]),
-                                       given.get("ref_audio_transcript", "")),)
-    elif "ref_audio_transcript" in given:
+                                   actual_type=type(own[name]).__name__)
+    voices: tuple = parse_voice_list(own["ref_audio"]) if own.get("ref_audio") else ()  # "": no voice
+    if "ref_audio_base64" in own:
+        voices = voices + (InlineVoice(_b64(own["ref_audio_base64"]), own.get("ref_audio_transcript", "")),)
+    elif "ref_audio_transcript" in own:
         raise validation_error(ErrorCode.INVALID_REFERENCE_AUDIO,
                                "ref_audio_transcript was given without ref_audio_base64",
                                field="ref_audio_transcript", constraint="requires=ref_audio_base64")
-
-    output = None
-    if "s3_bucket" in given or "s3_key" in given or "overwrite" in given:
-        output = OutputTarget(given.get("s3_bucket") or None, given.get("s3_key") or None,
-                              given.get("overwrite", False))
-    defaults = Chunking()
-    return SpeechRequest(
-        text=given["transcript"],
-        voices=voices,
-        scene_prompt=given.get("scene_prompt") or None,
-        sampling=Sampling(**{f: given[f] for f in SAMPLING_FIELDS if f in given}),
-        chunking=Chunking(
-            given.get("chunk_method", defaults.method),
-            given.get("chunk_max_word_num", defaults.max_word_num),
-            given.get("chunk_max_num_turns", defaults.max_num_turns),
-        ),
-        output=output,
-        output_format=given.get("output_format", "wav"),
-        **({"request_id": request_id} if request_id else {}),
-        **({"speed": given["speed"]} if "speed" in given else {}),
-        verification=Verification(given.get("verify"), given.get("max_wer"), given.get("max_attempts")),
-        timestamps=given.get("timestamps", "none"),
-    )
+    request = assemble(values, voices, NAMES, **({"request_id": request_id} if request_id else {}))
+    return JobInput(request, _traceparent(own.get("traceparent")))
 
 
-def traceparent_of(job_input: Any) -> str | None:
+def request_from_input(job_input: Any, request_id: str | None = None) -> SpeechRequest:
+    return read_input(job_input, request_id).request
+
+
+def _traceparent(value: Any) -> str | None:
     """The caller's W3C traceparent when it is a valid one; anything else is ignored (with a
     warning), never an error: tracing must not fail a request."""
-    value = job_input.get("traceparent") if isinstance(job_input, Mapping) else None
     if value is None:
         return None
     if isinstance(value, str) and len(value) == 55 and _TRACEPARENT.fullmatch(value):

@@ -57,8 +57,8 @@ def test_stream_speech_sends_each_chunks_verdict(stub, transcriber):
 @pytest.mark.parametrize("request_fields,field", [
     ({"verification": pb.Verification(mode=7)}, "verification.mode"),
     ({"timestamps": 9}, "timestamps"),
-    ({"verification": pb.Verification(mode=pb.VERIFY_MODE_ON, max_wer=-0.1)}, "max_wer"),
-    ({"verification": pb.Verification(mode=pb.VERIFY_MODE_ON, max_attempts=99)}, "max_attempts"),
+    ({"verification": pb.Verification(mode=pb.VERIFY_MODE_ON, max_wer=-0.1)}, "verification.max_wer"),
+    ({"verification": pb.Verification(mode=pb.VERIFY_MODE_ON, max_attempts=99)}, "verification.max_attempts"),
 ])
 def test_bad_verification_fields_are_invalid_argument(stub, request_fields, field):
     _, error = collect(stub.StreamSpeech(pb.SpeechRequest(text="hi", **request_fields), timeout=10))
