@@ -15,7 +15,7 @@ from typing import Callable
 
 from app.container import Container, build_container
 from app.settings import limit_cpu_threads
-from core.domain.audio import SAMPLE_RATE
+from core.domain.audio import SAMPLE_RATE, Samples
 from core.domain.captions import render
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.events import AudioChunk, AudioStored, Progress, SpeechCompleted
@@ -158,7 +158,7 @@ def cmd_synth(args: argparse.Namespace, container: Container) -> int:
     warn_if_demo(container)
     bar = ProgressBar()
     outcome = Outcome()
-    heard: array[float] = array("f")  # kept: a failed upload must not lose the audio
+    heard: Samples = array("f")  # kept: a failed upload must not lose the audio
     try:
         for event in container.speech_service().speak(request, received_at=time.monotonic()):
             if isinstance(event, (Progress, AudioChunk)):
@@ -200,7 +200,7 @@ def check_target(request: SpeechRequest, container: Container) -> DomainError | 
 
 
 def _after_failure(error: DomainError, container: Container, request: SpeechRequest, args: argparse.Namespace,
-                   heard: array[float]) -> None:
+                   heard: Samples) -> None:
     """What the user can do about a failed synth, on stderr; audio that was generated before
     its upload failed is written to --out all the same."""
     if error.code == ErrorCode.UNKNOWN_VOICE.value and container.settings().engine == "higgs":

@@ -4,9 +4,9 @@ evenly over the audio. For the ASR pass's policy tests and the contract suite.""
 from __future__ import annotations
 
 import threading
-from array import array
 from typing import Any, Callable, Mapping, Sequence
 
+from core.domain.audio import Samples
 from core.domain.verification import Word
 from core.ports.transcriber import Transcript
 
@@ -22,7 +22,7 @@ class FakeTranscriber:
         self.ready = False
         self._lock = threading.Lock()
 
-    def transcribe(self, samples: array[float], sample_rate: int, words: bool = False) -> Transcript:
+    def transcribe(self, samples: Samples, sample_rate: int, words: bool = False) -> Transcript:
         seconds = len(samples) / sample_rate
         with self._lock:
             n = len(self.calls)

@@ -31,6 +31,7 @@ from boson_multimodal.runtime import (
     max_audio_frames,
 )
 from boson_multimodal.sampling import NumericalError, SamplingConfig
+from core.domain.audio import Samples
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.request import Synthesis
 from core.domain.voice import VoicePrompt
@@ -202,14 +203,20 @@ class HiggsSpeechEngine:
         with _domain_errors():
             for event in runtime.stream(job, cancel):
                 if isinstance(event, AudioOut):
-                    samples = array("f")
-                    samples.frombytes(event.samples.astype("<f4", copy=False).tobytes())
-                    yield EngineAudio(samples, event.frame_index)
+                    yield EngineAudio(samples_of(event.samples), event.frame_index)
                 elif isinstance(event, ProgressOut):
                     yield EngineProgress(event.frames_done, event.chunks_done, event.chunks_total, event.segment)
                 elif isinstance(event, Finished):
                     yield _done(event, load_seconds,
                                 synthesis.text if synthesis.feed is None else synthesis.feed.spoken())
+
+
+def samples_of(wave: np.ndarray) -> Samples:
+    """The runtime's waveform as the core's samples, in one copy (numpy's buffer straight into
+    the array; through `tobytes` it would be two)."""
+    samples: Samples = array("f")
+    samples.frombytes(memoryview(np.ascontiguousarray(wave, dtype=np.float32)).cast("B"))
+    return samples
 
 
 class _RuntimeCheck:
@@ -220,7 +227,7 @@ class _RuntimeCheck:
         self.hold, self.attempts, self.max_score = check.hold, check.attempts, check.max_score
 
     def judge(self, chunk: int, attempt: int, text: str, samples: np.ndarray) -> float | None:
-        return self.check.judge(chunk, attempt, text, array("f", samples.astype("<f4", copy=False).tobytes()))
+        return self.check.judge(chunk, attempt, text, samples_of(samples))
 
     def kept(self, chunk: int, attempt: int, start_sample: int) -> None:
         self.check.kept(chunk, attempt, start_sample)

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from core.domain.audio import Samples
 from core.domain.errors import DomainError, ErrorCode, ErrorType
 from core.domain.verification import Word
 from core.ports.transcriber import Transcript
@@ -103,7 +104,7 @@ class WhisperTranscriber:
 
     # -- transcribing -----------------------------------------------------------------------
 
-    def transcribe(self, samples: array[float], sample_rate: int, words: bool = False) -> Transcript:
+    def transcribe(self, samples: Samples, sample_rate: int, words: bool = False) -> Transcript:
         if self._pipe is None:
             self.warm_up()
         audio = np.frombuffer(samples, dtype=np.float32) if len(samples) else np.zeros(0, dtype=np.float32)

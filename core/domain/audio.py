@@ -10,12 +10,17 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass
+from typing import TypeAlias
+
+# the one audio type of every layer from the engine's port to the encoders: float32 mono samples
+# (EngineAudio, AudioChunk, the stretcher, the transcriber, the encoders)
+Samples: TypeAlias = "array[float]"
 
 SAMPLE_RATE = 24_000
 FRAME_RATE = 25  # audio-token frames per second of the Higgs audio tokenizer
 
 
-def samples_from_bytes(data: bytes) -> array[float]:
+def samples_from_bytes(data: bytes) -> Samples:
     """Little-endian float32 bytes -> samples."""
     out = array("f")
     out.frombytes(data)
@@ -24,7 +29,7 @@ def samples_from_bytes(data: bytes) -> array[float]:
     return out
 
 
-def samples_to_bytes(samples: array[float]) -> bytes:
+def samples_to_bytes(samples: Samples) -> bytes:
     if sys.byteorder == "little":
         return samples.tobytes()
     swapped = array("f", samples)
@@ -32,7 +37,7 @@ def samples_to_bytes(samples: array[float]) -> bytes:
     return swapped.tobytes()
 
 
-def to_pcm16(samples: array[float]) -> array[int]:
+def to_pcm16(samples: Samples) -> array[int]:
     """Clip to [-1, 1] and scale to int16."""
     return array(
         "h",
@@ -43,14 +48,14 @@ def to_pcm16(samples: array[float]) -> array[int]:
     )
 
 
-def pcm16_bytes(samples: array[float]) -> bytes:
+def pcm16_bytes(samples: Samples) -> bytes:
     pcm = to_pcm16(samples)
     if sys.byteorder != "little":
         pcm.byteswap()
     return pcm.tobytes()
 
 
-def wav_bytes(samples: array[float], sample_rate: int) -> bytes:
+def wav_bytes(samples: Samples, sample_rate: int) -> bytes:
     """A 16-bit PCM mono WAV file."""
     data = pcm16_bytes(samples)
     return wav_header(len(data), sample_rate) + data
@@ -99,7 +104,7 @@ class WavEncoder:
 
     formats = frozenset({"wav"})
 
-    def encode(self, samples: array[float], sample_rate: int, fmt: str) -> EncodedAudio:
+    def encode(self, samples: Samples, sample_rate: int, fmt: str) -> EncodedAudio:
         if fmt != "wav":
             raise ValueError(f"WavEncoder cannot write {fmt}")
         return EncodedAudio(wav_bytes(samples, sample_rate), "wav", "audio/wav")

@@ -3,11 +3,10 @@ its protocol (gRPC messages, RunPod stream output, the CLI's progress bar)."""
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.domain.audio import EncodedAudio
+from core.domain.audio import EncodedAudio, Samples
 from core.domain.errors import DomainError
 from core.domain.verification import ChunkVerification
 
@@ -43,7 +42,7 @@ class SpeechStarted:
 class AudioChunk:
     request_id: str
     sequence: int
-    samples: array[float]  # float32 mono
+    samples: Samples  # float32 mono
     sample_rate: int
     frame_index: int  # index of the first audio frame (25 per second) in this chunk
 

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from array import array
 from typing import Protocol, runtime_checkable
 
-from core.domain.audio import EncodedAudio
+from core.domain.audio import EncodedAudio, Samples
 
 
 @runtime_checkable
@@ -12,4 +11,4 @@ class AudioEncoder(Protocol):
 
     formats: frozenset[str]
 
-    def encode(self, samples: array[float], sample_rate: int, fmt: str) -> EncodedAudio: ...
+    def encode(self, samples: Samples, sample_rate: int, fmt: str) -> EncodedAudio: ...

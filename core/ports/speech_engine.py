@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import threading
-from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
+from core.domain.audio import Samples
 from core.domain.request import Synthesis
 from core.domain.voice import VoicePrompt
 
@@ -13,7 +13,7 @@ from core.domain.voice import VoicePrompt
 class EngineAudio:
     """Waveform for frames [frame_index, frame_index + len(samples) / samples_per_frame)."""
 
-    samples: array[float]  # float32 mono at the engine's sample rate
+    samples: Samples  # float32 mono at the engine's sample rate
     frame_index: int
 
     def __repr__(self) -> str:
@@ -78,7 +78,7 @@ class ChunkCheck(Protocol):
     attempts: int
     max_score: float
 
-    def judge(self, chunk: int, attempt: int, text: str, samples: array[float]) -> float | None:
+    def judge(self, chunk: int, attempt: int, text: str, samples: Samples) -> float | None:
         """The chunk's error rate (lower is better); None when it could not be judged (kept as it is)."""
         ...
 

@@ -3,16 +3,17 @@ streams: chunks go in as they are made, and come out as soon as they can."""
 
 from __future__ import annotations
 
-from array import array
 from typing import Protocol, runtime_checkable
+
+from core.domain.audio import Samples
 
 
 class StretchStream(Protocol):
-    def push(self, samples: array[float]) -> array[float]:
+    def push(self, samples: Samples) -> Samples:
         """Audio that can go out now (possibly none yet)."""
         ...
 
-    def finish(self) -> array[float]:
+    def finish(self) -> Samples:
         """The rest: in all, the input's length divided by the speed, to the sample."""
         ...
 

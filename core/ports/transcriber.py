@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
+from core.domain.audio import Samples
 from core.domain.verification import Word
 
 
@@ -20,7 +20,7 @@ class Transcriber(Protocol):
     """Speech to text. `transcribe` may be called from many threads at once (an adapter may
     batch the calls that overlap); it raises on failure, and one failure leaves it usable."""
 
-    def transcribe(self, samples: array[float], sample_rate: int, words: bool = False) -> Transcript:
+    def transcribe(self, samples: Samples, sample_rate: int, words: bool = False) -> Transcript:
         """The text of float32 mono `samples`; with `words`, each word and its timing."""
         ...
 

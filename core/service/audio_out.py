@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 from typing import Callable, Iterator
 
+from core.domain.audio import Samples
 from core.domain.events import AudioChunk
 from core.ports.time_stretcher import StretchStream
 
@@ -15,12 +16,12 @@ class AudioOut:
 
     def __init__(self, request_id: str, rate: int, stretch: StretchStream | None, clock: Callable[[], float]) -> None:
         self.request_id, self.rate, self.stretch, self.clock = request_id, rate, stretch, clock
-        self.samples: array[float] = array("f")
+        self.samples: Samples = array("f")
         self.first_audio: float | None = None
         self.sequence = 0
         self.started = clock()
 
-    def add(self, samples: array[float], frame_index: int) -> Iterator[AudioChunk]:
+    def add(self, samples: Samples, frame_index: int) -> Iterator[AudioChunk]:
         out = samples if self.stretch is None else self.stretch.push(samples)
         if out:
             if self.first_audio is None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from array import array
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Generator, Iterator, TypeVar
 
-from core.domain.audio import FRAME_RATE, EncodedAudio, max_encoded_bytes
+from core.domain.audio import FRAME_RATE, EncodedAudio, Samples, max_encoded_bytes
 from core.domain.captions import to_vtt
 from core.domain.errors import DomainError, ErrorCode, ErrorType, validation_error
 from core.domain.events import (
@@ -56,7 +55,7 @@ T = TypeVar("T")
 class Synthesized:
     """One request's audio and how it was made: by the engine, or replayed from the result cache."""
 
-    samples: array[float]
+    samples: Samples
     sample_rate: int
     frames: int
     stop_reason: str
@@ -338,7 +337,7 @@ class GenerateSpeech:
         return SpeechSummary(request.request_id, duration, result.sample_rate, result.frames, result.stop_reason,
                              rtf, timings, metadata)
 
-    def _encode(self, samples: array[float], sample_rate: int, fmt: str) -> EncodedAudio:
+    def _encode(self, samples: Samples, sample_rate: int, fmt: str) -> EncodedAudio:
         try:
             return self._encoder.encode(samples, sample_rate, fmt)
         except Exception as exc:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from array import array
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from core.domain.audio import samples_from_bytes, samples_to_bytes
+from core.domain.audio import Samples, samples_from_bytes, samples_to_bytes
 from core.domain.errors import DomainError
 from core.domain.request import SpeechRequest
 from core.domain.voice import VoicePrompt
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CachedResult:
-    samples: array[float]  # float32 mono
+    samples: Samples  # float32 mono
     sample_rate: int
     request_id: str  # the request that generated it
     frames: int
@@ -72,7 +71,7 @@ class ResultCache:
             return None
         return CachedResult(samples, rate, str(record["request_id"]), int(record["frames"]), str(record["stop_reason"]))
 
-    def save(self, key: str, samples: array[float], sample_rate: int, request_id: str, frames: int,
+    def save(self, key: str, samples: Samples, sample_rate: int, request_id: str, frames: int,
              stop_reason: str) -> None:
         """The audio, then its record (an entry exists once the record does). A concurrent
         writer of the same entry wins; a failure only costs the next request a generation."""

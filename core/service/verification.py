@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from array import array
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from core.domain.audio import Samples
 from core.domain.errors import ErrorCode, validation_error
 from core.domain.request import SpeechRequest
 from core.domain.verification import ChunkVerification, Timestamps, Verification, VerifyMode, Word
@@ -50,7 +50,7 @@ class ChunkVerifier:
         self.asr_seconds = 0.0
         self._sent = 0
 
-    def judge(self, chunk: int, attempt: int, text: str, samples: array[float]) -> float | None:
+    def judge(self, chunk: int, attempt: int, text: str, samples: Samples) -> float | None:
         seconds = len(samples) / self._rate
         started = self._clock()
         try:
