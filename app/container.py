@@ -20,7 +20,7 @@ from app.settings import HUB_SCHEME, Settings, given
 from app.telemetry import make_tracer_provider
 from boson_multimodal.layout import GENERATION_SUBDIR, ModelPaths, cached_snapshot, from_hub_cache, hub_caches
 from core.domain.errors import DomainError
-from core.service import GenerateSpeech, SpeechService
+from core.service import AudioArchive, GenerateSpeech, SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -242,15 +242,20 @@ class Container(containers.DeclarativeContainer):
         none=providers.Object(None),
     )
 
+    archive = providers.Singleton(
+        AudioArchive,
+        store=object_store,
+        default_bucket=providers.Callable(lambda s: s.s3_bucket, settings),
+        key_prefix=providers.Callable(lambda s: s.s3_key_prefix, settings),
+        tracer=tracer,
+    )
     generate_speech = providers.Singleton(
         GenerateSpeech,
         engine=engine,
         voices=voice_library,
         encoder=encoder,
-        store=object_store,
+        archive=archive,
         tracer=tracer,
-        default_bucket=providers.Callable(lambda s: s.s3_bucket, settings),
-        key_prefix=providers.Callable(lambda s: s.s3_key_prefix, settings),
         result_cache=providers.Singleton(_result_cache, settings, object_store),
         stretcher=providers.Singleton(_stretcher),
         asr=providers.Singleton(_asr, transcriber),

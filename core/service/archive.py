@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable, Mapping
 
 from core.domain.audio import EncodedAudio
@@ -23,7 +24,7 @@ from core.domain.records import (
 )
 from core.domain.request import SpeechRequest
 from core.ports.object_store import ObjectStore
-from core.ports.tracer import Tracer
+from core.ports.tracer import NoopTracer, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,17 @@ Target = tuple[str, str]  # bucket, key
 
 
 class AudioArchive:
-    def __init__(self, store: ObjectStore | None, default_bucket: str | None, key_prefix: str, tracer: Tracer,
-                 clock: Callable[[], float], now: Callable[[], datetime]) -> None:
+    """Where finished audio goes: the request's target, else `default_bucket`, in `store`
+    (without a store and a default bucket, audio comes back in the response)."""
+
+    def __init__(self, store: ObjectStore | None = None, default_bucket: str | None = None,
+                 key_prefix: str = "higgs-tts", tracer: Tracer | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._store = store
         self._default_bucket = default_bucket
         self._key_prefix = key_prefix
-        self._tracer = tracer
+        self._tracer = tracer or NoopTracer()
         self._clock = clock
         self._now = now
 

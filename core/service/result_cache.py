@@ -20,6 +20,7 @@ from core.domain.request import SpeechRequest
 from core.domain.voice import VoicePrompt
 from core.ports.object_store import ObjectStore
 from core.ports.speech_engine import ModelInfo
+from core.ports.tracer import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,18 @@ class ResultCache:
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.prefix}/result-cache/{digest}" if self.prefix else f"result-cache/{digest}"
+
+    def lookup(self, request: SpeechRequest, voices: Sequence[VoicePrompt], model: ModelInfo,
+               tracer: Tracer) -> tuple[str | None, CachedResult | None]:
+        """The request's key (None when the request does not qualify, or the model is not loaded
+        yet: its description lacks the revision) and the entry found under it."""
+        if not self.eligible(request) or not model.loaded:
+            return None, None
+        key = self.key(request, voices, model)
+        with tracer.span("speech.result_cache.lookup") as span:
+            hit = self.load(key)
+            span.set_attribute("speech.result_cache", "hit" if hit else "miss")
+        return key, hit
 
     def load(self, key: str) -> CachedResult | None:
         try:

@@ -18,6 +18,7 @@ from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
 from core.domain.events import SpeechCompleted, SpeechFailed
 from core.domain.request import InlineVoice, NamedVoice, Sampling, SpeechRequest
+from core.service.archive import AudioArchive
 from core.service.generate_speech import GenerateSpeech
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def engine(demo_bundle):
 
 
 def use_case(engine, bundle):
-    return GenerateSpeech(engine, VolumeVoiceLibrary(bundle.voices), WavEncoder(), InMemoryObjectStore())
+    return GenerateSpeech(engine, VolumeVoiceLibrary(bundle.voices), WavEncoder(), AudioArchive(InMemoryObjectStore()))
 
 
 def test_lazy_load_then_warm_up(demo_bundle):

@@ -14,6 +14,7 @@ from core.domain.audio import WavEncoder
 from core.domain.events import AudioStored, SpeechCompleted
 from core.domain.request import OutputTarget, Sampling, SpeechRequest
 from core.domain.verification import Timestamps, Verification, VerifyMode
+from core.service.archive import AudioArchive
 from core.service.generate_speech import GenerateSpeech
 from core.service.verification import Asr
 from higgs_tts.v1 import speech_pb2 as pb
@@ -106,7 +107,8 @@ def test_captions_go_next_to_the_audio_in_s3(seaweed, s3_bucket):
     from tests.integration.test_s3_store import store_for
 
     store = store_for(seaweed.endpoint)
-    use_case = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), store,
+    use_case = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+                              AudioArchive(store),
                               asr=Asr(FakeTranscriber(["alpha bravo charlie"]), error_rate))
     events = list(use_case(SpeechRequest(TEXT, sampling=Sampling(seed=1, max_new_tokens=150), timestamps="word",
                                          output=OutputTarget(s3_bucket, "captions/x.wav"))))

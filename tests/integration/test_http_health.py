@@ -11,6 +11,7 @@ from adapters.runpod import WorkerMetrics
 from app.http_api import BackgroundServer
 from core.domain.audio import WavEncoder
 from core.service import GenerateSpeech, SpeechService
+from core.service.archive import AudioArchive
 
 
 def get(url, key=None):
@@ -31,7 +32,8 @@ def serve(routes="health", keys=()):
     engine = FakeSpeechEngine(capacity=4)
     metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 2048, "reserved": 4096}, engine_load=engine.load)
     metrics.ready.set_function(lambda: 1.0 if engine.is_ready() else 0.0)
-    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+                              AudioArchive(InMemoryObjectStore()))
     speech = SpeechService(use_case, engine, InMemoryVoiceLibrary.with_demo_voices())
     service = HttpService(speech, api_keys=keys,
                           completed=metrics.completed, failed=metrics.failed, metrics_text=metrics.render,
@@ -103,7 +105,8 @@ def test_a_failing_voice_library_is_a_500_in_openai_shape_and_the_server_goes_on
 
     engine = FakeSpeechEngine()
     engine.warm_up()
-    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+                              AudioArchive(InMemoryObjectStore()))
     app = create_app(HttpService(SpeechService(use_case, engine, Broken())))
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     base = f"http://127.0.0.1:{server.port}"

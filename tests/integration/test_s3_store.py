@@ -15,6 +15,7 @@ from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
 from core.domain.events import AudioStored, SpeechCompleted, SpeechFailed
 from core.domain.request import NamedVoice, OutputTarget, Sampling, SpeechRequest
+from core.service.archive import AudioArchive
 from core.service.generate_speech import GenerateSpeech
 from tests.integration.s3_fault_proxy import FaultProxy
 from tests.seaweed import ACCESS_KEY, SECRET_KEY
@@ -157,7 +158,8 @@ def test_fifty_mib_goes_up_in_parts_and_hashes_equal(seaweed, s3_bucket, proxy):
 
 def test_generate_speech_stores_audio_and_event_record(seaweed, s3_bucket):
     store = store_for(seaweed.endpoint)
-    generate = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), store)
+    generate = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+                              AudioArchive(store))
     request = SpeechRequest("Hello from the tests.", voices=(NamedVoice("belinda"),),
                             sampling=Sampling(seed=3), output=OutputTarget(s3_bucket, "out/hello.wav"))
     events = list(generate(request))
@@ -177,7 +179,8 @@ def test_generate_speech_stores_audio_and_event_record(seaweed, s3_bucket):
 def test_failed_record_leaves_no_audio_behind(seaweed, s3_bucket, proxy):
     proxy.add("PUT", ".wav.json", "500", times=-1)
     store = store_for(proxy.endpoint, max_attempts=2)
-    generate = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), store)
+    generate = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+                              AudioArchive(store))
     events = list(generate(SpeechRequest("Hello.", output=OutputTarget(s3_bucket, "half.wav"))))
     assert isinstance(events[-1], SpeechFailed) and events[-1].error.type.value == "s3_upload_error"
     assert_absent(seaweed, s3_bucket, "half.wav")
@@ -219,7 +222,8 @@ def test_botocore_calls_are_traced_under_the_request(seaweed, s3_bucket):
     BotocoreInstrumentor().instrument(tracer_provider=provider)
     try:
         generate = GenerateSpeech(FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
-                                  store_for(seaweed.endpoint), tracer=OtelTracer(provider))
+                                  AudioArchive(store_for(seaweed.endpoint), tracer=OtelTracer(provider)),
+                                  tracer=OtelTracer(provider))
         list(generate(SpeechRequest("Traced.", output=OutputTarget(s3_bucket, "traced.wav"))))
     finally:
         BotocoreInstrumentor().uninstrument()

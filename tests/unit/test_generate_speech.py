@@ -23,6 +23,7 @@ from core.domain.request import (
     Sampling,
     SpeechRequest,
 )
+from core.service.archive import AudioArchive
 from core.service.generate_speech import GenerateSpeech
 
 TEXT = "The quick brown fox jumps over the lazy dog, twice over."
@@ -31,9 +32,9 @@ TEXT = "The quick brown fox jumps over the lazy dog, twice over."
 def make(engine=None, store=None, **kwargs):
     engine = engine or FakeSpeechEngine()
     store = store if store is not None else InMemoryObjectStore()
-    use_case = GenerateSpeech(
-        engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), store, **kwargs
-    )
+    archive = AudioArchive(store, **{k: kwargs.pop(k) for k in ("default_bucket", "key_prefix", "now") if k in kwargs},
+                           **{k: kwargs[k] for k in ("clock",) if k in kwargs})
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), archive, **kwargs)
     return use_case, engine, store
 
 

@@ -12,6 +12,7 @@ from core.domain.audio import WavEncoder, pcm16_bytes
 from core.domain.events import AudioChunk, AudioStored, SpeechCompleted, SpeechStarted
 from core.domain.request import NamedVoice, OutputTarget, Sampling, SpeechRequest
 from core.domain.voice import VoicePrompt
+from core.service.archive import AudioArchive
 from core.service.generate_speech import GenerateSpeech
 from core.service.result_cache import ResultCache
 
@@ -19,7 +20,7 @@ from core.service.result_cache import ResultCache
 def setup(voices=None):
     engine, store = FakeSpeechEngine(), InMemoryObjectStore()
     library = voices or InMemoryVoiceLibrary.with_demo_voices()
-    use_case = GenerateSpeech(engine, library, WavEncoder(), store,
+    use_case = GenerateSpeech(engine, library, WavEncoder(), AudioArchive(store),
                               result_cache=ResultCache(store, "cache-bucket", "higgs-tts"))
     return engine, store, use_case
 

@@ -21,6 +21,7 @@ from core.domain.audio import WavEncoder
 from core.domain.errors import DomainError
 from core.domain.request import ChunkMethod, InlineVoice, NamedVoice
 from core.service import GenerateSpeech, SpeechService
+from core.service.archive import AudioArchive
 
 GOOD = {"transcript": "Hello from the fake engine.", "ref_audio": "belinda", "seed": 3}
 
@@ -28,7 +29,7 @@ GOOD = {"transcript": "Hello from the fake engine.", "ref_audio": "belinda", "se
 def make_worker(engine=None, tracer=None, progress=None, encoder=None, **options):
     engine = engine or FakeSpeechEngine()
     use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), encoder or WavEncoder(),
-                              InMemoryObjectStore(), tracer=tracer)
+                              AudioArchive(InMemoryObjectStore(), tracer=tracer), tracer=tracer)
     metrics = WorkerMetrics(gpu_memory=lambda: {"allocated": 123}, engine_load=engine.load)
     kwargs = {"progress": progress} if progress else {}
     service = SpeechService(use_case, engine, InMemoryVoiceLibrary.with_demo_voices())
@@ -331,7 +332,8 @@ def test_jobs_take_turns_on_the_engine():
 
 def test_the_worker_takes_as_many_jobs_as_the_engine_decodes_together():
     engine = FakeSpeechEngine(step_delay=0.004, capacity=3)
-    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), InMemoryObjectStore())
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
+                              AudioArchive(InMemoryObjectStore()))
     metrics = WorkerMetrics(engine_load=engine.load)
     worker = RunpodWorker(SpeechService(use_case, engine, InMemoryVoiceLibrary()), metrics)
     assert worker.concurrency(0) == 3

@@ -9,6 +9,7 @@ from app.settings import Settings
 from app.telemetry import make_tracer_provider
 from core.domain.audio import WavEncoder
 from core.domain.request import NamedVoice, OutputTarget, SpeechRequest
+from core.service.archive import AudioArchive
 from core.service.generate_speech import GenerateSpeech
 
 
@@ -17,7 +18,7 @@ def run(request, engine=None):
     provider = make_tracer_provider(Settings(), exporter)
     use_case = GenerateSpeech(
         engine or FakeSpeechEngine(), InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(),
-        InMemoryObjectStore(), tracer=OtelTracer(provider),
+        AudioArchive(InMemoryObjectStore(), tracer=OtelTracer(provider)), tracer=OtelTracer(provider),
     )
     events = list(use_case(request))
     return events, {s.name: s for s in exporter.get_finished_spans()}

@@ -16,6 +16,7 @@ from core.domain.errors import DomainError, ErrorCode
 from core.domain.events import AudioChunk, ChunkVerified, SpeechCompleted, SpeechFailed
 from core.domain.request import Chunking, ChunkMethod, OutputTarget, Sampling, SpeechRequest
 from core.domain.verification import MAX_VERIFY_ATTEMPTS, Timestamps, Verification, VerifyMode
+from core.service.archive import AudioArchive
 from core.service.generate_speech import GenerateSpeech
 from core.service.result_cache import ResultCache
 from core.service.verification import Asr
@@ -36,7 +37,7 @@ def chunks_of(text=TEXT, sampling=SAMPLING):
 def make(heard, verification=None, stretcher=None, store=None, **asr):
     transcriber = heard if isinstance(heard, FakeTranscriber) else FakeTranscriber(heard, **asr)
     engine = FakeSpeechEngine()
-    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), store,
+    use_case = GenerateSpeech(engine, InMemoryVoiceLibrary.with_demo_voices(), WavEncoder(), AudioArchive(store),
                               asr=Asr(transcriber, error_rate), verification=verification, stretcher=stretcher)
     return use_case, transcriber
 
