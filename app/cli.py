@@ -205,7 +205,7 @@ def _after_failure(error: DomainError, container: Container, request: SpeechRequ
     its upload failed is written to --out all the same."""
     if error.code == ErrorCode.UNKNOWN_VOICE.value and container.settings().engine == "higgs":
         print(f"voices are read from {container.model_paths().voices}", file=sys.stderr)
-    if error.type is ErrorType.S3_UPLOAD and heard:
+    if error.type is ErrorType.STORAGE and heard:
         from adapters.soundfile import SoundfileEncoder
 
         out = args.out or Path(f"{request.request_id}.{request.output_format.value}")

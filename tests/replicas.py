@@ -8,12 +8,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.integration.runpod_helpers import ROOT, free_port, guarded_env
+from tests.http_helpers import HttpServer
+from tests.integration.runpod_helpers import free_port
 from tests.seaweed import ACCESS_KEY, SECRET_KEY
 from tools.nginx_conf import Replica, prepare, render
 
@@ -25,37 +25,19 @@ def nginx_binary() -> str:
     return found
 
 
-class ReplicaProcess:
-    """One replica: HTTP and gRPC on free ports; started now, ready when `wait_ready` says."""
+class ReplicaProcess(HttpServer):
+    """One replica: HTTP and gRPC on free ports (one engine, as a Kubernetes pod serves them);
+    started now, ready when `wait_ready` says."""
 
     def __init__(self, root: Path, name: str, env: dict[str, str]) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.http_port, self.grpc_port = free_port(), free_port()
-        self.log_path = root / f"{name}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve", "http",
-             "--host", "127.0.0.1", "--port", str(self.http_port), "--grpc-port", str(self.grpc_port)],
-            cwd=ROOT, env=guarded_env(root, **env), stdout=self._log, stderr=subprocess.STDOUT)
-        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.grpc_port = free_port()
+        super().__init__(root, args=("--grpc-port", str(self.grpc_port)), ready_path="/ready", wait=False,
+                         name=name, **env)
+        self.http_port = self.port
 
     @property
     def replica(self) -> Replica:
         return Replica(f"127.0.0.1:{self.http_port}", f"127.0.0.1:{self.grpc_port}")
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                with urllib.request.urlopen(self.base + "/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} did not become ready: {self.output()}")
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of a metric's samples with these labels, from this replica's /metrics."""
@@ -78,19 +60,6 @@ class ReplicaProcess:
 
     def wait(self, timeout: float = 60.0) -> int:
         return self.proc.wait(timeout)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
 
 
 class Nginx:

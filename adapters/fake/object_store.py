@@ -28,7 +28,7 @@ class InMemoryObjectStore:
     ) -> StoredObject:
         if self.fail_on is not None and key.endswith(self.fail_on):
             raise DomainError(
-                ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED, f"injected failure for {key}"
+                ErrorType.STORAGE, ErrorCode.S3_UPLOAD_FAILED, f"injected failure for {key}"
             )
         with self._lock:
             if not overwrite and (bucket, key) in self.objects:

@@ -33,7 +33,7 @@ _BY_TYPE = {
     ErrorType.VALIDATION: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorType.MODEL: grpc.StatusCode.UNAVAILABLE,  # not loaded (yet), or cannot load: retry elsewhere
     ErrorType.INFERENCE: grpc.StatusCode.INTERNAL,
-    ErrorType.S3_UPLOAD: grpc.StatusCode.UNAVAILABLE,
+    ErrorType.STORAGE: grpc.StatusCode.UNAVAILABLE,
     ErrorType.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorType.SYSTEM: grpc.StatusCode.INTERNAL,
     ErrorType.AUTHENTICATION: grpc.StatusCode.UNAUTHENTICATED,

@@ -99,7 +99,7 @@ _STATUS_BY_TYPE = {
     ErrorType.VALIDATION: 400,
     ErrorType.MODEL: 503,
     ErrorType.INFERENCE: 500,
-    ErrorType.S3_UPLOAD: 503,
+    ErrorType.STORAGE: 503,
     ErrorType.TIMEOUT: 504,
     ErrorType.SYSTEM: 500,
     ErrorType.AUTHENTICATION: 401,

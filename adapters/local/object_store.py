@@ -48,7 +48,7 @@ class LocalObjectStore:
             raise object_exists(bucket, key) from None
         except OSError as exc:
             raise DomainError(
-                ErrorType.S3_UPLOAD,
+                ErrorType.STORAGE,
                 ErrorCode.S3_UPLOAD_FAILED,
                 f"could not write {bucket}/{key}: {exc.strerror or type(exc).__name__}",
                 {"bucket": bucket, "key": key},

@@ -89,22 +89,22 @@ def to_domain_error(exc: BaseException, bucket: str, key: str | None, action: st
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         details.update(s3_code=code, http_status=status)
         if code in _ACCESS_DENIED or status == 403:
-            return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_ACCESS_DENIED,
+            return DomainError(ErrorType.STORAGE, ErrorCode.S3_ACCESS_DENIED,
                                f"access denied to {where} ({code}): check the credentials and the "
                                "bucket policy", details)
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
             return object_exists(bucket, key or "")
         if code == "NoSuchBucket":
-            return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_NO_SUCH_BUCKET,
+            return DomainError(ErrorType.STORAGE, ErrorCode.S3_NO_SUCH_BUCKET,
                                f"bucket {bucket} does not exist", details)
-        return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED,
+        return DomainError(ErrorType.STORAGE, ErrorCode.S3_UPLOAD_FAILED,
                            f"could not {action} {where}: {code or status}", details)
     if isinstance(exc, NoCredentialsError):
-        return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_ACCESS_DENIED,
+        return DomainError(ErrorType.STORAGE, ErrorCode.S3_ACCESS_DENIED,
                            f"no S3 credentials to {action} {where}: set BUCKET_ACCESS_KEY_ID and "
                            "BUCKET_SECRET_ACCESS_KEY (or the AWS_* variables)", details)
     log.warning("could not %s %s: %s", action, where, exc)  # the log has the text; the answer its kind
-    return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED,
+    return DomainError(ErrorType.STORAGE, ErrorCode.S3_UPLOAD_FAILED,
                        f"could not {action} {where} ({type(exc).__name__})", details)
 
 

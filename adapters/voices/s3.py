@@ -105,6 +105,6 @@ class S3VoiceLibrary:
 
 def _storage_error(exc: BaseException, bucket: str) -> DomainError:
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
-    return DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED,
+    return DomainError(ErrorType.STORAGE, ErrorCode.S3_UPLOAD_FAILED,
                        f"the voice library in bucket {bucket} could not be read or written ({code})",
                        {"bucket": bucket, "s3_code": code})

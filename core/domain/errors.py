@@ -19,7 +19,9 @@ class ErrorType(str, Enum):
     VALIDATION = "validation_error"
     MODEL = "model_error"
     INFERENCE = "inference_error"
-    S3_UPLOAD = "s3_upload_error"
+    # storing the audio or its record failed (any store); the wire value predates the stores
+    # other than S3 and stays, for the clients that match on it
+    STORAGE = "s3_upload_error"
     SYSTEM = "system_error"
     TIMEOUT = "timeout_error"
     AUTHENTICATION = "authentication_error"
@@ -65,7 +67,7 @@ class ErrorCode(str, Enum):
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NUMERICAL_ERROR = "NUMERICAL_ERROR"
     CANCELLED = "CANCELLED"
-    # s3_upload_error
+    # s3_upload_error (ErrorType.STORAGE): the codes keep their names on the wire
     S3_UPLOAD_FAILED = "S3_UPLOAD_FAILED"
     S3_ACCESS_DENIED = "S3_ACCESS_DENIED"
     S3_NO_SUCH_BUCKET = "S3_NO_SUCH_BUCKET"
@@ -135,7 +137,7 @@ def unknown_voice(name: str, available: list[str]) -> DomainError:
 
 def object_exists(bucket: str, key: str) -> DomainError:
     """The output key already holds an object (found at the write: work was done)."""
-    return DomainError(ErrorType.S3_UPLOAD, ErrorCode.OBJECT_EXISTS,
+    return DomainError(ErrorType.STORAGE, ErrorCode.OBJECT_EXISTS,
                        f"s3://{bucket}/{key} already exists; choose another s3_key or set overwrite",
                        {"bucket": bucket, "key": key})
 

@@ -136,7 +136,7 @@ class AudioArchive:
 
     def _require_store(self) -> ObjectStore:
         if self._store is None:
-            raise DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED,
+            raise DomainError(ErrorType.STORAGE, ErrorCode.S3_UPLOAD_FAILED,
                               "an output target was requested but no object store is configured")
         return self._store
 
@@ -148,6 +148,6 @@ class AudioArchive:
             raise
         except Exception as exc:
             log.exception("could not store %s in %s", key, bucket)
-            raise DomainError(ErrorType.S3_UPLOAD, ErrorCode.S3_UPLOAD_FAILED,
+            raise DomainError(ErrorType.STORAGE, ErrorCode.S3_UPLOAD_FAILED,
                               f"could not store {key} in {bucket} ({type(exc).__name__})",
                               {"bucket": bucket, "key": key}) from exc

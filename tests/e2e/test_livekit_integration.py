@@ -12,18 +12,14 @@ import pytest
 from livekit.agents import APIConnectOptions, APIError, APIStatusError
 
 from integrations.livekit_agents import HiggsTTS
-from tests.e2e.test_speech_session import SESSION, TEXT, session, split
-from tests.ending_bundle import write_ending_bundle
-from tests.http_helpers import HttpServer
+from tests.sessions import SESSION, TEXT, session, session_server, split
 
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=30)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    bundle = write_ending_bundle(tmp_path_factory.mktemp("ending"), eos_rate=1e-6)
-    srv = HttpServer(tmp_path_factory.mktemp("srv"), MODEL_PATH=str(bundle.root), HIGGS_STORE="none",
-                     HIGGS_CPU_THREADS="1", HIGGS_API_KEYS="sk-agent")
+    srv = session_server(tmp_path_factory, HIGGS_API_KEYS="sk-agent")
     yield srv
     srv.stop()
 

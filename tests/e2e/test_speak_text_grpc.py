@@ -18,10 +18,8 @@ from adapters.grpc.client import SpeechClient, channel_options
 from core.domain.request import NamedVoice, Sampling, SpeechRequest
 from higgs_tts.v1 import speech_pb2 as pb
 from higgs_tts.v1 import speech_pb2_grpc as pb_grpc
-from tests.e2e.test_speech_session import SESSION, TEXT, session, split
-from tests.ending_bundle import write_ending_bundle
-from tests.http_helpers import HttpServer
 from tests.integration.runpod_helpers import ROOT, free_port
+from tests.sessions import SESSION, TEXT, session, session_server, split
 
 CONFIG = SpeechRequest(text="-", voices=(NamedVoice("belinda"),),
                        sampling=Sampling(seed=SESSION["seed"], max_new_tokens=SESSION["max_new_tokens"]))
@@ -29,10 +27,8 @@ CONFIG = SpeechRequest(text="-", voices=(NamedVoice("belinda"),),
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    bundle = write_ending_bundle(tmp_path_factory.mktemp("ending"), eos_rate=1e-6)
     port = free_port()
-    srv = HttpServer(tmp_path_factory.mktemp("srv"), args=("--grpc-port", str(port)), MODEL_PATH=str(bundle.root),
-                     HIGGS_STORE="none", HIGGS_CPU_THREADS="1")
+    srv = session_server(tmp_path_factory, args=("--grpc-port", str(port)))
     srv.grpc_target = f"127.0.0.1:{port}"
     yield srv
     srv.stop()

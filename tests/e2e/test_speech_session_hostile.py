@@ -11,18 +11,15 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.test_speech_session import SESSION, of, session, url
-from tests.ending_bundle import write_ending_bundle
-from tests.http_helpers import HttpServer
+from tests.sessions import SESSION, of, session, session_server, url
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    bundle = write_ending_bundle(tmp_path_factory.mktemp("ending"), eos_rate=1e-6)
-    srv = HttpServer(tmp_path_factory.mktemp("srv"), MODEL_PATH=str(bundle.root), HIGGS_STORE="none",
-                     HIGGS_CPU_THREADS="1")
+    srv = session_server(tmp_path_factory)
     yield srv
     srv.stop()
+
 
 BAD = [
     ("not JSON", "{nope", "INVALID_INPUT"),

@@ -152,7 +152,7 @@ def test_store_failure_is_s3_upload_error_and_nothing_half_stored():
     use_case, _, _ = make(store=store)
     events = list(use_case(SpeechRequest(TEXT, output=OutputTarget("bucket-a", "k.wav"))))
     assert isinstance(events[-1], SpeechFailed)
-    assert events[-1].error.type is ErrorType.S3_UPLOAD
+    assert events[-1].error.type is ErrorType.STORAGE
     assert store.objects == {}
 
 
@@ -163,7 +163,7 @@ def test_store_raising_a_plain_exception_is_s3_upload_error():
 
     use_case, _, _ = make(store=Broken())
     events = list(use_case(SpeechRequest(TEXT, output=OutputTarget("bucket-a", "k.wav"))))
-    assert events[-1].error.type is ErrorType.S3_UPLOAD
+    assert events[-1].error.type is ErrorType.STORAGE
     assert "ConnectionResetError" in events[-1].error.message and "reset by peer" not in events[-1].error.message
 
 
@@ -244,7 +244,7 @@ def test_a_key_taken_between_the_check_and_the_write_is_not_replaced():
     store.put("bucket-a", "race.wav", b"theirs", "audio/wav")
     use_case, _, _ = make(store=store)
     events = list(use_case(SpeechRequest(TEXT, output=OutputTarget("bucket-a", "race.wav"))))
-    assert events[-1].error.code == "OBJECT_EXISTS" and events[-1].error.type is ErrorType.S3_UPLOAD
+    assert events[-1].error.code == "OBJECT_EXISTS" and events[-1].error.type is ErrorType.STORAGE
     assert store.get("bucket-a", "race.wav") == b"theirs" and ("bucket-a", "race.wav.json") not in store.objects
 
 

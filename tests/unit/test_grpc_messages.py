@@ -62,7 +62,7 @@ def test_pcm16_chunks_round_exactly_as_the_wav_encoder():
     assert len(audio_bytes(samples, PCM_F32LE)) == 4 * len(samples)
 
 
-V, M, INF, S3, SYS = ErrorType.VALIDATION, ErrorType.MODEL, ErrorType.INFERENCE, ErrorType.S3_UPLOAD, ErrorType.SYSTEM
+V, M, INF, S3, SYS = ErrorType.VALIDATION, ErrorType.MODEL, ErrorType.INFERENCE, ErrorType.STORAGE, ErrorType.SYSTEM
 
 
 @pytest.mark.parametrize("error_type, code, status", [
