@@ -123,14 +123,14 @@ def bench_engine(model, prompt, steps, device, graphs: bool = True):
     decoder.warm_up()
     capture_s = time.perf_counter() - started
     sampling = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95, seed=0)
-    for _ in decoder.generate(prompt, sampling, max_frames=12, suppress_eos=True):  # warm caches and allocator
+    for _ in decoder.decode(prompt, sampling, max_frames=12, suppress_eos=True):  # warm caches and allocator
         pass
     sync(device)
     stats = DecodeStats()
     t0 = time.perf_counter()
     first_block = None
     frames = 0
-    for block in decoder.generate(prompt, sampling, max_frames=steps + 1, sync_every=steps + 1, stats=stats,
+    for block in decoder.decode(prompt, sampling, max_frames=steps + 1, sync_every=steps + 1, stats=stats,
                                   suppress_eos=True):
         frames += block.shape[0]
         first_block = first_block or time.perf_counter() - t0
@@ -159,7 +159,7 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device, cached_voice
     codec = AudioCodec(codec_model, device)
     prompt = PromptBuilder(tokenizer, model.config).build(prompt_turns, prefix_turns=len(prompt_turns) - 1)
     if cached_voice:
-        for _ in decoder.generate(prompt, SamplingConfig(seed=1), max_frames=2):
+        for _ in decoder.decode(prompt, SamplingConfig(seed=1), max_frames=2):
             pass
     results = []
     for _ in range(3):
@@ -167,7 +167,7 @@ def bench_ttfa(model, tokenizer, codec_model, prompt_turns, device, cached_voice
         stats = DecodeStats()
         sync(device)
         t0 = time.perf_counter()
-        for block in decoder.generate(prompt, SamplingConfig(seed=1), max_frames=200, sync_every=8, stats=stats,
+        for block in decoder.decode(prompt, SamplingConfig(seed=1), max_frames=200, sync_every=8, stats=stats,
                                       suppress_eos=True):
             if vocoder.push(block):
                 sync(device)

@@ -231,7 +231,7 @@ def run_streams(decoder: BatchDecoder, codec: AudioCodec, prompts, steps: int, o
             def due(produced: int) -> int:  # as the service: the first audio as soon as it can leave
                 return vocoder.frames_for_first_audio() - produced if vocoder and vocoder.emitted == 0 else 16
 
-            for block in decoder.generate(prompts[i], SamplingConfig(seed=i, temperature=0.7), steps + 1,
+            for block in decoder.decode(prompts[i], SamplingConfig(seed=i, temperature=0.7), steps + 1,
                                           sync_every=due, suppress_eos=True, stats=stats):
                 frames += block.shape[0]
                 out = vocoder.push(block) if vocoder else [block]

@@ -69,7 +69,7 @@ class BatchDecoder:
 
     # -- the caller's side ------------------------------------------------------------------
 
-    def generate(
+    def decode(
         self,
         prompt: Prompt,
         sampling: SamplingConfig,

@@ -182,7 +182,7 @@ class HiggsAudio:
         prompt prefixes (no scene) in the prefix cache."""
         self.decoder.warm_up()
         for clips in [(), *voices]:
-            for _ in self.stream(SpeechJob("Warm up.", voices=tuple(clips), max_new_tokens=16,
+            for _ in self.speak(SpeechJob("Warm up.", voices=tuple(clips), max_new_tokens=16,
                                            stop_on_silence=False, sampling=SamplingConfig(seed=0))):
                 pass
 
@@ -240,7 +240,7 @@ class HiggsAudio:
         limiting = min(bounds, key=bounds.get)
         return bounds[limiting], limiting
 
-    def stream(self, request: SpeechJob, cancel: threading.Event | None = None) -> Iterator:
+    def speak(self, request: SpeechJob, cancel: threading.Event | None = None) -> Iterator:
         """Yields `AudioOut` and `ProgressOut` as each text chunk decodes, then one `Finished`."""
         cancel = cancel or threading.Event()
         planned = self.plan(request)
@@ -330,7 +330,7 @@ class HiggsAudio:
             return vocoder.frames_for_first_audio() - produced if vocoder.emitted == 0 else 16
 
         sampling = attempt_sampling(request.sampling, index, take.attempt)
-        for block in self.decoder.generate(prompt, sampling, max_frames, cancel, sync_every, take.stats):
+        for block in self.decoder.decode(prompt, sampling, max_frames, cancel, sync_every, take.stats):
             for segment in seams(vocoder.push(block), final=False):
                 for out in take.add(segment):
                     yield run.audio(out)

@@ -100,7 +100,7 @@ class FakeSpeechEngine:
                               {"field": "transcript", "constraint": "fits_the_model"})
         return time.perf_counter() - started if loading else 0.0
 
-    def stream(
+    def speak(
         self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event,
         check: ChunkCheck | None = None,
     ) -> Iterator[EngineEvent]:

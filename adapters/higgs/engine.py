@@ -194,14 +194,14 @@ class HiggsSpeechEngine:
             runtime.plan(_job(synthesis, voices))
         return load_seconds
 
-    def stream(
+    def speak(
         self, synthesis: Synthesis, voices: Sequence[VoicePrompt], cancel: threading.Event,
         check: ChunkCheck | None = None,
     ) -> Iterator[EngineEvent]:
         runtime, load_seconds = self._load()
         job = _job(synthesis, voices, None if check is None else _RuntimeCheck(check))
         with _domain_errors():
-            for event in runtime.stream(job, cancel):
+            for event in runtime.speak(job, cancel):
                 if isinstance(event, AudioOut):
                     yield EngineAudio(samples_of(event.samples), event.frame_index)
                 elif isinstance(event, ProgressOut):

@@ -66,7 +66,7 @@ def measure(root: Path, device: str, max_batch: int) -> dict:
     runtime.warm_up()
     warm = time.perf_counter()
     first = None
-    for event in runtime.stream(SpeechJob("The first request after a cold start.", max_new_tokens=120,
+    for event in runtime.speak(SpeechJob("The first request after a cold start.", max_new_tokens=120,
                                           stop_on_silence=False)):
         if isinstance(event, AudioOut) and first is None:
             first = time.perf_counter() - warm

@@ -145,7 +145,7 @@ class SpeechEngine(Protocol):
 
     sample_rate: int
 
-    def stream(
+    def speak(
         self,
         synthesis: Synthesis,
         voices: Sequence[VoicePrompt],

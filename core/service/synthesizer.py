@@ -111,7 +111,7 @@ class Synthesizer:
 
     def _engine_events(self, request: SpeechRequest, voices: list[VoicePrompt], cancel: threading.Event,
                        check: ChunkVerifier | None) -> Iterator[EngineEvent]:
-        events = self._engine.stream(request.synthesis, voices, cancel, check)
+        events = self._engine.speak(request.synthesis, voices, cancel, check)
         try:
             while (event := _engine_call(request, lambda: next(events, None))) is not None:
                 yield event

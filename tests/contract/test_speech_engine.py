@@ -42,7 +42,7 @@ def request(seed=3, max_new_tokens=60, text="Hello world, this is a test."):
 
 
 def run(engine, req, voices, cancel=None):
-    return list(engine.stream(req.synthesis, voices, cancel or threading.Event()))
+    return list(engine.speak(req.synthesis, voices, cancel or threading.Event()))
 
 
 def test_is_a_speech_engine(engine):

@@ -78,7 +78,7 @@ def is_float32(runtime) -> bool:
 
 
 def decode(decoder, prompt, sampling, frames):
-    return torch.cat(list(decoder.generate(prompt, sampling, frames, sync_every=5, suppress_eos=True)))
+    return torch.cat(list(decoder.decode(prompt, sampling, frames, sync_every=5, suppress_eos=True)))
 
 
 def in_lockstep(decoder, prompts, frames):
@@ -115,7 +115,7 @@ def staggered(decoder, prompts, frames):
         if i:
             started[i - 1].wait(60)
         blocks = []
-        for block in decoder.generate(prompts[i], SETTINGS[i], frames, sync_every=3, suppress_eos=True):
+        for block in decoder.decode(prompts[i], SETTINGS[i], frames, sync_every=3, suppress_eos=True):
             blocks.append(block)
             started[i].set()
         started[i].set()
@@ -201,7 +201,7 @@ def test_a_prefix_cache_hit_prefills_to_the_logits_of_a_full_prefill(runtime, de
     runtime.decoder.executor.logits_hook = \
         lambda step, logits: first_logits.append(logits.float().cpu()) if step == 0 else None
     try:
-        runs = [[e for e in runtime.stream(request) if isinstance(e, Finished)][0] for _ in range(2)]
+        runs = [[e for e in runtime.speak(request) if isinstance(e, Finished)][0] for _ in range(2)]
     finally:
         runtime.decoder.executor.logits_hook = None
     assert runs[0].prefix_cache == ["miss"] and runs[1].prefix_cache == ["hit"]

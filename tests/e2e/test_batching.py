@@ -52,7 +52,7 @@ SETTINGS = [
 
 
 def _decode(decoder, prompt, sampling, frames, logits=None, **kwargs):
-    out = torch.cat(list(decoder.generate(prompt, sampling, frames, suppress_eos=True, **kwargs)))
+    out = torch.cat(list(decoder.decode(prompt, sampling, frames, suppress_eos=True, **kwargs)))
     return out
 
 
@@ -76,7 +76,7 @@ def _together(model, prompts, frames, max_batch, stagger, **options):
         if i and stagger:
             progress[i - 1].wait(30)
         blocks = []
-        for block in decoder.generate(prompts[i], SETTINGS[i], frames, sync_every=3, suppress_eos=True):
+        for block in decoder.decode(prompts[i], SETTINGS[i], frames, sync_every=3, suppress_eos=True):
             blocks.append(block)
             peak[0] = max(peak[0], decoder.occupancy.active)
             if len(blocks) >= stagger:
@@ -192,13 +192,13 @@ def test_cancel_and_abandon_free_the_slot_within_a_step(demo_runtime, prompts):
     runner = threading.Thread(target=long_runner)
     runner.start()
     got = []
-    for block in decoder.generate(prompts[1], SETTINGS[1], 500, cancel, sync_every=4, stats=stats,
+    for block in decoder.decode(prompts[1], SETTINGS[1], 500, cancel, sync_every=4, stats=stats,
                                   suppress_eos=True):
         got.append(block)
         if len(got) == 3:
             cancel.set()
     # an abandoned generator (the caller stopped reading) frees its slot too
-    for _ in decoder.generate(prompts[2], SETTINGS[2], 500, sync_every=4, suppress_eos=True):
+    for _ in decoder.decode(prompts[2], SETTINGS[2], 500, sync_every=4, suppress_eos=True):
         break
     runner.join(60)
     assert sum(b.shape[0] for b in got) <= 12 + 4 + 1
@@ -215,13 +215,13 @@ def test_close_fails_waiting_and_running_requests(demo_runtime, prompts):
     from boson_multimodal.batch import DecoderClosed
 
     decoder = BatchDecoder(demo_runtime.bundle.model, max_batch=1)
-    stream = decoder.generate(prompts[0], SETTINGS[0], 2000, sync_every=1, suppress_eos=True)
+    stream = decoder.decode(prompts[0], SETTINGS[0], 2000, sync_every=1, suppress_eos=True)
     next(stream)
     decoder.close()
     with pytest.raises(DecoderClosed):
         list(stream)
     with pytest.raises(DecoderClosed):
-        list(decoder.generate(prompts[0], SETTINGS[0], 10))
+        list(decoder.decode(prompts[0], SETTINGS[0], 10))
     with pytest.raises(DecoderClosed):
         decoder.run(lambda: None)  # nothing waits forever on a closed decoder
 
@@ -308,7 +308,7 @@ def test_graph_bookkeeping_on_the_cpu_gives_the_eager_frames(demo_runtime, promp
     decoder.warm_up()
     assert set(decoder.executor.graphs) == {(b, s) for b in (1, 2, 4) for s in (256, 512, 1024)}
     stats = DecodeStats()
-    out = torch.cat(list(decoder.generate(prompts[0], SETTINGS[0], frames, stats=stats, suppress_eos=True)))
+    out = torch.cat(list(decoder.decode(prompts[0], SETTINGS[0], frames, stats=stats, suppress_eos=True)))
     decoder.close()
     assert torch.equal(out, eager[0]) and stats.graph_replays == frames - 1
 

@@ -30,7 +30,7 @@ def voice_prompt(runtime, bundle, text="The target text to speak.", scene="A qui
 
 
 def run(runtime, request, cancel=None):
-    events = list(runtime.stream(request, cancel))
+    events = list(runtime.speak(request, cancel))
     audio = [e for e in events if isinstance(e, AudioOut)]
     return events, audio, events[-1]
 
@@ -51,7 +51,7 @@ def test_decode_loop_equals_transformers_generate(demo_runtime, demo_bundle):
     from boson_multimodal.sampling import DecodeStats
 
     stats = DecodeStats()
-    mine = torch.cat(list(decoder.generate(prompt, GREEDY, max_frames=frames, stats=stats)))
+    mine = torch.cat(list(decoder.decode(prompt, GREEDY, max_frames=frames, stats=stats)))
     assert stats.bucket_switches >= 1
     assert mine.shape[0] >= 20
     assert torch.equal(mine, reference[: mine.shape[0]])
@@ -75,7 +75,7 @@ def test_end_of_stream_matches_generate_when_eos_is_likely(demo_runtime, demo_bu
         audio_input_ids_mask=torch.ones(1, n, dtype=torch.bool), max_new_tokens=200,
         do_sample=False, ras_win_len=None, ras_win_max_num_repeat=None,
     )[0, n:]
-    mine = torch.cat(list(BatchDecoder(model).generate(prompt, GREEDY, max_frames=200)))
+    mine = torch.cat(list(BatchDecoder(model).decode(prompt, GREEDY, max_frames=200)))
     assert (mine[-1, :7] == 1025).all(), "stream did not end"
     first = int((mine == 1025).any(dim=1).nonzero()[0])
     assert mine[first, 0] == 1025  # codebook 0 ended first
@@ -167,7 +167,7 @@ def test_cancel_stops_within_a_step(demo_runtime, demo_bundle):
                         max_new_tokens=400, stop_on_silence=False)
     steps = []
     occupancy = demo_runtime.decoder.occupancy
-    for event in demo_runtime.stream(request, cancel):
+    for event in demo_runtime.speak(request, cancel):
         if isinstance(event, AudioOut) and not cancel.is_set():
             steps.append(occupancy.steps)
             cancel.set()
@@ -213,7 +213,7 @@ def _decode_with_logits(model, prompt, frames, **buckets):
     from boson_multimodal.sampling import DecodeStats
 
     stats = DecodeStats()
-    out = torch.cat(list(decoder.generate(prompt, GREEDY, max_frames=frames, stats=stats, suppress_eos=True)))
+    out = torch.cat(list(decoder.decode(prompt, GREEDY, max_frames=frames, stats=stats, suppress_eos=True)))
     decoder.close()
     return out, logits, stats
 

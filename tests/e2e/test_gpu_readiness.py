@@ -104,7 +104,7 @@ def prompt(demo_runtime):
 
 
 def frames(decoder, runtime, n=40):
-    out = torch.cat(list(decoder.generate(prompt(runtime), SamplingConfig(seed=5), n, suppress_eos=True)))
+    out = torch.cat(list(decoder.decode(prompt(runtime), SamplingConfig(seed=5), n, suppress_eos=True)))
     decoder.close()
     return out
 

@@ -50,7 +50,7 @@ def test_lazy_load_then_warm_up(demo_bundle):
 def test_missing_weights_are_a_model_error_whose_path_only_the_log_names(tmp_path, caplog):
     engine = HiggsSpeechEngine(ModelPaths.under(tmp_path / "empty"), device="cpu")
     with pytest.raises(DomainError) as info:
-        list(engine.stream(SpeechRequest("Hi.").synthesis, [], threading.Event()))
+        list(engine.speak(SpeechRequest("Hi.").synthesis, [], threading.Event()))
     error = info.value
     assert error.type.value == "model_error" and error.code == "MODEL_NOT_FOUND"
     assert str(tmp_path) not in json.dumps(error.to_dict())  # callers never see the worker's filesystem
@@ -211,7 +211,7 @@ def test_out_of_memory_is_an_inference_error_and_the_next_request_runs(demo_bund
     calls = {"n": 0}
 
     def flaky(runtime):
-        original = runtime.stream
+        original = runtime.speak
 
         def stream(*args, **kwargs):
             calls["n"] += 1
@@ -219,7 +219,7 @@ def test_out_of_memory_is_an_inference_error_and_the_next_request_runs(demo_bund
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return original(*args, **kwargs)
 
-        runtime.stream = stream
+        runtime.speak = stream
 
     generate = use_case(_engine_with(demo_bundle, flaky), demo_bundle)
     failed = list(generate(SpeechRequest("Hi.")))[-1]

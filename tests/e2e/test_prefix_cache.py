@@ -36,7 +36,7 @@ def runtime(bundle, cache_bytes, **decoder):
 
 
 def codes(rt, request):
-    finished = [e for e in rt.stream(request) if isinstance(e, Finished)][0]
+    finished = [e for e in rt.speak(request) if isinstance(e, Finished)][0]
     return finished, [c.clone() for c in finished.chunk_codes]
 
 
@@ -133,7 +133,7 @@ def test_warm_voices_are_hits_from_the_first_request(demo_bundle):
                             sampling=Sampling(max_new_tokens=30, seed=1))
     import threading
 
-    done = [e for e in engine.stream(request.synthesis, [voice], threading.Event()) if isinstance(e, EngineDone)][0]
+    done = [e for e in engine.speak(request.synthesis, [voice], threading.Event()) if isinstance(e, EngineDone)][0]
     assert done.work.prefix_cache == ("hit",)
     load = engine.load()
     assert load.prefix_hits >= 1 and load.prefix_bytes > 0

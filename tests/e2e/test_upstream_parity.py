@@ -116,7 +116,7 @@ class Recorder:
 
     def __enter__(self):
         runtime = self.runtime
-        build, generate = runtime.prompts.build, runtime.decoder.generate
+        build, generate = runtime.prompts.build, runtime.decoder.decode
 
         def record_build(turns, **options):
             prompt = build(turns, **options)
@@ -133,12 +133,12 @@ class Recorder:
             self.frames.append(torch.cat(blocks))
             yield from blocks
 
-        runtime.prompts.build, runtime.decoder.generate = record_build, record_generate
+        runtime.prompts.build, runtime.decoder.decode = record_build, record_generate
         self._restore = (build, generate)
         return self
 
     def __exit__(self, *exc):
-        self.runtime.prompts.build, self.runtime.decoder.generate = self._restore
+        self.runtime.prompts.build, self.runtime.decoder.decode = self._restore
         self.runtime.decoder.executor.logits_hook = None
 
 
@@ -149,7 +149,7 @@ def outcomes(runtimes):
     for name, case in CASES.items():
         runtime, paths = runtimes[case["model"]]
         with Recorder(runtime) as recorder:
-            events = list(runtime.stream(synthesis(case, paths)))
+            events = list(runtime.speak(synthesis(case, paths)))
         audio = np.concatenate([e.samples for e in events if isinstance(e, AudioOut)] or [np.zeros(0, np.float32)])
         results[name] = (recorder, events[-1], audio, runtime)
     return results
@@ -320,7 +320,7 @@ def test_convert_once_writes_a_native_volume_with_the_same_output(runtimes, gene
     native = HiggsAudio.load(converted, device="cpu", max_cache_len=2048)
     assert native.bundle.info["layout"] == "transformers"
     name = "v1-scene-plain"
-    events = list(native.stream(synthesis(CASES[name], converted)))
+    events = list(native.speak(synthesis(CASES[name], converted)))
     assert torch.equal(events[-1].chunk_codes[0], generation[f"{name}/chunk0/kept"])
     with pytest.raises(FileExistsError):
         convert_bundle(volume, converted)

@@ -71,12 +71,12 @@ class CountingEngine(FakeSpeechEngine):
         self.active = self.most_active = 0
         self._count_lock = threading.Lock()
 
-    def stream(self, request, voices, cancel, check=None):
+    def speak(self, request, voices, cancel, check=None):
         with self._count_lock:
             self.active += 1
             self.most_active = max(self.most_active, self.active)
         try:
-            yield from super().stream(request, voices, cancel)
+            yield from super().speak(request, voices, cancel)
         finally:
             with self._count_lock:
                 self.active -= 1

@@ -53,8 +53,8 @@ class _Recording(FakeSpeechEngine):
         super().__init__()
         self.handed: list[array] = []
 
-    def stream(self, synthesis, voices, cancel, check=None):
-        for event in super().stream(synthesis, voices, cancel, check):
+    def speak(self, synthesis, voices, cancel, check=None):
+        for event in super().speak(synthesis, voices, cancel, check):
             if isinstance(event, EngineAudio):
                 self.handed.append(event.samples)
             yield event

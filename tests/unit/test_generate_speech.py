@@ -113,9 +113,9 @@ def test_inline_voice_reaches_the_engine():
     seen = {}
 
     class Recording(FakeSpeechEngine):
-        def stream(self, request, voices, cancel, check=None):
+        def speak(self, request, voices, cancel, check=None):
             seen["voices"] = voices
-            yield from super().stream(request, voices, cancel)
+            yield from super().speak(request, voices, cancel)
 
     use_case, _, _ = make(engine=Recording())
     clip = tone_clip(300.0, 0.2)
