@@ -148,7 +148,7 @@ class TransformersDecoder:
         self.occupancy = Occupancy(1)
         self.lock = threading.Lock()
 
-    def generate(self, prompt, sampling, max_frames, sync_every=16, suppress_eos=False, stats=None):
+    def decode(self, prompt, sampling, max_frames, sync_every=16, suppress_eos=False, stats=None):
         from transformers import StaticCache
 
         with self.lock, torch.inference_mode():
