@@ -26,6 +26,7 @@ from adapters.grpc.server import MiB
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, _add_request_arguments, _fail, emit, request_from_args
 from app.container import Container, override_settings, validate_storage
+from app.servers import face_metrics, health_server  # the health routes: one app on every face
 from app.settings import queue_length
 from core.domain.errors import DomainError
 from core.service.speaking import SessionHooks
@@ -70,7 +71,6 @@ def cmd_serve_grpc(args: argparse.Namespace, container: Container) -> int:
     except DomainError as error:  # a misconfigured bucket is found now, not at the first request
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return EXIT_FAILED
-    from app.http_api import face_metrics, health_server  # the health routes: one app on every face
 
     metrics = face_metrics(container)
     try:

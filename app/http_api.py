@@ -9,62 +9,19 @@ import logging
 import socket
 import sys
 import threading
-import time
 from typing import Callable
 
 from adapters.grpc import ServerOptions
-from adapters.http import HttpService, create_app
+from adapters.http import create_app
 from adapters.runpod.metrics import WorkerMetrics
 from app.cli import EXIT_FAILED, EXIT_OK, emit
 from app.container import Container, override_settings, validate_storage
+from app.servers import bind, build_http_service, face_metrics, health_server
 from app.settings import queue_length
 from core.domain.errors import DomainError
 from core.service import SpeechService
-from core.service.speaking import SessionHooks
 
 log = logging.getLogger(__name__)
-
-
-def build_http_service(container: Container, metrics: WorkerMetrics, routes: str = "all") -> HttpService:
-    settings = container.settings()
-    return HttpService(
-        speech=container.speech_service(),
-        api_keys=settings.api_keys,
-        completed=metrics.completed,
-        failed=metrics.failed,
-        sessions=SessionHooks(metrics.segment_first_audio.observe, metrics.session_ended),
-        metrics_text=metrics.render,
-        routes=routes,
-        cors_origins=settings.cors_origins,
-    )
-
-
-class BackgroundServer:
-    """An ASGI app served by uvicorn on a thread of its own, on a socket bound now (so a taken
-    port is an error here, and port 0 picks one)."""
-
-    def __init__(self, app, host: str, port: int) -> None:
-        import socket
-
-        import uvicorn
-
-        self.socket = socket.create_server((host, port), reuse_port=False)
-        self.port = self.socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
-                                        name=f"http-{self.port}", daemon=True)
-
-    def start(self, timeout: float = 10.0) -> "BackgroundServer":
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(5)
-        self.socket.close()
 
 
 class DrainingServer:
@@ -106,40 +63,11 @@ class DrainingServer:
         self.server.run(sockets=sockets)
 
 
-def health_server(container: Container, metrics: WorkerMetrics, host: str, port: int) -> BackgroundServer:
-    """/health, /ready, /metrics and /ping (the queue worker's probes, RunPod's PORT_HEALTH)."""
-    return BackgroundServer(create_app(build_http_service(container, metrics, routes="health")), host, port)
-
-
-def face_metrics(container: Container) -> WorkerMetrics:
-    """The metrics every face serves on /metrics (the scaling metrics among them)."""
-    service = container.speech_service()
-    metrics = WorkerMetrics(engine_load=service.load)
-    metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
-    metrics.watch_queue(lambda: service.admission.waiting, lambda: service.admission.running)  # every face
-    return metrics
-
-
 def announce_keys(settings) -> None:
     if settings.api_keys:
         log.info("API keys required (%d configured)", len(settings.api_keys))
     else:
         log.warning("HIGGS_API_KEYS is not set: the API is open to anyone who can reach it")
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, taken before anything is loaded or announced: a port in use is
-    said once, at once (OSError)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
 
 
 def cmd_serve_http(args: argparse.Namespace, container: Container) -> int:

@@ -19,7 +19,7 @@ from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
 from adapters.runpod.handler import MB
 from app.cli import EXIT_FAILED, EXIT_OK, emit, warn_if_demo
 from app.container import Container, validate_storage
-from app.http_api import BackgroundServer, bind, health_server
+from app.servers import BackgroundServer, bind, health_server
 from app.settings import given
 from core.domain.errors import DomainError
 from core.service import SpeechService

@@ -90,11 +90,27 @@ def build_full_size(device):
     return model, tokenizer, codec
 
 
+def build_mid(device: torch.device):
+    from transformers import HiggsAudioV2ForConditionalGeneration
+
+    from boson_multimodal.demo import build_text_tokenizer, generation_config, write_demo_bundle
+    from boson_multimodal.loader import load_bundle
+
+    tokenizer = build_text_tokenizer()
+    config = generation_config(tokenizer)
+    config.update(dict(hidden_size=1024, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+                       head_dim=128, intermediate_size=2816, num_codebooks=8, codebook_size=1026))
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = HiggsAudioV2ForConditionalGeneration(config).to(dtype).eval()
+    codec = load_bundle(write_demo_bundle(tempfile.mkdtemp(prefix="higgs-bench-")), device=device).audio_tokenizer
+    return model, tokenizer, codec
+
+
 def build(preset: str, device):
     """(model, text tokenizer, audio tokenizer) for a preset (bench/serving.py's presets)."""
     if preset == "mid":
-        from bench.serving import build_mid
-
         return build_mid(device)
     return (build_full_size if preset == "full-size-random" else build_tiny)(device)
 

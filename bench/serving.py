@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
+from bench.engine import build, peak_memory_mb  # noqa: E402
 from boson_multimodal.batch import BatchDecoder  # noqa: E402
 from boson_multimodal.codec import AudioCodec  # noqa: E402
 from boson_multimodal.demo import voice_clip  # noqa: E402
@@ -56,39 +56,6 @@ TEXTS = [
     "A gentle rain fell over the harbour as the fishing boats came home one by one.",
     "Our new schedule starts next week, so check your inbox for the updated times.",
 ]
-
-
-def build(preset: str, device: torch.device):
-    """(model, text tokenizer, audio tokenizer) for a preset."""
-    if preset == "tiny":
-        from boson_multimodal.demo import write_demo_bundle
-        from boson_multimodal.loader import load_bundle
-
-        bundle = load_bundle(write_demo_bundle(tempfile.mkdtemp(prefix="higgs-bench-")), device=device)
-        return bundle.model, bundle.tokenizer, bundle.audio_tokenizer
-    if preset == "full-size-random":
-        from bench.engine import build_full_size
-
-        return build_full_size(device)
-    return build_mid(device)
-
-
-def build_mid(device: torch.device):
-    from transformers import HiggsAudioV2ForConditionalGeneration
-
-    from boson_multimodal.demo import build_text_tokenizer, generation_config, write_demo_bundle
-    from boson_multimodal.loader import load_bundle
-
-    tokenizer = build_text_tokenizer()
-    config = generation_config(tokenizer)
-    config.update(dict(hidden_size=1024, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
-                       head_dim=128, intermediate_size=2816, num_codebooks=8, codebook_size=1026))
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = HiggsAudioV2ForConditionalGeneration(config).to(dtype).eval()
-    codec = load_bundle(write_demo_bundle(tempfile.mkdtemp(prefix="higgs-bench-")), device=device).audio_tokenizer
-    return model, tokenizer, codec
 
 
 class OpCounter(TorchDispatchMode):
@@ -389,7 +356,6 @@ def main() -> int:
         for row in stream_rows(n, engines, codec, prompts, args, reference_ops, header):
             print(json.dumps(row), flush=True)
     print(json.dumps(vocoder_overlap(engines.batched, codec, prompts[:min(8, max(counts))], args.steps)), flush=True)
-    from bench.engine import peak_memory_mb
     print(json.dumps({"mode": "memory", "peak_memory_mb": round(peak_memory_mb(device), 1),
                       "kv_cache_mb": header["kv_cache_mb"], "max_batch": engines.batched.max_batch}), flush=True)
     engines.close()

@@ -164,7 +164,7 @@ def main() -> int:
     build.add_argument("--tag", default=TAG)
     build.add_argument("--builder", choices=["auto", "docker", "buildah"], default="auto")
     build.set_defaults(handler=cmd_build)
-    add_check_command(commands)
+    add_check_command(commands, TAG)
     args = parser.parse_args()
     return args.handler(args)
 

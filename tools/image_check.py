@@ -298,9 +298,8 @@ def startup_split(log_path: Path) -> dict:
     return {}
 
 
-def add_check_command(commands) -> None:
-    from tools.image import TAG
-
+def add_check_command(commands, tag: str) -> None:
+    """`check`, a command of tools/image.py, which names the image's default `tag`."""
     check = commands.add_parser("check", help="run the image as RunPod would and measure it (make image-check)")
-    check.add_argument("--tag", default=TAG)
+    check.add_argument("--tag", default=tag)
     check.set_defaults(handler=cmd_check)

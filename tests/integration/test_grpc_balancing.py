@@ -15,7 +15,7 @@ from adapters.grpc import ServerOptions
 from adapters.grpc.client import SERVICE_CONFIG, channel_options
 from app.container import build_container
 from app.grpc_api import build_server
-from app.http_api import face_metrics
+from app.servers import face_metrics
 from app.settings import Settings
 from higgs_tts.v1 import speech_pb2 as pb
 from higgs_tts.v1 import speech_pb2_grpc as pb_grpc

@@ -8,7 +8,7 @@ import urllib.request
 from adapters.fake import FakeSpeechEngine, InMemoryObjectStore, InMemoryVoiceLibrary
 from adapters.http import HttpService, create_app
 from adapters.runpod import WorkerMetrics
-from app.http_api import BackgroundServer
+from app.servers import BackgroundServer
 from core.domain.audio import WavEncoder
 from core.service import GenerateSpeech, SpeechService
 from core.service.archive import AudioArchive

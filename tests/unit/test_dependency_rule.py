@@ -87,3 +87,63 @@ def test_the_rule_itself_catches_a_violation(tmp_path):
     assert imports_of(bad) == {"torch", "adapters.s3", "core.ports.speech_engine"}
     assert "core.ports.speech_engine.SpeechEngine" in imported_names(bad)
     assert "ports" not in CORE_LAYERS["domain"]
+
+
+def _module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def import_cycles(packages) -> list[list[str]]:
+    """Files that import each other, directly or round about (imports inside functions count):
+    each cycle as its files, found by Tarjan's strongly connected components."""
+    files = [path for package in packages for path in sorted((ROOT / package).rglob("*.py"))]
+    graph = {path: {target for name in imports_of(path) if (target := _module_file(name)) and target != path}
+             for path in files}
+    index: dict[Path, int] = {}
+    low: dict[Path, int] = {}
+    stack: list[Path] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: Path) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(str(member.relative_to(ROOT)))
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for path in files:
+        if path not in index:
+            visit(path)
+    return cycles
+
+
+def test_no_two_files_import_each_other_anywhere():
+    assert import_cycles(("core", "adapters", "app", "boson_multimodal", "bench", "tools", "integrations")) == []
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
+    package = tmp_path / "loop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from loop.b import g\n")  # a deferred import counts
+    (package / "b.py").write_text("from loop.c import h\n")
+    (package / "c.py").write_text("import loop.a\n")
+    (package / "d.py").write_text("import loop.a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert import_cycles(("loop",)) == [["loop/a.py", "loop/b.py", "loop/c.py"]]
