@@ -19,7 +19,7 @@ from adapters.runpod import RunpodWorker, WorkerMetrics, WorkerOptions
 from adapters.runpod.handler import MB
 from app.cli import EXIT_FAILED, EXIT_OK, emit, warn_if_demo
 from app.container import Container, validate_storage
-from app.servers import BackgroundServer, bind, health_server
+from app.servers import BackgroundServer, bind, face_metrics, health_server
 from app.settings import given
 from core.domain.errors import DomainError
 from core.service import SpeechService
@@ -71,8 +71,7 @@ def cmd_serve_runpod(args: argparse.Namespace, container: Container) -> int:
     warn_if_demo(container)
 
     service = container.speech_service()
-    metrics = WorkerMetrics(gpu_memory=gpu_memory, engine_load=service.load)
-    metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
+    metrics = face_metrics(container, gpu_memory)
     servers = _health_servers(container, metrics)
     if servers is None:
         return EXIT_FAILED

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Callable
 
 from adapters.http import HttpService, create_app
 from adapters.runpod.metrics import WorkerMetrics
@@ -62,10 +63,11 @@ def health_server(container: Container, metrics: WorkerMetrics, host: str, port:
     return BackgroundServer(create_app(build_http_service(container, metrics, routes="health")), host, port)
 
 
-def face_metrics(container: Container) -> WorkerMetrics:
-    """The metrics every face serves on /metrics (the scaling metrics among them)."""
+def face_metrics(container: Container, gpu_memory: Callable[[], dict[str, int]] | None = None) -> WorkerMetrics:
+    """The metrics every face serves on /metrics (the scaling metrics among them); `gpu_memory`
+    adds the device's memory (the RunPod worker's)."""
     service = container.speech_service()
-    metrics = WorkerMetrics(engine_load=service.load)
+    metrics = WorkerMetrics(gpu_memory=gpu_memory, engine_load=service.load)
     metrics.ready.set_function(lambda: 1.0 if service.is_ready() else 0.0)
     metrics.watch_queue(lambda: service.admission.waiting, lambda: service.admission.running)  # every face
     return metrics

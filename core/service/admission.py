@@ -24,10 +24,9 @@ class Reservation:
         self._admission = admission
         self.running = False
         self.released = False
-        self.waited_s = 0.0
 
     def wait(self, cancel: threading.Event | None = None) -> float:
-        """Blocks until a slot is free (or `cancel` is set); the seconds it waited."""
+        """Blocks until a slot is free (or `cancel` is set: then it never runs); the seconds it waited."""
         return self._admission._wait(self, cancel or threading.Event())
 
     def release(self) -> None:
@@ -78,8 +77,7 @@ class Admission:
                 place.running = True
                 self._running += 1
             self._changed.notify_all()
-        place.waited_s = time.monotonic() - started
-        return place.waited_s
+        return time.monotonic() - started
 
     def _release(self, place: Reservation) -> None:
         with self._changed:

@@ -157,7 +157,7 @@ class GenerateSpeech:
     def _cached(self, request: SpeechRequest, voices: list[VoicePrompt]) -> tuple[str | None, CachedResult | None]:
         if self._results is None:
             return None, None
-        return self._results.lookup(request, voices, self._engine.describe(), self._tracer)
+        return self._results.lookup(request, voices, self._engine.describe, self._tracer)
 
     def _remember(self, key: str | None, request: SpeechRequest, result: Synthesized) -> None:
         if key is not None and self._results is not None:

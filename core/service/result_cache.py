@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from core.domain.audio import Samples, samples_from_bytes, samples_to_bytes
 from core.domain.errors import DomainError
@@ -58,11 +58,15 @@ class ResultCache:
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.prefix}/result-cache/{digest}" if self.prefix else f"result-cache/{digest}"
 
-    def lookup(self, request: SpeechRequest, voices: Sequence[VoicePrompt], model: ModelInfo,
+    def lookup(self, request: SpeechRequest, voices: Sequence[VoicePrompt], describe: Callable[[], ModelInfo],
                tracer: Tracer) -> tuple[str | None, CachedResult | None]:
         """The request's key (None when the request does not qualify, or the model is not loaded
-        yet: its description lacks the revision) and the entry found under it."""
-        if not self.eligible(request) or not model.loaded:
+        yet: its description lacks the revision) and the entry found under it. The model is
+        described only for a request that qualifies."""
+        if not self.eligible(request):
+            return None, None
+        model = describe()
+        if not model.loaded:
             return None, None
         key = self.key(request, voices, model)
         with tracer.span("speech.result_cache.lookup") as span:
